@@ -1,0 +1,134 @@
+"""The train/val data a run needs, behind one interface for both loaders.
+
+``MemoryData`` (proxy): uint8 tensors in RAM, batched tensor augmentation.
+``StreamData`` (ImageNet): torchvision decoding in DataLoader workers.
+Both yield float [0, 1] NCHW batches; colour shift and mean subtraction follow
+batched on the device (:meth:`colour_augment`), so both paths share that code.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from .data import (ColourStats, SafeImageFolder, center_crop, collate_skip, draw_scales, fraction_of,
+                   load_memory_split, load_rgb, random_crops, rescale, seed_worker, stream_train_transform,
+                   subsample)
+from .io import atomic_write_text
+
+EVAL_BATCH = 250
+
+
+class MemoryData:
+    def __init__(self, root: Path, preset, cache_dir: Path | None = None):
+        self.preset = preset
+        self.train = load_memory_split(root / "train", max_per_class=preset.max_per_class, cache_dir=cache_dir)
+        self.classes = self.train.classes
+        self.val = load_memory_split(root / "val", self.classes, preset.max_per_class and preset.max_per_class // 2
+                                     or None, cache_dir=cache_dir)
+        self.skipped = self.train.skipped + self.val.skipped
+        self.colour = ColourStats.from_images(self.train.images)
+
+    def steps_per_epoch(self, world: int = 1) -> int:
+        return len(self.train) // self.preset.batch
+
+    def train_batches(self, epoch: int, seed: int, scale: tuple[int, int], gen: torch.Generator,
+                      rank: int = 0, world: int = 1):
+        """Global batches of ``preset.batch`` in a per-epoch order; this rank's share of each."""
+        order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+        batch = self.preset.batch
+        for b in range(self.steps_per_epoch()):
+            idx = order[b * batch:(b + 1) * batch][fraction_of(batch, rank, world)]
+            scales = draw_scales(len(idx), scale[0], scale[1], gen)
+            yield random_crops(self.train.images[idx], scales, self.preset.crop, gen), self.train.labels[idx]
+
+    def colour_augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return self.colour.normalise(self.colour.pca_shift(x, self.preset.pca_std, gen))
+
+    def val_images(self, q: int, rank: int = 0, world: int = 1, batch: int = EVAL_BATCH):
+        """Validation images rescaled to shortest side Q (float [0, 1]) with labels."""
+        idx = torch.arange(len(self.val))[fraction_of(len(self.val), rank, world)]
+        for i in range(0, len(idx), batch):
+            j = idx[i:i + batch]
+            yield rescale(self.val.images[j], q), self.val.labels[j]
+
+    def val_center_crops(self, q: int, rank: int = 0, world: int = 1):
+        for x, y in self.val_images(q, rank, world):
+            yield center_crop(x, self.preset.crop), y
+
+
+class StreamData:
+    """ImageNet-scale data: decoded per epoch by DataLoader workers (PIL, antialiased)."""
+
+    def __init__(self, root: Path, preset, cache_dir: Path | None = None, rank: int = 0):
+        self.preset, self.root = preset, root
+        self.train = SafeImageFolder(root / "train", None)
+        self.classes = self.train.classes
+        self.val = SafeImageFolder(root / "val", None, self.classes)
+        if preset.max_per_class:
+            for ds, k in ((self.train, preset.max_per_class), (self.val, preset.max_per_class // 2 or 1)):
+                ds.paths, ds.labels = subsample(ds.paths, ds.labels, k)
+        self.skipped = 0
+        self.colour = self._colour_stats(cache_dir)
+
+    def _colour_stats(self, cache_dir: Path | None, sample: int = 2000) -> ColourStats:
+        cache = Path(cache_dir) / f"colour-{abs(hash(str(self.root.resolve()))) % 10**12}.json" if cache_dir else None
+        if cache and cache.exists():
+            return ColourStats.from_dict(json.loads(cache.read_text()))
+        rng = np.random.default_rng(0)
+        picks = rng.choice(len(self.train.paths), size=min(sample, len(self.train.paths)), replace=False)
+        pixels = []
+        for i in picks:
+            im = load_rgb(self.train.paths[i])
+            if im is not None:
+                im.thumbnail((64, 64))
+                pixels.append(torch.from_numpy(np.asarray(im)).permute(2, 0, 1).reshape(3, 1, -1))
+        stats = ColourStats.from_images(torch.cat(pixels, dim=2).unsqueeze(0))  # (1, 3, 1, pixels)
+        if cache:
+            atomic_write_text(cache, json.dumps(stats.as_dict()))
+        return stats
+
+    def steps_per_epoch(self, world: int = 1) -> int:
+        return len(self.train) // self.preset.batch
+
+    def train_batches(self, epoch: int, seed: int, scale: tuple[int, int], gen: torch.Generator,
+                      rank: int = 0, world: int = 1):
+        self.train.transform = stream_train_transform(scale[0], scale[1], self.preset.crop)
+        sampler = DistributedSampler(self.train, num_replicas=world, rank=rank, seed=seed, drop_last=True)
+        sampler.set_epoch(epoch)
+        loader = DataLoader(self.train, batch_size=self.preset.batch // world, sampler=sampler, drop_last=True,
+                            num_workers=self.preset.workers, collate_fn=collate_skip, worker_init_fn=seed_worker,
+                            generator=torch.Generator().manual_seed(seed * 7919 + epoch), pin_memory=True,
+                            persistent_workers=False)
+        for x, y, skipped in loader:
+            self.skipped += skipped
+            if x is not None:
+                yield x.float().div_(255), y
+
+    def colour_augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return self.colour.normalise(self.colour.pca_shift(x, self.preset.pca_std, gen))
+
+    def val_images(self, q: int, rank: int = 0, world: int = 1, batch: int = 1):
+        """One image at a time (sizes differ), rescaled to shortest side Q."""
+        import torchvision.transforms as T
+        from .data import IsotropicRescale
+        self.val.transform = T.Compose([IsotropicRescale(q), T.PILToTensor()])
+        shard = Subset(self.val, range(len(self.val))[fraction_of(len(self.val), rank, world)])
+        loader = DataLoader(shard, batch_size=1, num_workers=self.preset.workers, collate_fn=collate_skip)
+        for x, y, skipped in loader:
+            self.skipped += skipped
+            if x is not None:
+                yield x.float().div_(255), y
+
+    def val_center_crops(self, q: int, rank: int = 0, world: int = 1):
+        for x, y in self.val_images(q, rank, world):
+            yield center_crop(x, self.preset.crop), y
+
+
+def load_datasets(root: Path, preset, cache_dir: Path | None = None, rank: int = 0):
+    if preset.loader == "memory":
+        return MemoryData(root, preset, cache_dir)
+    return StreamData(root, preset, cache_dir, rank)

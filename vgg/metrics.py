@@ -1,0 +1,22 @@
+"""Top-k error, the paper's two measures (top-1: multi-class error; top-5: ILSVRC's)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list[int]:
+    """How many rows have their label among the k highest scores, for each k."""
+    scores = torch.as_tensor(scores)
+    labels = torch.as_tensor(labels)
+    kmax = min(max(ks), scores.shape[1])
+    top = scores.topk(kmax, dim=1).indices
+    hit = top == labels[:, None]
+    return [int(hit[:, :min(k, kmax)].any(1).sum()) for k in ks]
+
+
+def topk_error(scores, labels, k: int = 1) -> float:
+    """Fraction of rows whose label is not among the k highest scores."""
+    scores = torch.as_tensor(np.asarray(scores))
+    labels = torch.as_tensor(np.asarray(labels))
+    return 1.0 - topk_correct(scores, labels, (k,))[0] / len(labels)

@@ -1,0 +1,157 @@
+"""The VGG network of Table 1, for every configuration.
+
+Layout follows ``torchvision.models.vgg``: ``features`` (conv + ReLU, max-pool after
+each block) and ``classifier`` (FC6, ReLU, dropout, FC7, ReLU, dropout, FC8), so the
+state dicts of A/B/D/E load into ``torchvision.models.vgg11/13/16/19`` and back.
+Unlike torchvision there is no ``AdaptiveAvgPool2d(7, 7)``: the paper has none, and
+dense evaluation needs the score map to grow with the test scale Q.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .configs import LRN, LRN_PARAMS, Conv, blocks, check_config
+from .errors import UserError
+
+FC_UNITS = 4096
+
+
+def scaled(n: int, width: float) -> int:
+    """Channel / unit count after the width multiplier (at least 1)."""
+    return max(1, int(round(n * width)))
+
+
+def feature_size(crop_size: int, num_blocks: int = 5) -> int:
+    """Side of the last feature map for a square input (each 2x2 max-pool floors)."""
+    side = crop_size
+    for _ in range(num_blocks):
+        side //= 2
+    return side
+
+
+def make_features(config: str, width: float = 1.0) -> tuple[nn.Sequential, int]:
+    layers: list[nn.Module] = []
+    channels = 3
+    for block in blocks(config):
+        for layer in block:
+            if isinstance(layer, Conv):
+                out = scaled(layer.channels, width)
+                layers += [nn.Conv2d(channels, out, layer.kernel, padding=layer.padding), nn.ReLU(inplace=True)]
+                channels = out
+            elif isinstance(layer, LRN):
+                # PyTorch divides alpha by size (as Caffe does); the paper's alpha is per sum.
+                p = LRN_PARAMS
+                layers.append(nn.LocalResponseNorm(p["size"], alpha=p["alpha"] * p["size"], beta=p["beta"], k=p["k"]))
+        layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+    return nn.Sequential(*layers), channels
+
+
+class VGG(nn.Module):
+    """One VGG for all configurations.
+
+    Args:
+        config: a name from :data:`vgg.configs.CONFIGS`.
+        num_classes: width of FC8.
+        width: multiplier on conv channels and FC units (1.0 = the paper).
+        crop_size: training crop; sets FC6's fan-in (7x7x512 at 224).
+        dropout: dropout probability on FC6 and FC7 (0.5 in the paper).
+    """
+
+    def __init__(self, config: str = "D", num_classes: int = 1000, width: float = 1.0,
+                 crop_size: int = 224, dropout: float = 0.5):
+        super().__init__()
+        self.config = check_config(config)
+        self.num_classes = num_classes
+        self.width = width
+        self.crop_size = crop_size
+        self.kernel = feature_size(crop_size)
+        if self.kernel < 1:
+            raise UserError(f"crop size {crop_size} is too small: five 2x2 max-pools need at least 32 px")
+        self.features, channels = make_features(self.config, width)
+        units = scaled(FC_UNITS, width)
+        self.classifier = nn.Sequential(
+            nn.Linear(channels * self.kernel * self.kernel, units), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(units, units), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(units, num_classes),
+        )
+
+    def hparams(self) -> dict:
+        return {"config": self.config, "num_classes": self.num_classes, "width": self.width,
+                "crop_size": self.crop_size}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)
+        if f.shape[-2:] != (self.kernel, self.kernel):
+            raise ValueError(f"input {tuple(x.shape[-2:])} gives a {tuple(f.shape[-2:])} feature map, "
+                             f"the classifier needs {self.kernel}x{self.kernel}: crop to {self.crop_size} "
+                             "or use score_map() for dense evaluation")
+        return self.classifier(torch.flatten(f, 1))
+
+    def score_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense evaluation: FC6 as a kxk conv, FC7/FC8 as 1x1 convs, same parameters.
+
+        Returns a (N, num_classes, H', W') class score map; H' = W' = 1 at the crop size.
+        """
+        f = self.features(x)
+        if min(f.shape[-2:]) < self.kernel:
+            raise UserError(f"test image {tuple(x.shape[-2:])} is smaller than the crop {self.crop_size}: "
+                            "choose a test scale Q >= the crop size")
+        fc6, _, drop6, fc7, _, drop7, fc8 = self.classifier
+        k = self.kernel
+        h = F.relu(F.conv2d(f, fc6.weight.view(fc6.out_features, -1, k, k), fc6.bias))
+        h = F.relu(F.conv2d(drop6(h), fc7.weight[:, :, None, None], fc7.bias))
+        return F.conv2d(drop7(h), fc8.weight[:, :, None, None], fc8.bias)
+
+    def fully_convolutional(self) -> "FullyConvolutional":
+        return FullyConvolutional(self)
+
+
+class FullyConvolutional(nn.Module):
+    """A view of a :class:`VGG` whose forward is :meth:`VGG.score_map` (no weight copy)."""
+
+    def __init__(self, net: VGG):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.score_map(x)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def multiply_adds(model: VGG, size: int | None = None) -> int:
+    """Multiply-adds of one forward pass on a size x size image (convs and FCs)."""
+    side = size or model.crop_size
+    channels, total = 3, 0
+    for m in model.features:
+        if isinstance(m, nn.Conv2d):
+            total += side * side * m.out_channels * channels * m.kernel_size[0] * m.kernel_size[1]
+            channels = m.out_channels
+        elif isinstance(m, nn.MaxPool2d):
+            side //= 2
+    return total + sum(m.in_features * m.out_features for m in model.classifier if isinstance(m, nn.Linear))
+
+
+def notation(model: VGG) -> str:
+    """The layer list of ``model`` in the paper's Table 1 notation, read off the modules."""
+    parts, block = [], []
+    for m in model.features:
+        if isinstance(m, nn.Conv2d):
+            block.append(f"conv{m.kernel_size[0]}-{round(m.out_channels / model.width)}")
+        elif isinstance(m, nn.LocalResponseNorm):
+            block.append("LRN")
+        elif isinstance(m, nn.MaxPool2d):
+            parts += [" ".join(block), "maxpool"]
+            block = []
+    fcs = [m for m in model.classifier if isinstance(m, nn.Linear)]
+    head = " ".join(f"FC-{round(m.out_features / model.width) if m is not fcs[-1] else m.out_features}"
+                    for m in fcs)
+    return " | ".join(parts + [head + " soft-max"])
+
+
+def weight_layers(model: nn.Module) -> int:
+    return sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())

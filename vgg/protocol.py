@@ -1,0 +1,127 @@
+"""The paper's protocol as plain numbers, and the presets derived from it.
+
+The ``paper`` preset is Sect. 3 verbatim (ILSVRC-2012, crop 224).  ``proxy`` is the
+same protocol scaled for a 2-core CPU: every pixel size (crop, S, Q) is multiplied by
+one geometry factor (32/224 for CIFAR-10's 32 px images) and rounded, conv channels
+and FC units by a width multiplier, and the schedule is shortened.  ``tiny`` exists
+for tests only (seconds per net).  Everything else is one code path.
+
+Scales are named in the paper's pixels everywhere ("256", "384", "256-512");
+:meth:`Preset.px` converts a paper size into the preset's pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from .errors import UserError
+
+# Sect. 3.1-3.2 of the paper.
+PAPER = {
+    "crop": 224,
+    "train_scales": ["256", "384", "256-512"],
+    "batch": 256,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "dropout": 0.5,
+    "lr": 1e-2,
+    "finetune_lr": 1e-3,  # S=384 nets start from the S=256 net at lr 1e-3
+    "lr_factor": 0.1,
+    "lr_drops": 3,
+    "epochs": 74,
+    "pca_std": 0.1,
+}
+
+
+def parse_scale(scale: str | int) -> tuple[int, int]:
+    """'256' -> (256, 256); '256-512' -> (256, 512).  Paper pixels."""
+    text = str(scale)
+    try:
+        lo, _, hi = text.partition("-")
+        smin, smax = int(lo), int(hi or lo)
+    except ValueError:
+        raise UserError(f"bad scale {text!r}: give S as an integer (256) or a jitter range Smin-Smax (256-512)")
+    if smin <= 0 or smax <= 0:
+        raise UserError(f"bad scale {text!r}: S must be positive")
+    if smin > smax:
+        raise UserError(f"bad scale {text!r}: jitter range needs Smin <= Smax")
+    return smin, smax
+
+
+def single_test_scale(train_scale: str) -> int:
+    """Table 3: Q = S for fixed S, Q = 0.5 (Smin + Smax) for jittered S."""
+    smin, smax = parse_scale(train_scale)
+    return (smin + smax) // 2
+
+
+def multi_test_scales(train_scale: str) -> list[int]:
+    """Table 4: {S-32, S, S+32} for fixed S; {Smin, 0.5(Smin+Smax), Smax} for jittered S."""
+    smin, smax = parse_scale(train_scale)
+    if smin == smax:
+        return [smin - 32, smin, smin + 32]
+    return [smin, (smin + smax) // 2, smax]
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    crop: int                     # training crop in the preset's pixels
+    width: float = 1.0            # conv channel / FC unit multiplier
+    batch: int = PAPER["batch"]
+    lr: float = PAPER["lr"]
+    finetune_lr: float = PAPER["finetune_lr"]
+    momentum: float = PAPER["momentum"]
+    weight_decay: float = PAPER["weight_decay"]
+    dropout: float = PAPER["dropout"]
+    lr_drops: int = PAPER["lr_drops"]
+    patience: int = 2             # epochs without val-accuracy gain before lr /= 10
+    scratch_epochs: int = PAPER["epochs"]   # nets from random init (A, A-LRN, B-5x5)
+    from_a_epochs: int = PAPER["epochs"]    # B, C, D, E initialised from net A
+    finetune_epochs: int = PAPER["epochs"]  # S=384 from S=256, jitter from S=384
+    scratch_init: str = "normal"  # 'normal' (N(0, 0.01)) or 'glorot'
+    pca_std: float = PAPER["pca_std"]
+    loader: str = "stream"        # 'stream' (torchvision decoding) or 'memory' (uint8 tensors)
+    max_per_class: int | None = None  # subsample (tests only)
+    workers: int = 8
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def factor(self) -> float:
+        return self.crop / PAPER["crop"]
+
+    def px(self, paper_pixels: int) -> int:
+        """A paper pixel size in this preset's pixels (the crop maps exactly)."""
+        return int(round(paper_pixels * self.factor))
+
+    def scale_px(self, train_scale: str) -> tuple[int, int]:
+        smin, smax = parse_scale(train_scale)
+        return self.px(smin), self.px(smax)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset(name="paper", crop=224),
+    # CIFAR-10 (32 px): crop 32, S = 37 / 55 / [37, 73]; conv 16..128, FC 1024.
+    # Schedule sized so the 13 nets of Table 3 train in well under an hour on 2 cores.
+    "proxy": Preset(
+        name="proxy", crop=32, width=0.25, batch=128, patience=0,
+        scratch_epochs=10, from_a_epochs=6, finetune_epochs=3,
+        scratch_init="glorot", loader="memory", workers=0,
+        notes=["batch 128 (not 256): twice the updates in a short schedule",
+               "Glorot init for nets from scratch: N(0, 0.01) does not train at 1/4 width (see init study)",
+               "lr plateau patience 0 epochs (the paper does not give one; the schedule is 5-10x shorter)"],
+    ),
+    "tiny": Preset(
+        name="tiny", crop=32, width=0.0625, batch=32, patience=0,
+        scratch_epochs=1, from_a_epochs=1, finetune_epochs=1,
+        scratch_init="glorot", loader="memory", workers=0, max_per_class=20,
+    ),
+}
+
+
+def get_preset(name: str, **overrides) -> Preset:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return replace(PRESETS[name], **overrides)

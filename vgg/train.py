@@ -1,0 +1,263 @@
+"""Training as Sect. 3.1: SGD + momentum, weight decay, dropout, plateau lr schedule.
+
+One loop for both presets and for one or several processes (``torchrun`` ->
+DistributedDataParallel; the global batch is split across processes, so a step is
+the same as one device's step on the whole batch, as in the paper).
+
+Each epoch's randomness (data order, scales, crops, flips, colour, dropout) is drawn
+from generators seeded by (seed, epoch, rank), and a checkpoint is written atomically
+at the end of every epoch, so ``--resume`` continues exactly where a run stopped.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import checkpoint as ck
+from .configs import check_config
+from .data import data_root
+from .datasets import load_datasets
+from .errors import Divergence, UserError
+from .init import init_from, initialise
+from .io import atomic_torch_save, atomic_write_text
+from .metrics import topk_correct
+from .model import VGG
+from .protocol import get_preset, parse_scale, single_test_scale
+
+LOG_COLUMNS = ["epoch", "lr", "train_loss", "train_top1_err", "val_top1_err", "val_top5_err", "seconds"]
+MAX_LOSS = 100.0  # a cross-entropy above this has exploded (ln 1000 = 6.9 at init)
+
+
+def run_name(config: str, scale: str) -> str:
+    return f"{check_config(config)}_S{scale}"
+
+
+@dataclass
+class TrainSpec:
+    config: str
+    scale: str = "256"
+    preset: str = "proxy"
+    data: str | None = None
+    out: str | None = None
+    resume: str | None = None      # a checkpoint to continue ('auto' = --out)
+    init: str | None = None        # 'normal' | 'glorot'; default: the preset's
+    init_std: float = 0.01
+    init_from: str | None = None   # net A (partial init) or the same config (fine-tuning)
+    lr: float | None = None
+    epochs: int | None = None
+    batch: int | None = None
+    width: float | None = None
+    max_per_class: int | None = None
+    seed: int = 0
+    amp: bool = True
+    progress: bool = True
+    stop_after: int | None = None  # stop after this many epochs in this call (tests, time budgets)
+
+
+def _positive(name: str, value, kind=float):
+    if value is not None and not (isinstance(value, (int, float)) and value > 0):
+        raise UserError(f"--{name} must be a positive {kind.__name__}, got {value!r}")
+
+
+def setup_distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    return rank, world, device
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    return (seed * 1_000_003 + epoch * 1_009 + rank) % 2**63
+
+
+def train_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, amp: bool = True) -> torch.Tensor:
+    """One SGD step on a batch; returns the (detached) mean cross-entropy."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), logits.detach()
+
+
+def make_optimizer(model, preset, lr: float):
+    # Weight decay on all parameters, biases included (as the paper's Caffe setup reads).
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=preset.momentum, weight_decay=preset.weight_decay)
+
+
+def make_scheduler(optimizer, preset, lr: float):
+    """lr /= 10 when validation accuracy stops improving, at most ``lr_drops`` times."""
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=0.1, patience=preset.patience, threshold=0.0, threshold_mode="abs",
+        min_lr=lr * 0.1 ** preset.lr_drops * 0.999)
+
+
+def log_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, LOG_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def default_epochs(preset, config: str, source: dict | None) -> int:
+    """The preset's epochs for this stage: from scratch, from net A, or fine-tuning."""
+    if source is None:
+        return preset.scratch_epochs
+    return preset.finetune_epochs if source["hparams"]["config"] == config else preset.from_a_epochs
+
+
+def initial_weights(model: VGG, spec: TrainSpec, preset, src: dict | None) -> str:
+    """Random init, or weights from --init-from; returns a description for the log."""
+    initialise(model, spec.init or preset.scratch_init, spec.init_std)
+    if src is None:
+        return spec.init or preset.scratch_init
+    src_cfg = src["hparams"]["config"]
+    if src_cfg == model.config:
+        if src["hparams"] != model.hparams():
+            raise UserError(f"--init-from {spec.init_from}: {src['hparams']} differs from this run's "
+                            f"{model.hparams()}")
+        model.load_state_dict(src["state_dict"])
+        return f"fine-tuned from {spec.init_from}"
+    if src_cfg == "A" and model.config not in ("A", "A-LRN"):
+        init_from(model, ck.model_from_checkpoint(src))
+        return f"first 4 conv + 3 FC from {spec.init_from}"
+    raise UserError(f"--init-from {spec.init_from} is a checkpoint of config {src_cfg}: config {model.config} "
+                    f"starts from a net A checkpoint (partial init) or a {model.config} one (fine-tuning)")
+
+
+def train(spec: TrainSpec) -> Path:
+    preset = get_preset(spec.preset, batch=spec.batch, width=spec.width, max_per_class=spec.max_per_class)
+    config = check_config(spec.config)
+    for name, value in (("epochs", spec.epochs), ("batch", spec.batch), ("lr", spec.lr), ("width", spec.width)):
+        _positive(name, value)
+    smin, smax = preset.scale_px(spec.scale)
+    if smin < preset.crop:
+        raise UserError(f"scale {spec.scale} is {smin} px in preset {preset.name}, smaller than the crop "
+                        f"{preset.crop}: S must be at least the crop size")
+    q_val = preset.px(single_test_scale(spec.scale))
+    root = data_root(spec.data)
+    out = Path(spec.out or f"runs/{preset.name}/{run_name(config, spec.scale)}.pt")
+    source = ck.load_training_checkpoint(spec.init_from) if spec.init_from else None
+    epochs = spec.epochs or default_epochs(preset, config, source)
+    lr = spec.lr or (preset.finetune_lr if source and source["hparams"]["config"] == config else preset.lr)
+
+    resume_from = None
+    if spec.resume:
+        resume_from = out if spec.resume == "auto" else Path(spec.resume)
+        if spec.resume == "auto" and not out.exists():
+            resume_from = None  # nothing to resume yet: a fresh run
+        elif resume_from is not None:
+            resume_from = ck.load_training_checkpoint(resume_from, config)
+    elif out.exists():
+        raise UserError(f"{out} exists: pass --resume to continue it, or choose another --out")
+    rank, world, device = setup_distributed()
+    if preset.batch % world:
+        raise UserError(f"batch {preset.batch} does not split evenly over {world} processes")
+    data = load_datasets(root, preset, cache_dir=Path("runs/cache"), rank=rank)
+    model = VGG(config, num_classes=len(data.classes), width=preset.width, crop_size=preset.crop,
+                dropout=preset.dropout)
+    torch.manual_seed(spec.seed)
+    if resume_from is not None:
+        if resume_from["hparams"] != model.hparams():
+            raise UserError(f"--resume checkpoint has {resume_from['hparams']}, this run {model.hparams()}")
+        model.load_state_dict(resume_from["state_dict"])
+        how = resume_from["spec"]["how"]
+    else:
+        how = initial_weights(model, spec, preset, source)
+    model.to(device, memory_format=torch.channels_last)
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    optimizer = make_optimizer(model, preset, lr)
+    scheduler = make_scheduler(optimizer, preset, lr)
+    rows, start = [], 0
+    if resume_from is not None:
+        optimizer.load_state_dict(resume_from["optimizer"])
+        scheduler.load_state_dict(resume_from["scheduler"])
+        rows, start = resume_from["log"], resume_from["epoch"]
+    meta = {"spec": {**asdict(spec), "how": how, "lr": lr, "epochs": epochs, "scale_px": [smin, smax],
+                     "q_val_px": q_val, "world": world, "weight_decay_on_biases": True},
+            "preset": preset.as_dict(), "classes": data.classes, "colour": data.colour.as_dict(),
+            "skipped_images": data.skipped}
+    if rank == 0 and start == 0:
+        print(f"[{out.stem}] {config} S={spec.scale} ({smin}-{smax} px) init: {how}; {len(data.train)} train / "
+              f"{len(data.val)} val images ({data.skipped} unreadable skipped); {epochs} epochs, lr {lr}",
+              file=sys.stderr)
+    stop = epochs if spec.stop_after is None else min(epochs, start + spec.stop_after)
+    for epoch in range(start, stop):
+        torch.manual_seed(epoch_seed(spec.seed, epoch, rank))  # dropout
+        gen = torch.Generator().manual_seed(epoch_seed(spec.seed, epoch, rank) + 1)
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        correct = seen = 0
+        batches = data.train_batches(epoch, spec.seed, (smin, smax), gen, rank, world)
+        bar = tqdm(batches, total=data.steps_per_epoch(world), desc=f"{out.stem} ep {epoch + 1}/{epochs}",
+                   disable=not spec.progress or rank != 0, leave=False, file=sys.stderr)
+        for step, (x, y) in enumerate(bar):
+            x = data.colour_augment(x.to(device), gen).contiguous(memory_format=torch.channels_last)
+            y = y.to(device)
+            loss, logits = train_step(net, optimizer, x, y, spec.amp)
+            value = float(loss)
+            if not math.isfinite(value) or value > MAX_LOSS:
+                raise Divergence(
+                    f"training diverged: loss {value:.4g} at epoch {epoch + 1} step {step + 1} of {out.stem} "
+                    f"(lr {optimizer.param_groups[0]['lr']:g}); the paper's remedies: initialise from a "
+                    "trained net A (--init-from), Glorot init (--init glorot), or a lower --lr")
+            loss_sum += value * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+        train_seconds = time.perf_counter() - t0
+        val1, val5 = validate(model, data, q_val, device, spec.amp, rank, world)
+        epoch_lr = optimizer.param_groups[0]["lr"]
+        scheduler.step(1.0 - val1)
+        rows.append({"epoch": epoch + 1, "lr": epoch_lr,
+                     "train_loss": float(loss_sum) / max(seen, 1), "train_top1_err": 1 - correct / max(seen, 1),
+                     "val_top1_err": val1, "val_top5_err": val5, "seconds": round(train_seconds, 1)})
+        if rank == 0:
+            state = {"format": ck.FORMAT, "hparams": model.hparams(), "state_dict": model.state_dict(),
+                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "epoch": epoch + 1, "complete": epoch + 1 >= epochs, "log": rows, **meta}
+            atomic_torch_save(state, out)
+            atomic_write_text(out.with_suffix(".log.csv"), log_csv(rows))
+            print(f"[{out.stem}] epoch {epoch + 1}/{epochs} lr {rows[-1]['lr']:g} loss {rows[-1]['train_loss']:.4f} "
+                  f"val top-1 {val1:.4f} top-5 {val5:.4f} ({train_seconds:.0f} s)", file=sys.stderr)
+    if world > 1:
+        dist.barrier()
+    return out
+
+
+@torch.no_grad()
+def validate(model, data, q: int, device, amp: bool, rank: int = 0, world: int = 1) -> tuple[float, float]:
+    """Per-epoch validation: centre crop of the image rescaled to Q (fast; for the lr schedule)."""
+    model.eval()
+    c1 = c5 = n = 0
+    for x, y in data.val_center_crops(q, rank, world):
+        x = data.colour.normalise(x.to(device)).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x).float()
+        k1, k5 = topk_correct(logits.cpu(), y, (1, 5))
+        c1, c5, n = c1 + k1, c5 + k5, n + len(y)
+    if world > 1:
+        t = torch.tensor([c1, c5, n], dtype=torch.float64)
+        dist.all_reduce(t)
+        c1, c5, n = t.tolist()
+    return 1 - c1 / n, 1 - c5 / n
