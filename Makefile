@@ -1,0 +1,52 @@
+# vgg-repro: `make install`, `make test`; main job `make table3`.
+# PRESET=proxy (default, CIFAR-10 on a CPU) or PRESET=paper (ILSVRC-2012); VGG_DATA=dataset root.
+PRESET ?= proxy
+VGG_DATA ?= data/cifar10
+export VGG_DATA PRESET
+# Reuse an environment that already has torch + torchvision (a 5 GB install); else a local .venv.
+PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
+	elif python3 -c "import torch, torchvision" 2>/dev/null; then echo python3; else echo .venv/bin/python; fi)
+RUN = PYTHONPATH=. $(PYTHON)
+
+.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables bench clean
+
+install:
+	@if python3 -c "import torch, torchvision" 2>/dev/null && [ ! -x .venv/bin/python ]; then \
+		echo "reusing $$(python3 -c 'import sys; print(sys.prefix)') (torch present)"; \
+		python3 -m pip install -q -r requirements.txt; \
+	else \
+		[ -x .venv/bin/python ] || python3 -m venv .venv; \
+		.venv/bin/pip install -q -r requirements.txt; \
+	fi
+
+test:
+	$(RUN) -m pytest -q tests
+
+# CIFAR-10 from torchvision, written as an ImageFolder tree (the proxy dataset).
+data:
+	$(RUN) scripts/make_cifar10.py --out data/cifar10
+
+table1:
+	$(RUN) experiments/01_table1_configs.py
+	$(RUN) experiments/01_table1_configs.py --results results/$(PRESET) --figures figures/$(PRESET)
+table2:
+	$(RUN) experiments/02_table2_params.py
+	$(RUN) experiments/02_table2_params.py --results results/$(PRESET) --figures figures/$(PRESET)
+table3:
+	$(RUN) experiments/03_table3_single_scale.py --preset $(PRESET)
+table4:
+	$(RUN) experiments/04_table4_multi_scale.py --preset $(PRESET)
+table5:
+	$(RUN) experiments/05_table5_eval_methods.py --preset $(PRESET)
+table6:
+	$(RUN) experiments/06_table6_fusion.py --preset $(PRESET)
+table7:
+	$(RUN) experiments/07_table7_state_of_the_art.py --preset $(PRESET)
+tables: table1 table2 table3 table4 table5 table6 table7
+
+bench:
+	$(RUN) experiments/bench.py
+
+clean:
+	rm -rf .pytest_cache runs/cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

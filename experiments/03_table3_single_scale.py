@@ -1,0 +1,55 @@
+"""Table 3: single test scale (dense evaluation at Q = S, or Q = 0.5(Smin+Smax) for jitter),
+plus the shallow B-5x5 control (the paper: +7% top-1 over B, centre crop)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+
+from vgg.experiment import Experiment, main, net_name  # noqa: E402
+from vgg.plots import ours_vs_paper, training_curves  # noqa: E402
+from vgg.results import paper_table, with_errors, write_table  # noqa: E402
+from vgg.train import LOG_COLUMNS  # noqa: E402
+
+
+def table3(args) -> None:
+    ex = Experiment(args)
+    rows = []
+    for r in paper_table("table3_single_scale").itertuples():
+        q = int(r.test_scale)
+        e1, e5 = ex.errors(*ex.posteriors(net_name(r.config, r.train_scale), "dense", [q]))
+        rows.append(with_errors({"config": r.config, "train_scale": r.train_scale, "test_scale": q,
+                                 "method": "dense", "train_scale_px": "-".join(map(str, sorted(set(
+                                     ex.preset.scale_px(r.train_scale))))), "test_scale_px": ex.preset.px(q),
+                                 "note": ""}, e1, e5, r.top1_val_err, r.top5_val_err))
+    centre = {c: ex.errors(*ex.posteriors(net_name(c, "256"), "center-crop", [256])) for c in ("B", "B-5x5")}
+    for c in ("B", "B-5x5"):
+        rows.append(with_errors({"config": c, "train_scale": "256", "test_scale": 256, "method": "center-crop",
+                                 "train_scale_px": str(ex.preset.px(256)), "test_scale_px": ex.preset.px(256),
+                                 "note": "control: paper gives only the B-5x5 minus B difference"},
+                                *centre[c], None, None))
+    delta = centre["B-5x5"][0] - centre["B"][0]
+    rows.append(with_errors({"config": "B-5x5 minus B", "train_scale": "256", "test_scale": 256,
+                             "method": "center-crop", "train_scale_px": str(ex.preset.px(256)),
+                             "test_scale_px": ex.preset.px(256),
+                             "note": "top-1 difference (paper Sect. 4.1: 7% higher for B-5x5)"},
+                            delta, None, 7.0, None))
+    df = pd.DataFrame(rows)
+    write_table(df, ex.out("results", "table3.csv"), ex.provenance())
+    labels = [f"{r.config} S={r.train_scale} Q={r.test_scale}" + (" crop" if r.method == "center-crop" else "")
+              for r in df.itertuples()]
+    ours_vs_paper(df, labels, ex.out("figures", "table3.png"),
+                  f"Table 3, single test scale: paper (ImageNet) vs ours ({ex.preset.name}, {ex.root.name})",
+                  "proxy errors are not ImageNet errors: compare the ordering, not the values")
+    logs = {}
+    for path in sorted(Path(args.runs, ex.preset.name).glob("*.log.csv")):
+        log = pd.read_csv(path)
+        if list(log.columns) == LOG_COLUMNS:
+            logs[path.name.removesuffix(".log.csv")] = log
+    training_curves(logs, ex.out("figures", "training_curves.png"),
+                    f"Training curves of Table 3's nets ({ex.preset.name}, validation centre crop)")
+
+
+if __name__ == "__main__":
+    main(table3)

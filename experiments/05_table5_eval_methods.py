@@ -1,0 +1,33 @@
+"""Table 5: dense vs multi-crop (5x5 grid x 2 flips x 3 scales = 150 crops) vs both,
+for the jittered D and E nets at Q in {256, 384, 512}."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+
+from vgg.experiment import Experiment, main  # noqa: E402
+from vgg.plots import ours_vs_paper  # noqa: E402
+from vgg.results import paper_table, with_errors, write_table  # noqa: E402
+
+SCALES = [256, 384, 512]
+
+
+def table5(args) -> None:
+    ex = Experiment(args)
+    rows = []
+    for r in paper_table("table5_eval_methods").itertuples():
+        e1, e5 = ex.errors(*ex.posteriors(f"{r.config}_S256-512", r.method, SCALES))
+        rows.append(with_errors({"config": r.config, "train_scale": "256-512", "method": r.method,
+                                 "test_scales": ";".join(map(str, SCALES)),
+                                 "test_scales_px": ";".join(str(ex.preset.px(q)) for q in SCALES)},
+                                e1, e5, r.top1_val_err, r.top5_val_err))
+    df = pd.DataFrame(rows)
+    write_table(df, ex.out("results", "table5.csv"), ex.provenance())
+    ours_vs_paper(df, [f"{r.config} {r.method}" for r in df.itertuples()], ex.out("figures", "table5.png"),
+                  f"Table 5, evaluation methods: paper (ImageNet) vs ours ({ex.preset.name}, {ex.root.name})")
+
+
+if __name__ == "__main__":
+    main(table5)

@@ -1,0 +1,45 @@
+"""Table 6: fusion of several nets (soft-max posteriors averaged)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+
+from vgg.evaluate import fuse  # noqa: E402
+from vgg.experiment import Experiment, main, net_name, scales_of  # noqa: E402
+from vgg.plots import ours_vs_paper  # noqa: E402
+from vgg.results import paper_table, with_errors, write_table  # noqa: E402
+
+
+def members(models: str) -> list[tuple[str, list[int]]]:
+    """'D/256-512/256;384;512 + E/...' -> [('D_S256-512', [256, 384, 512]), ...]."""
+    out = []
+    for m in models.split(" + "):
+        config, train_scale, scales = m.strip().split("/")
+        out.append((net_name(config, train_scale), scales_of(scales)))
+    return out
+
+
+def fused_errors(ex: Experiment, models: str, method: str) -> tuple[float, float]:
+    posts = [ex.posteriors(net, method, qs) for net, qs in members(models)]
+    return ex.errors(fuse([p for p, _ in posts]), posts[0][1])
+
+
+def table6(args) -> None:
+    ex = Experiment(args)
+    rows = []
+    for r in paper_table("table6_fusion").itertuples():
+        e1, e5 = fused_errors(ex, r.models, r.method)
+        rows.append(with_errors({"models": r.models, "method": r.method, "nets": len(members(r.models))},
+                                e1, e5, r.top1_val_err, r.top5_val_err))
+    df = pd.DataFrame(rows)
+    df["paper_top5_test_err"] = paper_table("table6_fusion")["top5_test_err"]
+    write_table(df, ex.out("results", "table6.csv"), ex.provenance())
+    labels = ["7 nets (ILSVRC)", "D+E jitter dense", "D+E jitter multi-crop", "D+E jitter mc & dense"]
+    ours_vs_paper(df, labels, ex.out("figures", "table6.png"),
+                  f"Table 6, ConvNet fusion: paper (ImageNet) vs ours ({ex.preset.name}, {ex.root.name})")
+
+
+if __name__ == "__main__":
+    main(table6)

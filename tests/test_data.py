@@ -1,0 +1,79 @@
+"""The paper's training transforms (Sect. 3.1) on real images."""
+import torch
+import torch.nn.functional as F
+
+from vgg.data import (ColourStats, IsotropicRescale, draw_scales, load_memory_split, random_crops, rescale,
+                      rescaled_size)
+
+
+def test_isotropic_rescale_shortest_side_is_s():
+    from PIL import Image
+    for (w, h) in ((32, 32), (50, 30), (30, 70)):
+        img = Image.new("RGB", (w, h))
+        for s in (37, 55, 73):
+            out = IsotropicRescale(s)(img)
+            assert min(out.size) == s
+            assert abs(out.size[0] / out.size[1] - w / h) < 0.05  # aspect kept
+        assert min(rescaled_size(h, w, 41)) == 41
+
+
+def test_jittered_scales_stay_in_range_and_vary():
+    g = torch.Generator().manual_seed(0)
+    s = draw_scales(2000, 37, 73, g)
+    assert s.min() >= 37 and s.max() <= 73 and len(s.unique()) == 37
+
+
+def test_random_crop_equals_rescale_then_crop(small_data):
+    split = load_memory_split(small_data / "train")
+    imgs = split.images[:6]
+    g = torch.Generator().manual_seed(1)
+    out = random_crops(imgs, torch.full((6,), 55), 32, g, flip=False)
+    assert out.shape == (6, 3, 32, 32)
+    big = F.interpolate(imgs.float() / 255, size=(55, 55), mode="bilinear", align_corners=False)
+    # every crop must be a 32x32 window of the 55x55 rescaled image
+    for i in range(6):
+        windows = big[i].unfold(1, 32, 1).unfold(2, 32, 1)  # (3, 24, 24, 32, 32)
+        err = (windows - out[i][:, None, None]).abs().amax(dim=(0, 3, 4))
+        assert err.min() < 1e-4
+
+
+def test_flip_mirrors_and_crop_positions_vary(small_data):
+    imgs = load_memory_split(small_data / "train").images[:1].repeat(64, 1, 1, 1)
+    g = torch.Generator().manual_seed(2)
+    out = random_crops(imgs, torch.full((64,), 32), 32, g, flip=True)  # S = crop: only flips differ
+    plain = imgs[0].float() / 255
+    flipped = [torch.allclose(o, plain.flip(-1), atol=1e-5) for o in out]
+    same = [torch.allclose(o, plain, atol=1e-5) for o in out]
+    assert all(a or b for a, b in zip(flipped, same)) and 10 < sum(flipped) < 54
+    out2 = random_crops(imgs, torch.full((64,), 55), 32, g, flip=False)
+    assert len({o.sum().item() for o in out2}) > 10
+
+
+def test_pca_shift_changes_colour_not_geometry(small_data):
+    split = load_memory_split(small_data / "train")
+    stats = ColourStats.from_images(split.images)
+    x = split.images[:8].float() / 255
+    y = stats.pca_shift(x, 0.1, torch.Generator().manual_seed(0))
+    d = y - x
+    assert d.abs().max() > 1e-3                                 # colour changed
+    assert torch.allclose(d, d[:, :, :1, :1].expand_as(d), atol=1e-6)    # same shift at every pixel: no geometry change
+    # eigen-decomposition of the RGB covariance, independently
+    px = split.images.permute(1, 0, 2, 3).reshape(3, -1).double() / 255
+    val = torch.linalg.eigvalsh(torch.cov(px)).float()
+    assert torch.allclose(stats.eigval ** 2, val, rtol=1e-3, atol=1e-7)
+
+
+def test_mean_subtraction_uses_training_mean(small_data):
+    split = load_memory_split(small_data / "train")
+    stats = ColourStats.from_images(split.images)
+    mean = split.images.double().mean(dim=(0, 2, 3)) / 255
+    assert torch.allclose(stats.mean.double(), mean, atol=1e-4)
+    x = split.images.float() / 255
+    out = stats.normalise(x)
+    assert out.mean(dim=(0, 2, 3)).abs().max() < 1e-2   # zero mean on the [0, 255] scale
+    assert torch.allclose(out, (x - mean.float()[None, :, None, None]) * 255, atol=1e-3)
+
+
+def test_test_rescale_square(small_data):
+    imgs = load_memory_split(small_data / "val").images[:4]
+    assert rescale(imgs, 55).shape == (4, 3, 55, 55)

@@ -1,0 +1,124 @@
+"""Table 1 / Table 2: configurations, parameter counts, dense view, torchvision layout, init."""
+import pandas as pd
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from vgg.configs import CONFIGS, TORCHVISION_NAMES
+from vgg.init import init_from, init_glorot, init_normal
+from vgg.model import VGG, count_parameters, notation
+from vgg.results import paper_table
+
+TORCHVISION_COUNTS = {"A": 132_863_336, "B": 133_047_848, "D": 138_357_544, "E": 143_667_240}
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_param_counts_round_to_paper(config):
+    with torch.device("meta"):
+        n = count_parameters(VGG(config))
+    paper = paper_table("table2_params").set_index("config")["params_millions"]
+    if config in paper.index:
+        assert round(n / 1e6) == paper[config]
+    if config in TORCHVISION_COUNTS:
+        assert n == TORCHVISION_COUNTS[config]
+        with torch.device("meta"):
+            assert n == count_parameters(getattr(torchvision.models, TORCHVISION_NAMES[config])())
+
+
+@pytest.mark.parametrize("config", ["A", "A-LRN", "B", "C", "D", "E"])
+def test_notation_read_off_modules_equals_table1(config):
+    with torch.device("meta"):
+        net = VGG(config)
+    assert notation(net) == paper_table("table1_configs").set_index("config").loc[config, "layers"]
+
+
+def test_forward_224_gives_1000_scores():
+    torch.manual_seed(0)
+    net = VGG("A").eval()
+    assert net(torch.randn(2, 3, 224, 224)).shape == (2, 1000)
+
+
+def test_dense_view_equals_forward_at_crop_and_grows_at_384():
+    torch.manual_seed(0)
+    net = VGG("D", width=0.125).eval()  # channels x1/8, FC 512; FC6 still a 7x7 kernel
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        dense = net.fully_convolutional()(x)
+        assert dense.shape == (2, 1000, 1, 1)
+        assert (dense[:, :, 0, 0] - net(x)).abs().max() < 1e-5
+        assert net.score_map(torch.randn(2, 3, 384, 384)).shape == (2, 1000, 6, 6)
+    # the view shares parameters, it copies nothing
+    assert {id(p) for p in net.fully_convolutional().parameters()} == {id(p) for p in net.parameters()}
+
+
+def test_state_dict_round_trips_with_torchvision_vgg16():
+    torch.manual_seed(0)
+    tv = torchvision.models.vgg16().eval()
+    ours = VGG("D").eval()
+    ours.load_state_dict(tv.state_dict(), strict=True)
+    back = torchvision.models.vgg16().eval()
+    back.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), tv(x), atol=1e-5)
+        assert torch.equal(back(x), tv(x))
+
+
+def test_lrn_only_in_a_lrn_with_paper_parameters():
+    with torch.device("meta"):
+        for c in CONFIGS:
+            has = any(isinstance(m, nn.LocalResponseNorm) for m in VGG(c).modules())
+            assert has == (c == "A-LRN")
+    lrn = [m for m in VGG("A-LRN", width=0.125, crop_size=32).modules() if isinstance(m, nn.LocalResponseNorm)][0]
+    a = torch.randn(1, 8, 3, 3) * 10
+    # AlexNet: b_i = a_i / (k + alpha * sum_{j in window of 5} a_j^2)^beta, k=2, alpha=1e-4, beta=0.75
+    sq = torch.nn.functional.pad(a ** 2, (0, 0, 0, 0, 2, 2))
+    window = sum(sq[:, j:j + 8] for j in range(5))
+    assert torch.allclose(lrn(a), a / (2 + 1e-4 * window) ** 0.75, atol=1e-6)
+
+
+def test_b5x5_has_5x5_layers_and_c_has_unpadded_1x1():
+    with torch.device("meta"):
+        b5 = [m for m in VGG("B-5x5").modules() if isinstance(m, nn.Conv2d)]
+        c = [m for m in VGG("C").modules() if isinstance(m, nn.Conv2d)]
+    assert [m.kernel_size for m in b5] == [(5, 5)] * 5 and all(m.padding == (2, 2) for m in b5)
+    ones = [m for m in c if m.kernel_size == (1, 1)]
+    assert len(ones) == 3 and all(m.padding == (0, 0) for m in ones)
+
+
+def test_init_from_copies_exactly_first_four_convs_and_three_fcs():
+    torch.manual_seed(0)
+    a = init_glorot(VGG("A", num_classes=10, width=0.125, crop_size=32))
+    d = init_normal(VGG("D", num_classes=10, width=0.125, crop_size=32))
+    copied = init_from(d, a)
+    # A's convs 1..4 are conv1_1, conv2_1, conv3_1, conv3_2 -> the same (block, position) in D
+    expect = {0: 0, 3: 5, 6: 10, 8: 12}  # A features index -> D features index
+    for ia, idd in expect.items():
+        assert torch.equal(d.features[idd].weight, a.features[ia].weight)
+    for i in (0, 3, 6):
+        assert torch.equal(d.classifier[i].weight, a.classifier[i].weight)
+    assert len(copied) == 2 * (4 + 3)
+    others = [m for i, m in enumerate(d.features) if isinstance(m, nn.Conv2d) and i not in expect.values()]
+    assert others and all(m.weight.shape != a.features[0].weight.shape or
+                          not torch.equal(m.weight, a.features[0].weight) for m in others)
+    assert all(m.weight.std() < 0.02 for m in others)  # still N(0, 0.01)
+
+
+def test_init_from_refuses_mismatched_shapes():
+    from vgg.errors import UserError
+    a = VGG("A", num_classes=10, width=0.125, crop_size=32)
+    with pytest.raises(UserError, match="shape"):
+        init_from(VGG("D", num_classes=10, width=0.25, crop_size=32), a)
+    with pytest.raises(UserError, match="cannot initialise from net A"):
+        init_from(VGG("B-5x5", num_classes=10, width=0.125, crop_size=32), a)
+
+
+def test_paper_numbers_copy_matches_shared():
+    from pathlib import Path
+    shared = Path(__file__).resolve().parents[2] / "shared" / "paper"
+    if not shared.is_dir():
+        pytest.skip("../shared/paper not present")
+    for f in shared.glob("*.csv"):
+        pd.testing.assert_frame_equal(paper_table(f.stem), pd.read_csv(f, dtype={"train_scale": str,
+                                      "test_scale": str, "test_scales": str}))

@@ -1,0 +1,171 @@
+"""Testing as Sect. 3.2 and 4.
+
+* :func:`dense_eval` -- the fully-convolutional net on the whole image rescaled to Q;
+  the class score map is spatially averaged, soft-max posteriors are averaged with
+  those of the horizontally flipped image.
+* :func:`multi_crop` -- a 5x5 regular grid of crop-size crops x 2 flips = 50 crops per
+  scale (150 over 3 scales), soft-max posteriors averaged.
+* multi-scale -- posteriors averaged over the test scales Q.
+* ``multi-crop & dense`` -- the average of both methods' posteriors.
+* :func:`fuse` -- the average of several nets' posteriors.
+
+Posteriors are cached per (net, method, scales) as .npz so tables recombine them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint as ck
+from .configs import check_config
+from .data import TORCHVISION_COLOUR, ColourStats, center_crop, data_root
+from .datasets import load_datasets
+from .errors import UserError
+from .io import atomic_save_npz
+from .metrics import topk_error
+from .model import VGG
+from .protocol import get_preset, parse_scale, single_test_scale
+
+METHODS = ("dense", "multi-crop", "multi-crop & dense", "center-crop")
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    return method
+
+
+def _forward(model: VGG, x: torch.Tensor, amp: bool, dense: bool) -> torch.Tensor:
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        return (model.score_map(x) if dense else model(x)).float()
+
+
+@torch.no_grad()
+def dense_eval(model: VGG, x: torch.Tensor, amp: bool = True) -> torch.Tensor:
+    """Posteriors (N, C): spatially averaged class score map, soft-max, flip-averaged."""
+    p = 0
+    for img in (x, x.flip(-1)):
+        p = p + _forward(model, img, amp, dense=True).mean(dim=(2, 3)).softmax(1)
+    return p / 2
+
+
+def crop_grid(h: int, w: int, crop: int, grid: int = 5) -> list[tuple[int, int]]:
+    """Top-left corners of a grid x grid regular grid of crops covering an h x w image."""
+    if h < crop or w < crop:
+        raise UserError(f"test image {h}x{w} is smaller than the crop {crop}: choose Q >= the crop size")
+    tops = np.linspace(0, h - crop, grid).round().astype(int)
+    lefts = np.linspace(0, w - crop, grid).round().astype(int)
+    return [(int(t), int(left)) for t in tops for left in lefts]
+
+
+@torch.no_grad()
+def multi_crop(model: VGG, x: torch.Tensor, amp: bool = True, grid: int = 5) -> torch.Tensor:
+    """Posteriors (N, C) averaged over a grid x grid crops and their flips (50 per scale)."""
+    crop = model.crop_size
+    corners = crop_grid(x.shape[-2], x.shape[-1], crop, grid)
+    crops = torch.stack([x[..., t:t + crop, s:s + crop] for t, s in corners], 1)  # (N, G, 3, c, c)
+    crops = torch.cat([crops, crops.flip(-1)], 1)
+    n, g = crops.shape[:2]
+    p = _forward(model, crops.reshape(n * g, *crops.shape[2:]), amp, dense=False).softmax(1)
+    return p.reshape(n, g, -1).mean(1)
+
+
+@torch.no_grad()
+def center_crop_eval(model: VGG, x: torch.Tensor, amp: bool = True) -> torch.Tensor:
+    return _forward(model, center_crop(x, model.crop_size), amp, dense=False).softmax(1)
+
+
+def fuse(posteriors: list[np.ndarray]) -> np.ndarray:
+    """Fusion of several nets: the mean of their soft-max posteriors."""
+    return np.mean(np.stack(posteriors), axis=0)
+
+
+@torch.no_grad()
+def posteriors(model: VGG, data, colour: ColourStats, method: str, scales_px: list[int],
+               amp: bool = True, limit: int | None = None, device=torch.device("cpu")):
+    """(posteriors (N, C), labels (N,)) of ``method`` averaged over the test scales (in px)."""
+    check_method(method)
+    model.eval().to(device, memory_format=torch.channels_last)
+    per_scale, labels = [], None
+    for q in scales_px:
+        ps, ys, seen = [], [], 0
+        for x, y in data.val_images(q):
+            if limit is not None and seen >= limit:
+                break
+            x = colour.normalise(x.to(device))
+            if method == "dense":
+                p = dense_eval(model, x, amp)
+            elif method == "multi-crop":
+                p = multi_crop(model, x, amp)
+            elif method == "center-crop":
+                p = center_crop_eval(model, x, amp)
+            else:
+                p = (dense_eval(model, x, amp) + multi_crop(model, x, amp)) / 2
+            ps.append(p.cpu())
+            ys.append(y)
+            seen += len(y)
+        per_scale.append(torch.cat(ps)[:limit])
+        labels = torch.cat(ys)[:limit]
+    return torch.stack(per_scale).mean(0).numpy(), labels.numpy()
+
+
+def scales_px(preset, scales_paper: list[int]) -> list[int]:
+    return [preset.px(q) for q in scales_paper]
+
+
+def cached_posteriors(checkpoint: Path, method: str, scales_paper: list[int], data, amp: bool = True,
+                      cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Posteriors of a training checkpoint, from the cache when the checkpoint is unchanged."""
+    checkpoint = Path(checkpoint)
+    cache_dir = cache_dir or checkpoint.parent / "posteriors"
+    slug = method.replace(" & ", "+")
+    cache = cache_dir / f"{checkpoint.stem}__{slug}__Q{'-'.join(map(str, scales_paper))}.npz"
+    stamp = os.stat(checkpoint).st_mtime_ns
+    if cache.exists():
+        z = np.load(cache)
+        if int(z["checkpoint_mtime_ns"]) == stamp:
+            return z["posteriors"], z["labels"]
+    ckpt = ck.load_training_checkpoint(checkpoint)
+    model = ck.model_from_checkpoint(ckpt)
+    preset = get_preset(ckpt["preset"]["name"])
+    p, y = posteriors(model, data, ColourStats.from_dict(ckpt["colour"]), method,
+                      scales_px(preset, scales_paper), amp)
+    atomic_save_npz(cache, posteriors=p.astype(np.float32), labels=y, checkpoint_mtime_ns=np.int64(stamp))
+    return p.astype(np.float32), y
+
+
+def eval_command(a) -> None:
+    """``python -m vgg eval``: a checkpoint, or plain weights (--weights + --config)."""
+    check_method(a.method)
+    if bool(a.checkpoint) == bool(a.weights):
+        raise UserError("give exactly one of --checkpoint (a vgg-repro checkpoint) or --weights (a state dict)")
+    if a.checkpoint:
+        ckpt = ck.load_training_checkpoint(a.checkpoint, a.config)
+        model = ck.model_from_checkpoint(ckpt)
+        preset = get_preset(ckpt["preset"]["name"])
+        colour = ColourStats.from_dict(ckpt["colour"])
+        train_scale = ckpt["spec"]["scale"]
+    else:
+        if not a.config:
+            raise UserError("--weights needs --config (A, B, D or E for torchvision's vgg11/13/16/19)")
+        preset = get_preset(a.preset if a.preset != "proxy" else "paper")
+        model = VGG(check_config(a.config), num_classes=1000, width=preset.width, crop_size=preset.crop)
+        ck.load_state_dict_into(model, ck.load(a.weights), a.weights)
+        colour, train_scale = TORCHVISION_COLOUR, "256"
+    scales = [int(s) for s in a.scales.split(",")] if a.scales else [single_test_scale(train_scale)]
+    for s in scales:
+        parse_scale(s)
+        if preset.px(s) < preset.crop:
+            raise UserError(f"test scale Q={s} is smaller than the crop ({preset.crop} px in preset {preset.name})")
+    data = load_datasets(data_root(a.data), preset, cache_dir=Path("runs/cache"))
+    if len(data.classes) != model.num_classes:
+        raise UserError(f"the net has {model.num_classes} classes but {a.data or os.environ.get('VGG_DATA')} "
+                        f"has {len(data.classes)}")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    p, y = posteriors(model, data, colour, a.method, scales_px(preset, scales), a.amp, a.limit, device)
+    print(f"{a.method} Q={scales}: top-1 error {100 * topk_error(p, y, 1):.2f}%  "
+          f"top-5 error {100 * topk_error(p, y, 5):.2f}%  ({len(y)} images)")

@@ -1,0 +1,87 @@
+"""What the numbered experiment scripts share: arguments, the checkpoints they need
+(built through the init chain when missing), cached posteriors, output paths."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .chain import build_chain, checkpoint_path
+from .data import data_root
+from .datasets import load_datasets
+from .errors import Divergence, UserError
+from .evaluate import cached_posteriors
+from .metrics import topk_error
+from .protocol import get_preset
+
+
+def arguments(description: str, needs_data: bool = True) -> argparse.Namespace:
+    from .__main__ import Parser
+    p = Parser(description=description)
+    p.add_argument("--preset", default=os.environ.get("PRESET", "proxy"), help="paper | proxy | tiny")
+    if needs_data:
+        p.add_argument("--data", help="dataset root (default $VGG_DATA)")
+        p.add_argument("--runs", default=os.environ.get("VGG_RUNS", "runs"), help="checkpoint folder")
+        p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--results", default="results", help="results folder (default results/)")
+    p.add_argument("--figures", default="figures", help="figures folder (default figures/)")
+    return p.parse_args()
+
+
+def main(fn) -> None:
+    """Run an experiment's main; user errors give one line and exit 2."""
+    try:
+        fn(arguments(fn.__doc__ or ""))
+    except (UserError, Divergence) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
+class Experiment:
+    """Checkpoints and posteriors of one preset."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.preset = get_preset(args.preset)
+        self.root = data_root(args.data)
+        self._data = None
+
+    @property
+    def data(self):
+        if self._data is None:
+            self._data = load_datasets(self.root, self.preset, cache_dir=Path("runs/cache"))
+        return self._data
+
+    def checkpoint(self, net: str) -> Path:
+        build_chain(self.preset.name, str(self.root), self.args.runs, seed=self.args.seed, only=[net],
+                    progress=sys.stderr.isatty(), log=lambda m: print(m, file=sys.stderr))
+        return checkpoint_path(self.args.runs, self.preset.name, net)
+
+    def posteriors(self, net: str, method: str, scales_paper: list[int]):
+        return cached_posteriors(self.checkpoint(net), method, scales_paper, self.data)
+
+    @staticmethod
+    def errors(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        return topk_error(p, y, 1), topk_error(p, y, 5)
+
+    def out(self, kind: str, name: str) -> Path:
+        base = self.args.results if kind == "results" else self.args.figures
+        return Path(base) / self.preset.name / name
+
+    def provenance(self) -> dict:
+        p = self.preset
+        return {"preset": p.name, "dataset": self.root.name, "crop_px": p.crop, "width": p.width,
+                "epochs_scratch/from_A/finetune": f"{p.scratch_epochs}/{p.from_a_epochs}/{p.finetune_epochs}",
+                "seed": self.args.seed}
+
+
+def net_name(config: str, train_scale: str) -> str:
+    return f"{config}_S{train_scale}"
+
+
+def scales_of(text: str) -> list[int]:
+    """'224;256;288' -> [224, 256, 288]."""
+    return [int(s) for s in str(text).split(";")]

@@ -1,0 +1,68 @@
+"""Figures: ours vs the paper, side by side."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .io import atomic_savefig  # noqa: E402
+
+
+def ours_vs_paper(df: pd.DataFrame, labels: list[str], path: str | Path, title: str, note: str = "") -> Path:
+    """Grouped bars of top-1 and top-5 error per row: ours next to the paper's."""
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.9 * len(labels) + 4), 4.8), sharey=False)
+    x = np.arange(len(labels))
+    for ax, k in zip(axes, ("top1", "top5")):
+        ours = pd.to_numeric(df[f"ours_{k}_err"], errors="coerce").to_numpy(dtype=float)
+        paper = pd.to_numeric(df[f"paper_{k}_err"], errors="coerce").to_numpy(dtype=float)
+        ax.bar(x - 0.2, paper, 0.4, label="paper (ImageNet)", color="#9db4d0")
+        ax.bar(x + 0.2, ours, 0.4, label="ours", color="#d9822b")
+        for xi, v in zip(x + 0.2, ours):
+            if np.isfinite(v):
+                ax.text(xi, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(x, labels, rotation=40, ha="right", fontsize=8)
+        ax.set_ylabel(f"{'top-1' if k == 'top1' else 'top-5'} error (%)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=10)
+    fig.tight_layout()
+    atomic_savefig(fig, path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def training_curves(logs: dict[str, pd.DataFrame], path: str | Path, title: str) -> Path:
+    """Validation top-1 error per epoch for each run."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, log in logs.items():
+        ax.plot(log["epoch"], 100 * log["val_top1_err"], marker="o", ms=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation top-1 error (%), centre crop")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    atomic_savefig(fig, path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def table_image(df: pd.DataFrame, path: str | Path, title: str, col_widths: list[float] | None = None) -> Path:
+    """A table rendered as an image (Tables 1 and 2)."""
+    fig, ax = plt.subplots(figsize=(14, 0.45 * len(df) + 1.2))
+    ax.axis("off")
+    t = ax.table(cellText=df.astype(str).values, colLabels=list(df.columns), loc="center", cellLoc="left",
+                 colWidths=col_widths)
+    t.auto_set_font_size(False)
+    t.set_fontsize(8)
+    t.scale(1, 1.4)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    atomic_savefig(fig, path, dpi=120)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,57 @@
+"""Result tables: our value beside the paper's, with provenance, written atomically."""
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from .io import atomic_write_text
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def paper_table(name: str) -> pd.DataFrame:
+    """One of the paper's tables as shipped in vgg/paper/ (e.g. 'table3_single_scale')."""
+    with resources.files("vgg.paper").joinpath(f"{name}.csv").open() as f:
+        return pd.read_csv(f, dtype={"train_scale": str, "test_scale": str, "test_scales": str})
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def command_line() -> str:
+    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix().split("/vgg-repro/")[-1], *sys.argv[1:]])
+
+
+def with_errors(row: dict, ours_top1: float | None, ours_top5: float | None, paper_top1, paper_top5) -> dict:
+    """Add our errors (percent, 2 decimals), the paper's and the difference."""
+    def pct(v):
+        return None if v is None else round(100 * float(v), 2)
+
+    def diff(a, b):
+        return None if a is None or b is None or pd.isna(b) else round(a - float(b), 2)
+
+    o1, o5 = pct(ours_top1), pct(ours_top5)
+    return {**row, "ours_top1_err": o1, "paper_top1_err": paper_top1, "diff_top1": diff(o1, paper_top1),
+            "ours_top5_err": o5, "paper_top5_err": paper_top5, "diff_top5": diff(o5, paper_top5)}
+
+
+def write_table(df: pd.DataFrame, path: str | Path, provenance: dict | None = None) -> Path:
+    """Write ``df`` with provenance columns (commit, command, ...) atomically; print it."""
+    df = df.copy()
+    for key, value in {**(provenance or {}), "commit": git_commit(), "command": command_line()}.items():
+        df[key] = value
+    atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
+    with pd.option_context("display.width", 200, "display.max_columns", 12):
+        print(df.drop(columns=["commit", "command"]).to_string(index=False))
+    print(f"wrote {path}")
+    return Path(path)
