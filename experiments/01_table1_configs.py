@@ -8,14 +8,13 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from vgg.configs import CONFIGS  # noqa: E402
-from vgg.experiment import arguments  # noqa: E402
+from vgg.experiment import main  # noqa: E402
 from vgg.model import VGG, notation, weight_layers  # noqa: E402
 from vgg.plots import table_image  # noqa: E402
 from vgg.results import paper_table, write_table  # noqa: E402
 
 
-def main() -> None:
-    args = arguments(__doc__, needs_data=False)
+def table1(args) -> None:
     paper = paper_table("table1_configs").set_index("config")
     rows = []
     for name in CONFIGS:
@@ -33,9 +32,25 @@ def main() -> None:
     df = pd.DataFrame(rows)
     df["paper_weight_layers"] = df["paper_weight_layers"].astype("Int64")
     write_table(df, Path(args.results) / "table1.csv")
-    table_image(df[["config", "weight_layers", "layers"]], Path(args.figures) / "table1.png",
-                "Table 1: ConvNet configurations (generated from vgg/model.py)", col_widths=[0.06, 0.08, 0.86])
+    table_image(paper_layout(df), Path(args.figures) / "table1.png",
+                "Table 1: ConvNet configurations (columns), read off vgg/model.py; "
+                "conv<k>-<channels>, each block ends in maxpool")
+
+
+def paper_layout(df: pd.DataFrame) -> pd.DataFrame:
+    """One column per config, layers aligned block by block as in the paper's Table 1."""
+    per_config = {r.config: [b.split() for b in r.layers.split(" | ")[:-1] if b != "maxpool"]
+                  for r in df.itertuples()}
+    rows = [{c: f"{df.set_index('config').loc[c, 'weight_layers']} weight layers" for c in per_config}]
+    for b in range(5):
+        depth = max(len(blocks[b]) for blocks in per_config.values())
+        for i in range(depth):
+            rows.append({c: blocks[b][i] if i < len(blocks[b]) else "" for c, blocks in per_config.items()})
+        rows.append({c: "maxpool" for c in per_config})
+    for fc in ("FC-4096", "FC-4096", "FC-1000", "soft-max"):
+        rows.append({c: fc for c in per_config})
+    return pd.DataFrame(rows)
 
 
 if __name__ == "__main__":
-    main()
+    main(table1, needs_data=False)

@@ -9,15 +9,14 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 from vgg.configs import CONFIGS, TORCHVISION_NAMES  # noqa: E402
-from vgg.experiment import arguments  # noqa: E402
+from vgg.experiment import main  # noqa: E402
 from vgg.model import VGG, count_parameters, multiply_adds  # noqa: E402
 from vgg.plots import table_image  # noqa: E402
 from vgg.protocol import PRESETS  # noqa: E402
 from vgg.results import paper_table, write_table  # noqa: E402
 
 
-def main() -> None:
-    args = arguments(__doc__, needs_data=False)
+def table2(args) -> None:
     paper = paper_table("table2_params").set_index("config")["params_millions"]
     proxy = PRESETS["proxy"]
     rows = []
@@ -43,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(table2, needs_data=False)

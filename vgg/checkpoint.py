@@ -21,7 +21,7 @@ def load(path: str | Path) -> dict:
         raise UserError(f"checkpoint {path} not found")
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as e:
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as e:
         raise UserError(f"checkpoint {path} is truncated or not a PyTorch file ({type(e).__name__}); "
                         "delete it and rerun to rebuild it")
 

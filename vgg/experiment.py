@@ -31,10 +31,10 @@ def arguments(description: str, needs_data: bool = True) -> argparse.Namespace:
     return p.parse_args()
 
 
-def main(fn) -> None:
+def main(fn, needs_data: bool = True) -> None:
     """Run an experiment's main; user errors give one line and exit 2."""
     try:
-        fn(arguments(fn.__doc__ or ""))
+        fn(arguments(sys.modules[fn.__module__].__doc__ or "", needs_data))
     except (UserError, Divergence) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

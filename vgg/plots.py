@@ -54,9 +54,9 @@ def training_curves(logs: dict[str, pd.DataFrame], path: str | Path, title: str)
 
 def table_image(df: pd.DataFrame, path: str | Path, title: str, col_widths: list[float] | None = None) -> Path:
     """A table rendered as an image (Tables 1 and 2)."""
-    fig, ax = plt.subplots(figsize=(14, 0.45 * len(df) + 1.2))
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(df.columns)), 0.3 * len(df) + 1.2))
     ax.axis("off")
-    t = ax.table(cellText=df.astype(str).values, colLabels=list(df.columns), loc="center", cellLoc="left",
+    t = ax.table(cellText=df.astype(str).values, colLabels=list(df.columns), loc="center", cellLoc="center",
                  colWidths=col_widths)
     t.auto_set_font_size(False)
     t.set_fontsize(8)

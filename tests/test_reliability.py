@@ -1,0 +1,116 @@
+"""Crash safety, resumable chains, divergence, torchvision interop."""
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+import torchvision
+
+from conftest import ROOT, run_cli
+from vgg.chain import build_chain, checkpoint_path
+from vgg.configs import TORCHVISION_NAMES
+from vgg.model import VGG
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def train_cmd(data, out, epochs):
+    return [sys.executable, "-m", "vgg", "train", "--config", "A", "--preset", "tiny", "--data", str(data),
+            "--epochs", str(epochs), "--out", str(out), "--no-progress", "--resume"]
+
+
+def test_sigkill_after_checkpoint_then_resume_equals_uninterrupted(small_data, tmp_path):
+    epochs = 40
+    full = tmp_path / "full.pt"
+    assert subprocess.run(train_cmd(small_data, full, epochs), env=ENV, capture_output=True).returncode == 0
+    killed = tmp_path / "killed.pt"
+    p = subprocess.Popen(train_cmd(small_data, killed, epochs), env=ENV, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not killed.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    done = torch.load(killed, weights_only=False)["epoch"]
+    assert 1 <= done < epochs, "the kill must land mid-run"
+    assert subprocess.run(train_cmd(small_data, killed, epochs), env=ENV, capture_output=True).returncode == 0
+    a, b = torch.load(full, weights_only=False), torch.load(killed, weights_only=False)
+    assert b["epoch"] == epochs and b["complete"]
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    la = pd.read_csv(full.with_suffix(".log.csv")).drop(columns="seconds")
+    lb = pd.read_csv(killed.with_suffix(".log.csv")).drop(columns="seconds")
+    pd.testing.assert_frame_equal(la, lb)
+
+
+def test_kill_during_atomic_writes_never_leaves_a_torn_file(tmp_path):
+    path = tmp_path / "ck.pt"
+    rng = random.Random(0)
+    seen = set()
+    for k in range(8):
+        before = path.stat().st_mtime_ns if path.exists() else None
+        p = subprocess.Popen([sys.executable, str(ROOT / "tests" / "_write_loop.py"), str(path),
+                              str(k * 1_000_000)], env=ENV)
+        start = time.time()  # wait for this writer's first write, then kill it at a random moment
+        while (not path.exists() or path.stat().st_mtime_ns == before) and time.time() - start < 60:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.2))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        obj = torch.load(path, weights_only=False)  # must always load
+        assert torch.all(obj["payload"] == obj["i"])
+        seen.add(obj["i"] // 1_000_000)
+    assert len(seen) == 8  # every writer was killed after it had written
+
+
+def test_interrupted_chain_reruns_without_training_twice(small_data, tmp_path):
+    only = ["B_S256"]  # needs A_S256 first
+    build_chain("tiny", str(small_data), tmp_path, only=["A_S256"], progress=False, log=lambda m: None)
+    a = checkpoint_path(tmp_path, "tiny", "A_S256")
+    stamp = a.stat().st_mtime_ns
+    trained = []
+    build_chain("tiny", str(small_data), tmp_path, only=only, progress=False, log=trained.append)
+    assert a.stat().st_mtime_ns == stamp
+    assert trained == [f"training {checkpoint_path(tmp_path, 'tiny', 'B_S256')}"]
+    trained.clear()
+    build_chain("tiny", str(small_data), tmp_path, only=only, progress=False, log=trained.append)
+    assert trained == []
+
+
+def test_divergence_stops_with_a_clear_message(small_data, tmp_path):
+    r = run_cli(["-m", "vgg", "train", "--config", "A", "--preset", "tiny", "--data", str(small_data),
+                 "--lr", "1e6", "--epochs", "2", "--out", str(tmp_path / "x.pt"), "--no-progress"])
+    assert r.returncode == 3, r.stderr[-1500:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert re.search(r"training diverged: loss \S+ at epoch \d+ step \d+", last), last
+    assert "--init-from" in last and "--init glorot" in last and "--lr" in last
+
+
+@pytest.mark.parametrize("config", ["A", "B", "E"])  # D: tests/test_models.py
+def test_torchvision_state_dicts_load_strictly_with_identical_outputs(config):
+    torch.manual_seed(0)
+    tv = getattr(torchvision.models, TORCHVISION_NAMES[config])().eval()
+    ours = VGG(config).eval()
+    ours.load_state_dict(tv.state_dict(), strict=True)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), tv(x), atol=1e-5)
+
+
+def test_export_gives_a_plain_state_dict(small_data, tmp_path):
+    ck = tmp_path / "a.pt"
+    assert run_cli(["-m", "vgg", "train", "--config", "A", "--preset", "tiny", "--data", str(small_data),
+                    "--epochs", "1", "--out", str(ck), "--no-progress"]).returncode == 0
+    out = tmp_path / "a_plain.pth"
+    assert run_cli(["-m", "vgg", "export", str(ck), str(out)]).returncode == 0
+    sd = torch.load(out)
+    src = torch.load(ck, weights_only=False)
+    net = VGG(**src["hparams"]).eval()
+    net.load_state_dict(sd, strict=True)
+    assert all(torch.equal(sd[k], src["state_dict"][k]) for k in sd)
