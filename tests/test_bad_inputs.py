@@ -4,6 +4,7 @@ Corrupt or non-image files inside a class folder are not errors: they are skippe
 counted, and the run continues.
 """
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -46,10 +47,15 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_train_flags(case, small_data, tmp_path):
+def test_bad_train_flags(case, small_data, tmp_path, capsys):
+    """In-process through the CLI's main() (same path as `python -m vgg`, no interpreter start-up)."""
+    from vgg.__main__ import main
     args, needle = CASES[case]
-    r = run_cli(TRAIN + args + ["--data", str(small_data), "--out", str(tmp_path / "x.pt")])
-    one_line_exit2(r, needle)
+    try:
+        code = main(TRAIN[2:] + args + ["--data", str(small_data), "--out", str(tmp_path / "x.pt")])
+    except SystemExit as e:  # argparse errors
+        code = e.code
+    one_line_exit2(subprocess.CompletedProcess([], code, "", capsys.readouterr().err), needle)
     assert no_files(tmp_path)
 
 
