@@ -15,7 +15,7 @@ from vgg.configs import CONFIGS  # noqa: E402
 from vgg.experiment import main  # noqa: E402
 from vgg.init import init_glorot  # noqa: E402
 from vgg.model import VGG  # noqa: E402
-from vgg.protocol import get_preset, parse_scale  # noqa: E402
+from vgg.protocol import get_preset  # noqa: E402
 from vgg.results import write_table  # noqa: E402
 from vgg.train import make_optimizer, train_step  # noqa: E402
 

@@ -1,6 +1,5 @@
 """Training: synchronous data parallelism, exact resume, a real run that learns."""
 import sys
-from pathlib import Path
 
 import pandas as pd
 import torch

@@ -44,13 +44,10 @@ def cmd_eval(a) -> None:
 
 
 def cmd_export(a) -> None:
-    import torch
-
     from .checkpoint import export_state_dict, load_training_checkpoint
     from .io import atomic_torch_save
     ckpt = load_training_checkpoint(a.checkpoint)
     atomic_torch_save(export_state_dict(ckpt), a.out)
-    torch.set_printoptions()
     print(a.out)
 
 

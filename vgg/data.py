@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.transforms import functional as TF
 
 from .errors import UserError
 from .io import atomic_save_npz

@@ -33,7 +33,7 @@ from .init import init_from, initialise
 from .io import atomic_torch_save, atomic_write_text
 from .metrics import topk_correct
 from .model import VGG
-from .protocol import get_preset, parse_scale, single_test_scale
+from .protocol import get_preset, single_test_scale
 
 LOG_COLUMNS = ["epoch", "lr", "train_loss", "train_top1_err", "val_top1_err", "val_top5_err", "seconds"]
 MAX_LOSS = 100.0  # a cross-entropy above this has exploded (ln 1000 = 6.9 at init)
