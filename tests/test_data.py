@@ -77,3 +77,15 @@ def test_mean_subtraction_uses_training_mean(small_data):
 def test_test_rescale_square(small_data):
     imgs = load_memory_split(small_data / "val").images[:4]
     assert rescale(imgs, 55).shape == (4, 3, 55, 55)
+
+
+def test_stream_loader_imagenet_path(small_data, tmp_path):
+    """The ImageNet code path (torchvision decoding, PIL rescale) on real files."""
+    from vgg.datasets import StreamData
+    from vgg.protocol import get_preset
+    data = StreamData(small_data, get_preset("tiny", loader="stream", workers=0), cache_dir=tmp_path)
+    x, y = next(iter(data.train_batches(0, 0, (37, 73), None)))
+    assert x.shape == (32, 3, 32, 32) and 0 <= float(x.min()) and float(x.max()) <= 1
+    sizes = {tuple(v.shape[-2:]) for v, _ in data.val_images(55)}
+    assert sizes == {(55, 55)}
+    assert list(tmp_path.glob("colour-*.json"))  # colour statistics cached under a stable key

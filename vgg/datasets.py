@@ -7,6 +7,7 @@ batched on the device (:meth:`colour_augment`), so both paths share that code.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -75,7 +76,8 @@ class StreamData:
         self.colour = self._colour_stats(cache_dir)
 
     def _colour_stats(self, cache_dir: Path | None, sample: int = 2000) -> ColourStats:
-        cache = Path(cache_dir) / f"colour-{abs(hash(str(self.root.resolve()))) % 10**12}.json" if cache_dir else None
+        key = hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:12]  # stable across processes
+        cache = Path(cache_dir) / f"colour-{key}.json" if cache_dir else None
         if cache and cache.exists():
             return ColourStats.from_dict(json.loads(cache.read_text()))
         rng = np.random.default_rng(0)
@@ -85,7 +87,7 @@ class StreamData:
             im = load_rgb(self.train.paths[i])
             if im is not None:
                 im.thumbnail((64, 64))
-                pixels.append(torch.from_numpy(np.asarray(im)).permute(2, 0, 1).reshape(3, 1, -1))
+                pixels.append(torch.from_numpy(np.array(im)).permute(2, 0, 1).reshape(3, 1, -1))
         stats = ColourStats.from_images(torch.cat(pixels, dim=2).unsqueeze(0))  # (1, 3, 1, pixels)
         if cache:
             atomic_write_text(cache, json.dumps(stats.as_dict()))
@@ -101,7 +103,8 @@ class StreamData:
         sampler.set_epoch(epoch)
         loader = DataLoader(self.train, batch_size=self.preset.batch // world, sampler=sampler, drop_last=True,
                             num_workers=self.preset.workers, collate_fn=collate_skip, worker_init_fn=seed_worker,
-                            generator=torch.Generator().manual_seed(seed * 7919 + epoch), pin_memory=True,
+                            generator=torch.Generator().manual_seed(seed * 7919 + epoch),
+                            pin_memory=torch.cuda.is_available(),
                             persistent_workers=False)
         for x, y, skipped in loader:
             self.skipped += skipped
