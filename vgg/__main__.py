@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     e.add_argument("--scales", help="test scales Q in the paper's pixels, e.g. 256,384,512 (default: Table 3's)")
     e.add_argument("--limit", type=int, help="evaluate the first N validation images only")
     add_common(e)
-    e.set_defaults(func=cmd_eval)
+    e.set_defaults(func=cmd_eval, preset=None)  # a checkpoint's own preset; 'paper' for --weights
 
     x = sub.add_parser("export", help="write a checkpoint's weights as a torchvision-compatible state dict")
     x.add_argument("checkpoint")
