@@ -56,7 +56,8 @@ def table_image(df: pd.DataFrame, path: str | Path, title: str, col_widths: list
     """A table rendered as an image (Tables 1 and 2)."""
     fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(df.columns)), 0.3 * len(df) + 1.2))
     ax.axis("off")
-    t = ax.table(cellText=df.astype(str).values, colLabels=list(df.columns), loc="center", cellLoc="center",
+    cells = df.astype(object).where(df.notna(), "–").astype(str).values  # blanks as a dash, not "nan"
+    t = ax.table(cellText=cells, colLabels=list(df.columns), loc="center", cellLoc="center",
                  colWidths=col_widths)
     t.auto_set_font_size(False)
     t.set_fontsize(8)
