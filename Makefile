@@ -8,7 +8,7 @@ PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
 	elif python3 -c "import torch, torchvision" 2>/dev/null; then echo python3; else echo .venv/bin/python; fi)
 RUN = PYTHONPATH=. $(PYTHON)
 
-.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables bench clean
+.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables init_study bench clean
 
 install:
 	@if python3 -c "import torch, torchvision" 2>/dev/null && [ ! -x .venv/bin/python ]; then \
@@ -43,6 +43,10 @@ table6:
 table7:
 	$(RUN) experiments/07_table7_state_of_the_art.py --preset $(PRESET)
 tables: table1 table2 table3 table4 table5 table6 table7
+
+# Nets A and D under N(0, 1e-2), Glorot, and D from a trained A (same schedule and seed).
+init_study:
+	$(RUN) experiments/init_study.py --preset $(PRESET)
 
 bench:
 	$(RUN) experiments/bench.py

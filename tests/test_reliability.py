@@ -83,6 +83,31 @@ def test_interrupted_chain_reruns_without_training_twice(small_data, tmp_path):
     assert trained == []
 
 
+def test_chain_extends_a_short_schedule_and_retrains_stale_children(small_data, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from vgg import protocol
+    build_chain("tiny", str(small_data), tmp_path, only=["B_S256"], progress=False, log=lambda m: None)
+    a, b = (checkpoint_path(tmp_path, "tiny", n) for n in ("A_S256", "B_S256"))
+    first_epoch = torch.load(a, weights_only=False)["log"][0]
+    # The preset now asks net A for 2 epochs: A is trained on (not from scratch), and B, which
+    # started from the 1-epoch A, is stale and trained again from the new A.
+    monkeypatch.setitem(protocol.PRESETS, "tiny", replace(protocol.PRESETS["tiny"], scratch_epochs=2))
+    said = []
+    build_chain("tiny", str(small_data), tmp_path, only=["B_S256"], progress=False, log=said.append)
+    assert said[0] == f"training {a} (resuming)"
+    assert said[1].startswith(f"retraining {b} (stale: A_S256 has changed")
+    ckpt_a = torch.load(a, weights_only=False)
+    assert ckpt_a["epoch"] == 2 and ckpt_a["log"][0] == first_epoch
+    assert torch.load(b, weights_only=False)["spec"]["init_source"]["epoch"] == 2
+    said.clear()
+    build_chain("tiny", str(small_data), tmp_path, only=["B_S256"], progress=False, log=said.append)
+    assert said == []
+    said.clear()
+    build_chain("tiny", str(small_data), tmp_path, only=["A_S256"], seed=1, progress=False, log=said.append)
+    assert said == [f"retraining {a} (stale: trained with seed 0, this run asks 1)"]
+
+
 def test_divergence_stops_with_a_clear_message(small_data, tmp_path):
     r = run_cli(["-m", "vgg", "train", "--config", "A", "--preset", "tiny", "--data", str(small_data),
                  "--lr", "1e6", "--epochs", "2", "--out", str(tmp_path / "x.pt"), "--no-progress"])

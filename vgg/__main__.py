@@ -34,7 +34,8 @@ def cmd_train(a) -> None:
 
 def cmd_chain(a) -> None:
     from .chain import build_chain
-    for path in build_chain(a.preset, a.data, a.runs, seed=a.seed, only=a.only, max_per_class=a.max_per_class):
+    for path in build_chain(a.preset, a.data, a.runs, seed=a.seed, only=a.only, max_per_class=a.max_per_class,
+                            progress=not a.no_progress, batch=a.batch, width=a.width, amp=a.amp):
         print(path)
 
 
@@ -79,6 +80,7 @@ def main(argv=None) -> int:
     c = sub.add_parser("chain", help="train the checkpoints Table 3 needs, in the paper's order")
     c.add_argument("--runs", default="runs", help="checkpoint folder (default runs/)")
     c.add_argument("--only", nargs="*", help="net names to build (with what they need), e.g. D_S256-512")
+    c.add_argument("--no-progress", action="store_true")
     add_common(c)
     c.set_defaults(func=cmd_chain)
 

@@ -7,6 +7,9 @@ B-5x5 (the shallow control) starts from random init: A's 3x3 layers do not fit i
 
 Each checkpoint is ``<runs>/<preset>/<config>_S<scale>.pt``; a finished one is reused,
 an unfinished one resumed, so an interrupted ``make table3`` continues where it was.
+A checkpoint trained for fewer epochs than the preset now asks is trained on (the schedule
+is extended); one whose parent has changed since it started (or that ran longer than
+asked) is stale and trained again, like make's out-of-date targets.
 """
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ from pathlib import Path
 
 from .checkpoint import load_training_checkpoint
 from .errors import UserError
-from .train import TrainSpec, run_name, train
+from .protocol import get_preset
+from .train import TrainSpec, default_epochs, run_name, source_stamp, train
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,30 @@ def checkpoint_path(runs: str | Path, preset: str, name: str) -> Path:
     return Path(runs) / preset / f"{name}.pt"
 
 
-def is_complete(path: Path) -> bool:
-    return path.exists() and bool(load_training_checkpoint(path).get("complete"))
+def plan(net: Net, path: Path, preset: str, runs: str | Path, seed: int = 0,
+         max_per_class: int | None = None) -> str:
+    """'reuse', 'train', 'resume' or 'stale: <why>' for one net of the chain."""
+    if not path.exists():
+        return "train"
+    ckpt = load_training_checkpoint(path)
+    if ckpt["spec"]["seed"] != seed:
+        return f"stale: trained with seed {ckpt['spec']['seed']}, this run asks {seed}"
+    parent = None
+    if net.parent:
+        parent_path = checkpoint_path(runs, preset, net.parent)
+        parent = load_training_checkpoint(parent_path)
+        recorded = ckpt["spec"].get("init_source", "unrecorded")
+        if recorded == "unrecorded":  # checkpoints from before init_source was stored: compare times
+            if parent_path.stat().st_mtime_ns > path.stat().st_mtime_ns:
+                return f"stale: {net.parent} is newer"
+        elif recorded != source_stamp(parent):
+            return f"stale: {net.parent} has changed since this net started from it"
+    want = default_epochs(get_preset(preset, max_per_class=max_per_class), net.config, parent)
+    if ckpt["epoch"] > want:
+        return f"stale: trained {ckpt['epoch']} epochs, the preset asks {want}"
+    if ckpt["epoch"] < want or not ckpt.get("complete"):
+        return "resume"
+    return "reuse"
 
 
 def needed(only: list[str] | None) -> list[Net]:
@@ -72,16 +98,24 @@ def needed(only: list[str] | None) -> list[Net]:
 
 def build_chain(preset: str, data: str | None, runs: str | Path = "runs", seed: int = 0,
                 only: list[str] | None = None, max_per_class: int | None = None,
-                progress: bool = True, log=print) -> list[Path]:
+                progress: bool = True, log=print, batch: int | None = None, width: float | None = None,
+                amp: bool = True) -> list[Path]:
     """Train every missing checkpoint of ``only`` (default: all of Table 3); return their paths."""
     paths = []
     for net in needed(only):
         path = checkpoint_path(runs, preset, net.name)
-        if not is_complete(path):
-            log(f"training {path}" + (" (resuming)" if path.exists() else ""))
+        action = plan(net, path, preset, runs, seed, max_per_class)
+        if action.startswith("stale"):
+            log(f"retraining {path} ({action})")
+            path.unlink()
+            path.with_suffix(".log.csv").unlink(missing_ok=True)
+        elif action != "reuse":
+            log(f"training {path}" + (" (resuming)" if action == "resume" else ""))
+        if action != "reuse":
             train(TrainSpec(config=net.config, scale=net.scale, preset=preset, data=data, out=str(path),
                             resume="auto",
                             init_from=str(checkpoint_path(runs, preset, net.parent)) if net.parent else None,
-                            seed=seed, max_per_class=max_per_class, progress=progress))
+                            seed=seed, max_per_class=max_per_class, progress=progress,
+                            batch=batch, width=width, amp=amp))
         paths.append(path)
     return paths

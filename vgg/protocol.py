@@ -106,11 +106,13 @@ PRESETS: dict[str, Preset] = {
     # Schedule sized so the 13 nets of Table 3 train in well under an hour on 2 cores.
     "proxy": Preset(
         name="proxy", crop=32, width=0.25, batch=128, patience=0,
-        scratch_epochs=10, from_a_epochs=6, finetune_epochs=3,
+        scratch_epochs=10, from_a_epochs=10, finetune_epochs=3,
         scratch_init="glorot", loader="memory", workers=0,
         notes=["batch 128 (not 256): twice the updates in a short schedule",
                "Glorot init for nets from scratch: N(0, 0.01) does not train at 1/4 width (see init study)",
-               "lr plateau patience 0 epochs (the paper does not give one; the schedule is 5-10x shorter)"],
+               "lr plateau patience 0 epochs (the paper does not give one; the schedule is 5-10x shorter)",
+               "the same 10 epochs from scratch and from net A (the paper: 74 for every net); "
+               "3 per fine-tuning stage"],
     ),
     "tiny": Preset(
         name="tiny", crop=32, width=0.0625, batch=32, patience=0,

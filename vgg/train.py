@@ -119,6 +119,14 @@ def log_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def source_stamp(source: dict | None) -> dict | None:
+    """What identifies the weights a run started from: the source's epoch count and its last log row.
+    The init chain compares it with the source as it is now to tell a stale child."""
+    if source is None:
+        return None
+    return {"epoch": source["epoch"], "last_log_row": source["log"][-1] if source["log"] else None}
+
+
 def default_epochs(preset, config: str, source: dict | None) -> int:
     """The preset's epochs for this stage: from scratch, from net A, or fine-tuning."""
     if source is None:
@@ -194,6 +202,7 @@ def train(spec: TrainSpec) -> Path:
         scheduler.load_state_dict(resume_from["scheduler"])
         rows, start = resume_from["log"], resume_from["epoch"]
     meta = {"spec": {**asdict(spec), "how": how, "lr": lr, "epochs": epochs, "scale_px": [smin, smax],
+                     "init_source": source_stamp(source),
                      "q_val_px": q_val, "world": world, "weight_decay_on_biases": True},
             "preset": preset.as_dict(), "classes": data.classes, "colour": data.colour.as_dict(),
             "skipped_images": data.skipped}

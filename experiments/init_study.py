@@ -1,0 +1,87 @@
+"""Init study: nets A and D at S=256-equiv trained with the same schedule and seed under
+(a) the paper's N(0, 1e-2), (b) Glorot uniform, (c) D initialised from a trained net A
+(the paper's chain; on the proxy that A is the Glorot one, as N(0, 1e-2) does not train).
+
+Writes results/<preset>/init_study.csv (one row per run and epoch) and
+figures/<preset>/init_study.png. Reuses the chain's A_S256 and D_S256 checkpoints when they
+have exactly this schedule; the other runs go to runs/<preset>/init_study/ and resume.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from vgg.checkpoint import load_training_checkpoint  # noqa: E402
+from vgg.experiment import Experiment, main  # noqa: E402
+from vgg.io import atomic_savefig  # noqa: E402
+from vgg.results import write_table  # noqa: E402
+from vgg.train import TrainSpec, train  # noqa: E402
+
+# (config, label, how): how is an init name, or 'from A' (the chain's partial init).
+RUNS = [
+    ("A", "N(0, 1e-2)", "normal"),
+    ("A", "Glorot", "glorot"),
+    ("D", "N(0, 1e-2)", "normal"),
+    ("D", "Glorot", "glorot"),
+    ("D", "from trained A", "from A"),
+]
+
+
+def checkpoint_for(ex: Experiment, config: str, how: str) -> Path:
+    preset, runs = ex.preset, Path(ex.args.runs)
+    chain_net = {("A", preset.scratch_init): "A_S256", ("D", "from A"): "D_S256"}.get((config, how))
+    if chain_net and preset.scratch_epochs == preset.from_a_epochs:
+        return ex.checkpoint(chain_net)  # the chain's own run has this init, schedule and seed
+    out = runs / preset.name / "init_study" / f"{config}_{how.replace(' ', '_')}.pt"
+    train(TrainSpec(config=config, scale="256", preset=preset.name, data=str(ex.root), out=str(out),
+                    resume="auto", init=None if how == "from A" else how, seed=ex.args.seed,
+                    init_from=str(ex.checkpoint("A_S256")) if how == "from A" else None,
+                    epochs=preset.scratch_epochs, progress=sys.stderr.isatty()))
+    return out
+
+
+def init_study(args) -> None:
+    ex = Experiment(args)
+    frames = []
+    for config, label, how in RUNS:
+        ckpt = load_training_checkpoint(checkpoint_for(ex, config, how))
+        log = pd.DataFrame(ckpt["log"])
+        log.insert(0, "init", label)
+        log.insert(0, "config", config)
+        log["start"] = ckpt["spec"]["how"]
+        frames.append(log)
+    df = pd.concat(frames, ignore_index=True).drop(columns=["seconds"])  # times vary run to run
+    for c in ("train_loss", "train_top1_err", "val_top1_err", "val_top5_err"):
+        df[c] = df[c].round(4)
+    write_table(df, ex.out("results", "init_study.csv"), ex.provenance())
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    for col, config in enumerate(("A", "D")):
+        for (label, g) in df[df.config == config].groupby("init", sort=False):
+            axes[0, col].plot(g.epoch, g.train_loss, marker="o", ms=3, label=label)
+            axes[1, col].plot(g.epoch, 100 * g.val_top1_err, marker="o", ms=3, label=label)
+        axes[0, col].set_title(f"net {config}", fontsize=10)
+        axes[0, col].axhline(2.3026, color="grey", ls=":", lw=1)
+        axes[0, col].text(1, 2.33, "ln 10: chance", fontsize=7, color="grey")
+        axes[1, col].axhline(90, color="grey", ls=":", lw=1)
+        axes[1, col].set_xlabel("epoch")
+        axes[0, col].legend(fontsize=8)
+    axes[0, 0].set_ylabel("training loss")
+    axes[1, 0].set_ylabel("validation top-1 error (%), centre crop")
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Init study ({ex.preset.name}, {ex.root.name}, width x{ex.preset.width}, seed {args.seed}): "
+                 "the paper's N(0, 1e-2) vs Glorot vs D from a trained A", fontsize=10)
+    fig.tight_layout()
+    atomic_savefig(fig, ex.out("figures", "init_study.png"), dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main(init_study)
