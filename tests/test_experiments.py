@@ -74,6 +74,26 @@ def test_table7_copies_the_literature_rows_and_adds_ours(tables):
     assert copied["ours_top1_err"].isna().all()
 
 
+def test_combined_method_from_cache_equals_running_both_methods(tables, small_data):
+    import numpy as np
+
+    from vgg import checkpoint as ck
+    from vgg.data import ColourStats
+    from vgg.datasets import load_datasets
+    from vgg.evaluate import cached_posteriors, posteriors, scales_px
+    from vgg.protocol import get_preset
+    cwd, _ = tables
+    path = cwd / "runs" / "tiny" / "D_S256-512.pt"
+    preset = get_preset("tiny")
+    data = load_datasets(small_data, preset)
+    cached, y = cached_posteriors(path, "multi-crop & dense", [256, 384, 512], data)
+    ckpt = ck.load_training_checkpoint(path)
+    direct, y2 = posteriors(ck.model_from_checkpoint(ckpt), data, ColourStats.from_dict(ckpt["colour"]),
+                            "multi-crop & dense", scales_px(preset, [256, 384, 512]))
+    assert (y == y2).all()
+    assert np.abs(cached - direct).max() < 1e-5
+
+
 def test_rerun_with_checkpoints_present_is_byte_identical(tables, small_data):
     cwd, _ = tables
     before = (cwd / "results" / "tiny" / "table3.csv").read_bytes()

@@ -119,8 +119,13 @@ def scales_px(preset, scales_paper: list[int]) -> list[int]:
 
 def cached_posteriors(checkpoint: Path, method: str, scales_paper: list[int], data, amp: bool = True,
                       cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Posteriors of a training checkpoint, from the cache when the checkpoint is unchanged."""
+    """Posteriors of a training checkpoint, from the cache when the checkpoint is unchanged.
+    'multi-crop & dense' is the mean of the two cached methods (averaging is linear), not a third run."""
     checkpoint = Path(checkpoint)
+    if method == "multi-crop & dense":
+        (pd_, y), (pm, _) = (cached_posteriors(checkpoint, m, scales_paper, data, amp, cache_dir)
+                             for m in ("dense", "multi-crop"))
+        return ((pd_ + pm) / 2).astype(np.float32), y
     cache_dir = cache_dir or checkpoint.parent / "posteriors"
     slug = method.replace(" & ", "+")
     cache = cache_dir / f"{checkpoint.stem}__{slug}__Q{'-'.join(map(str, scales_paper))}.npz"
