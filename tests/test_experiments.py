@@ -74,6 +74,30 @@ def test_table7_copies_the_literature_rows_and_adds_ours(tables):
     assert copied["ours_top1_err"].isna().all()
 
 
+def test_findings_checks_every_claim_on_the_tables(tables):
+    cwd, _ = tables
+    r = run_cli([str(ROOT / "experiments" / "findings.py"), "--preset", "tiny", "--results", "results"], cwd=cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    f = pd.read_csv(cwd / "results" / "tiny" / "findings.csv")
+    assert len(f) == 17 and f["verdict"].isin(["reproduced", "not reproduced", "within noise"]).all()
+    lrn = f.set_index("finding").loc["LRN does not help"]
+    assert (lrn.paper_a, lrn.paper_b) == (29.7, 29.6)
+    assert lrn.ours_gain == pytest.approx(lrn.ours_b - lrn.ours_a, abs=0.011)
+    assert r.stdout.count("\n| ") >= 18  # the Markdown table for the README
+
+
+def test_finding_verdicts_against_two_standard_errors():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("findings", ROOT / "experiments" / "findings.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.verdict("lower", 2.0, 1.2) == "reproduced"
+    assert mod.verdict("lower", 1.0, 1.2) == "within noise"
+    assert mod.verdict("lower", -1.5, 1.2) == "not reproduced"
+    assert mod.verdict("not_lower", 1.0, 1.2) == "reproduced"   # a is not better beyond noise
+    assert mod.verdict("not_lower", 1.5, 1.2) == "not reproduced"
+
+
 def test_combined_method_from_cache_equals_running_both_methods(tables, small_data):
     import numpy as np
 

@@ -75,7 +75,7 @@ class Experiment:
         p = self.preset
         return {"preset": p.name, "dataset": self.root.name, "crop_px": p.crop, "width": p.width,
                 "epochs_scratch/from_A/finetune": f"{p.scratch_epochs}/{p.from_a_epochs}/{p.finetune_epochs}",
-                "seed": self.args.seed}
+                "seed": self.args.seed, "val_images": len(self.data.val)}
 
 
 def net_name(config: str, train_scale: str) -> str:

@@ -29,7 +29,13 @@ def git_commit() -> str:
 
 
 def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix().split("/vgg-repro/")[-1], *sys.argv[1:]])
+    """The command that is running, its script relative to the repository."""
+    script = Path(sys.argv[0])
+    try:
+        script = script.resolve().relative_to(ROOT)
+    except ValueError:
+        pass
+    return " ".join(shlex.quote(a) for a in [script.as_posix(), *sys.argv[1:]])
 
 
 def with_errors(row: dict, ours_top1: float | None, ours_top5: float | None, paper_top1, paper_top5) -> dict:
