@@ -8,7 +8,7 @@ PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
 	elif python3 -c "import torch, torchvision" 2>/dev/null; then echo python3; else echo .venv/bin/python; fi)
 RUN = PYTHONPATH=. $(PYTHON)
 
-.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables init_study bench clean
+.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings init_study bench clean
 
 install:
 	@if python3 -c "import torch, torchvision" 2>/dev/null && [ ! -x .venv/bin/python ]; then \
@@ -42,7 +42,11 @@ table6:
 	$(RUN) experiments/06_table6_fusion.py --preset $(PRESET)
 table7:
 	$(RUN) experiments/07_table7_state_of_the_art.py --preset $(PRESET)
-tables: table1 table2 table3 table4 table5 table6 table7
+tables: table1 table2 table3 table4 table5 table6 table7 findings
+
+# Which of the paper's findings Tables 3-6 reproduce (vgg/paper/findings.csv, 2 standard errors).
+findings:
+	$(RUN) experiments/findings.py --preset $(PRESET)
 
 # Nets A and D under N(0, 1e-2), Glorot, and D from a trained A (same schedule and seed).
 init_study:

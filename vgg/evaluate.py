@@ -120,12 +120,16 @@ def scales_px(preset, scales_paper: list[int]) -> list[int]:
 def cached_posteriors(checkpoint: Path, method: str, scales_paper: list[int], data, amp: bool = True,
                       cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Posteriors of a training checkpoint, from the cache when the checkpoint is unchanged.
-    'multi-crop & dense' is the mean of the two cached methods (averaging is linear), not a third run."""
+    'multi-crop & dense' is the mean of the two cached methods and several Q the mean of the cached
+    single-Q posteriors (averaging is linear), so no image goes through a net twice."""
     checkpoint = Path(checkpoint)
     if method == "multi-crop & dense":
         (pd_, y), (pm, _) = (cached_posteriors(checkpoint, m, scales_paper, data, amp, cache_dir)
                              for m in ("dense", "multi-crop"))
         return ((pd_ + pm) / 2).astype(np.float32), y
+    if len(scales_paper) > 1:  # multi-scale = the mean over Q: each scale is cached once, for every table
+        parts = [cached_posteriors(checkpoint, method, [q], data, amp, cache_dir) for q in scales_paper]
+        return np.mean(np.stack([p for p, _ in parts]), axis=0).astype(np.float32), parts[0][1]
     cache_dir = cache_dir or checkpoint.parent / "posteriors"
     slug = method.replace(" & ", "+")
     cache = cache_dir / f"{checkpoint.stem}__{slug}__Q{'-'.join(map(str, scales_paper))}.npz"

@@ -1,0 +1,60 @@
+"""Compact Markdown side-by-side (paper | ours) of Tables 2-7 from results/<preset>/*.csv,
+written to results/<preset>/summary.md (the README's Results section is pasted from it)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+
+from vgg.errors import UserError  # noqa: E402
+from vgg.experiment import main  # noqa: E402
+from vgg.io import atomic_write_text  # noqa: E402
+
+
+def pair(a, b) -> str:
+    return " / ".join("-" if pd.isna(v) else f"{v:g}" for v in (a, b))
+
+
+def error_table(df: pd.DataFrame, label) -> list[str]:
+    out = ["| row | paper top-1 / top-5 (ImageNet) | ours top-1 / top-5 |", "| --- | --- | --- |"]
+    for r in df.itertuples():
+        out.append(f"| {label(r)} | {pair(r.paper_top1_err, r.paper_top5_err)} | "
+                   f"{pair(r.ours_top1_err, r.ours_top5_err)} |")
+    return out
+
+
+def summary(args) -> None:
+    folder = Path(args.results) / args.preset
+    t = {}
+    for n in range(2, 8):
+        path = folder / f"table{n}.csv"
+        if not path.exists():
+            raise UserError(f"{path} is missing: run `make table{n} PRESET={args.preset}` first")
+        t[n] = pd.read_csv(path, dtype={"train_scale": str, "test_scale": str, "test_scales": str})
+    lines = [f"# {args.preset} results beside the paper", "",
+             f"Made by `experiments/summary.py --preset {args.preset}` from the CSVs in this folder "
+             f"(commit {t[3]['commit'][0]}). Errors in %; proxy numbers are not ImageNet numbers.", ""]
+    p2 = t[2]
+    lines += ["## Table 2: parameters", "", "| config | paper (M) | ours, 224 px / 1000 classes | ours, proxy net |",
+              "| --- | --- | --- | --- |"]
+    lines += [f"| {r.config} | {'-' if pd.isna(r.paper_params_millions) else f'{r.paper_params_millions:g}'} | "
+              f"{r.params:,} | {r.proxy_params:,} |" for r in p2.itertuples()]
+    lines += ["", "## Table 3: single test scale (dense; B / B-5x5 centre crop)", ""]
+    lines += error_table(t[3], lambda r: f"{r.config} S={r.train_scale} Q={r.test_scale}"
+                         + (" centre crop" if r.method == "center-crop" else ""))
+    lines += ["", "## Table 4: multiple test scales (dense)", ""]
+    lines += error_table(t[4], lambda r: f"{r.config} S={r.train_scale} Q={r.test_scales.replace(';', ',')}")
+    lines += ["", "## Table 5: dense vs multi-crop (S=256-512, Q=256,384,512)", ""]
+    lines += error_table(t[5], lambda r: f"{r.config} {r.method}")
+    lines += ["", "## Table 6: fusion (posteriors averaged)", ""]
+    lines += error_table(t[6], lambda r: f"{r.nets} nets, {r.method}" + (" (ILSVRC submission)" if r.nets == 7
+                                                                         else " (D + E jitter)"))
+    lines += ["", "## Table 7: best single net and best fusion", ""]
+    lines += error_table(t[7].iloc[:2], lambda r: r.method)
+    atomic_write_text(folder / "summary.md", "\n".join(lines) + "\n")
+    print(f"wrote {folder / 'summary.md'}")
+
+
+if __name__ == "__main__":
+    main(summary, needs_data=False)
