@@ -8,7 +8,7 @@ PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
 	elif python3 -c "import torch, torchvision" 2>/dev/null; then echo python3; else echo .venv/bin/python; fi)
 RUN = PYTHONPATH=. $(PYTHON)
 
-.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings init_study bench clean
+.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings init_study dense_geometry bench clean
 
 install:
 	@if python3 -c "import torch, torchvision" 2>/dev/null && [ ! -x .venv/bin/python ]; then \
@@ -51,6 +51,10 @@ findings:
 # Nets A and D under N(0, 1e-2), Glorot, and D from a trained A (same schedule and seed).
 init_study:
 	$(RUN) experiments/init_study.py --preset $(PRESET)
+
+# Dense evaluation vs centre crop at every test scale, beside the conv5 map size (proxy diagnostic).
+dense_geometry:
+	$(RUN) experiments/dense_geometry.py --preset $(PRESET)
 
 bench:
 	$(RUN) experiments/bench.py

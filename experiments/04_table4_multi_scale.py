@@ -19,7 +19,8 @@ def table4(args) -> None:
         e1, e5 = ex.errors(*ex.posteriors(net_name(r.config, r.train_scale), "dense", qs))
         rows.append(with_errors({"config": r.config, "train_scale": r.train_scale, "test_scales": r.test_scales,
                                  "method": "dense", "test_scales_px": ";".join(str(ex.preset.px(q)) for q in qs)},
-                                e1, e5, r.top1_val_err, r.top5_val_err))
+                                e1, e5, r.top1_val_err, r.top5_val_err)
+                    | {"conv5_maps": ";".join(ex.conv5_map(q) for q in qs)})
     df = pd.DataFrame(rows)
     write_table(df, ex.out("results", "table4.csv"), ex.provenance())
     ours_vs_paper(df, [f"{r.config} S={r.train_scale} Q={r.test_scales}" for r in df.itertuples()],

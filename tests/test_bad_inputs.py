@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_cli
 
 TRAIN = ["-m", "vgg", "train", "--preset", "tiny", "--no-progress"]
@@ -16,7 +15,7 @@ TRAIN = ["-m", "vgg", "train", "--preset", "tiny", "--no-progress"]
 
 def one_line_exit2(r, needle):
     assert r.returncode == 2, (r.returncode, r.stderr[-1500:])
-    lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
+    lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], r.stderr
 
 

@@ -4,7 +4,7 @@ from conftest import ROOT, run_cli
 
 def _one_line_exit2(r, *needles):
     assert r.returncode == 2, (r.returncode, r.stderr[-1500:])
-    lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
+    lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1, r.stderr
     for n in needles:
         assert n in lines[0], lines[0]

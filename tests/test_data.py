@@ -2,8 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from vgg.data import (ColourStats, IsotropicRescale, draw_scales, load_memory_split, random_crops, rescale,
-                      rescaled_size)
+from vgg.data import ColourStats, IsotropicRescale, draw_scales, load_memory_split, random_crops, rescale, rescaled_size
 
 
 def test_isotropic_rescale_shortest_side_is_s():

@@ -4,8 +4,8 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, run_cli
+
 from vgg.results import paper_table
 
 SCRIPTS = {3: "03_table3_single_scale.py", 4: "04_table4_multi_scale.py", 5: "05_table5_eval_methods.py",

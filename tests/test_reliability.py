@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 import torchvision
-
 from conftest import ROOT, run_cli
+
 from vgg.chain import build_chain, checkpoint_path
 from vgg.configs import TORCHVISION_NAMES
 from vgg.model import VGG

@@ -3,8 +3,8 @@ import sys
 
 import pandas as pd
 import torch
-
 from conftest import ROOT, run_cli
+
 from vgg.protocol import get_preset
 from vgg.train import TrainSpec, make_optimizer, train, train_step
 

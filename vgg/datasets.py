@@ -15,9 +15,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from .data import (ColourStats, SafeImageFolder, center_crop, collate_skip, draw_scales, fraction_of,
-                   load_memory_split, load_rgb, random_crops, rescale, seed_worker, stream_train_transform,
-                   subsample)
+from .data import (
+    ColourStats,
+    SafeImageFolder,
+    center_crop,
+    collate_skip,
+    draw_scales,
+    fraction_of,
+    load_memory_split,
+    load_rgb,
+    random_crops,
+    rescale,
+    seed_worker,
+    stream_train_transform,
+    subsample,
+)
 from .io import atomic_write_text
 
 EVAL_BATCH = 250
@@ -117,6 +129,7 @@ class StreamData:
     def val_images(self, q: int, rank: int = 0, world: int = 1, batch: int = 1):
         """One image at a time (sizes differ), rescaled to shortest side Q."""
         import torchvision.transforms as T
+
         from .data import IsotropicRescale
         self.val.transform = T.Compose([IsotropicRescale(q), T.PILToTensor()])
         shard = Subset(self.val, range(len(self.val))[fraction_of(len(self.val), rank, world)])

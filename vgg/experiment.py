@@ -15,6 +15,7 @@ from .datasets import load_datasets
 from .errors import Divergence, UserError
 from .evaluate import cached_posteriors
 from .metrics import topk_error
+from .model import feature_size
 from .protocol import get_preset
 
 
@@ -62,6 +63,11 @@ class Experiment:
 
     def posteriors(self, net: str, method: str, scales_paper: list[int]):
         return cached_posteriors(self.checkpoint(net), method, scales_paper, self.data)
+
+    def conv5_map(self, q_paper: int) -> str:
+        """Side x side of the conv5 feature map at test scale Q (paper pixels) in this preset."""
+        side = feature_size(self.preset.px(q_paper), 4)
+        return f"{side}x{side}"
 
     @staticmethod
     def errors(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .configs import CONFIGS  # noqa: E402
 from .io import atomic_savefig  # noqa: E402
 
 
@@ -36,16 +37,43 @@ def ours_vs_paper(df: pd.DataFrame, labels: list[str], path: str | Path, title: 
     return Path(path)
 
 
+STAGES = {"256": "S=256 (from scratch or net A)", "384": "S=384 (fine-tuned)", "256-512": "S=256-512 jitter"}
+
+
 def training_curves(logs: dict[str, pd.DataFrame], path: str | Path, title: str) -> Path:
-    """Validation top-1 error per epoch for each run."""
-    fig, ax = plt.subplots(figsize=(8, 5))
+    """One panel per config: validation (solid) and training (dashed) top-1 error per epoch,
+    each fine-tuning stage drawn after the stage it starts from."""
+    by_config: dict[str, dict[str, pd.DataFrame]] = {}
     for name, log in logs.items():
-        ax.plot(log["epoch"], 100 * log["val_top1_err"], marker="o", ms=3, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation top-1 error (%), centre crop")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+        config, scale = name.rsplit("_S", 1)
+        by_config.setdefault(config, {})[scale] = log
+    order = list(CONFIGS)
+    by_config = dict(sorted(by_config.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    n = len(by_config)
+    cols = min(4, max(n, 1))
+    rows = -(-n // cols) if n else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows), squeeze=False, sharey=True)
+    for ax, (config, stages) in zip(axes.flat, by_config.items()):
+        offset = 0
+        for k, (scale, label) in enumerate(STAGES.items()):
+            if scale not in stages:
+                continue
+            log = stages[scale]
+            x = offset + log["epoch"]
+            colour = f"C{k}"
+            ax.plot(x, 100 * log["val_top1_err"], marker="o", ms=3, color=colour, label=f"{label}, val")
+            ax.plot(x, 100 * log["train_top1_err"], ls="--", color=colour, alpha=0.7, label=f"{label}, train")
+            offset = int(x.max())
+        ax.set_title(config, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("epoch")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("top-1 error (%)")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    handles, labels = max((ax.get_legend_handles_labels() for ax in axes.flat), key=lambda hl: len(hl[0]))
+    fig.legend(handles, labels, loc="lower right", fontsize=7, ncol=1 if n % cols else 3)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
