@@ -26,7 +26,7 @@ def table3(args) -> None:
                            "note": ""}, e1, e5, r.top1_val_err, r.top5_val_err)
         # Diagnostics beside the paper's measure: the conv5 map dense evaluation runs on (training
         # crops give a crop/16 map) and a centre crop's error at the same Q.
-        row["conv5_map"] = ex.conv5_map(q)
+        row["conv5_maps"] = ex.conv5_map(q)
         row["ours_top1_err_center_crop"] = round(100 * ex.errors(*ex.posteriors(net, "center-crop", [q]))[0], 2)
         rows.append(row)
     centre = {c: ex.errors(*ex.posteriors(net_name(c, "256"), "center-crop", [256])) for c in ("B", "B-5x5")}

@@ -22,7 +22,8 @@ def table5(args) -> None:
         rows.append(with_errors({"config": r.config, "train_scale": "256-512", "method": r.method,
                                  "test_scales": ";".join(map(str, SCALES)),
                                  "test_scales_px": ";".join(str(ex.preset.px(q)) for q in SCALES)},
-                                e1, e5, r.top1_val_err, r.top5_val_err))
+                                e1, e5, r.top1_val_err, r.top5_val_err)
+                    | {"conv5_maps": ";".join(ex.conv5_map(q) for q in SCALES)})
     df = pd.DataFrame(rows)
     write_table(df, ex.out("results", "table5.csv"), ex.provenance())
     ours_vs_paper(df, [f"{r.config} {r.method}" for r in df.itertuples()], ex.out("figures", "table5.png"),

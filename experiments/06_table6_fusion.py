@@ -31,8 +31,10 @@ def table6(args) -> None:
     rows = []
     for r in paper_table("table6_fusion").itertuples():
         e1, e5 = fused_errors(ex, r.models, r.method)
+        scales = sorted({q for _, qs in members(r.models) for q in qs})
         rows.append(with_errors({"models": r.models, "method": r.method, "nets": len(members(r.models))},
-                                e1, e5, r.top1_val_err, r.top5_val_err))
+                                e1, e5, r.top1_val_err, r.top5_val_err)
+                    | {"conv5_maps": ";".join(dict.fromkeys(ex.conv5_map(q) for q in scales))})
     df = pd.DataFrame(rows)
     df["paper_top5_test_err"] = paper_table("table6_fusion")["top5_test_err"]
     write_table(df, ex.out("results", "table6.csv"), ex.provenance())

@@ -17,6 +17,8 @@ import pandas as pd  # noqa: E402
 
 from vgg.errors import UserError  # noqa: E402
 from vgg.experiment import main  # noqa: E402
+from vgg.model import feature_size  # noqa: E402
+from vgg.protocol import get_preset  # noqa: E402
 from vgg.results import write_table  # noqa: E402
 
 
@@ -30,6 +32,11 @@ def pick(tables: dict[str, pd.DataFrame], table: str, query: str) -> pd.Series:
     if len(rows) != 1:
         raise UserError(f"findings.csv: {table} rows where {query!r}: {len(rows)}, expected exactly one")
     return rows.iloc[0]
+
+
+def dense_off_geometry(row: pd.Series, train_map: str) -> bool:
+    """Dense evaluation on a conv5 map unlike the one training crops give (see dense_geometry.py)."""
+    return "dense" in row["method"] and any(m != train_map for m in str(row["conv5_maps"]).split(";"))
 
 
 def verdict(claim: str, gain: float, two_se: float) -> str:
@@ -49,6 +56,8 @@ def findings(args) -> None:
         if not path.exists():
             raise UserError(f"{path} is missing: run `make table{n} PRESET={args.preset}` first")
         tables[f"table{n}"] = pd.read_csv(path, dtype={"train_scale": str, "test_scale": str})
+    side = feature_size(get_preset(args.preset).crop, 4)
+    train_map = f"{side}x{side}"
     rows = []
     for c in claims().itertuples():
         a, b = pick(tables, c.table_a, c.row_a), pick(tables, c.table_b, c.row_b)
@@ -60,16 +69,20 @@ def findings(args) -> None:
                      "paper_gain": round(b.paper_top1_err - a.paper_top1_err, 2) if pd.notna(a.paper_top1_err)
                      and pd.notna(b.paper_top1_err) else None,
                      "ours_a": a.ours_top1_err, "ours_b": b.ours_top1_err, "ours_gain": gain,
-                     "two_se": two_se, "verdict": verdict(c.claim, gain, two_se)})
+                     "two_se": two_se, "verdict": verdict(c.claim, gain, two_se),
+                     "caveat": "dense evaluation on conv5 maps unlike training's "
+                               f"{train_map} (dense_geometry.csv)" if dense_off_geometry(a, train_map)
+                     or dense_off_geometry(b, train_map) else ""})
     df = pd.DataFrame(rows)
     write_table(df, folder / "findings.csv", {"preset": args.preset, "val_images": n_val})
-    print("\n| finding | paper top-1 a / b | ours a / b | ours gain (2 SE) | |\n| --- | --- | --- | --- | --- |")
+    print("\n| finding | paper top-1 a / b | ours a / b | ours gain (2 SE) | verdict |")
+    print("| --- | --- | --- | --- | --- |")
     for r in df.itertuples():
         paper = "- / -" if pd.isna(r.paper_a) else f"{r.paper_a:g} / {r.paper_b:g}"
         if pd.isna(r.paper_a) and r.finding.startswith("B-5x5"):
             paper = "+7 (difference only)"
         print(f"| {r.finding} | {paper} | {r.ours_a:.2f} / {r.ours_b:.2f} | {r.ours_gain:+.2f} ({r.two_se:.2f}) "
-              f"| {r.verdict} |")
+              f"| {r.verdict}{' (dense geometry)' if r.caveat else ''} |")
 
 
 if __name__ == "__main__":
