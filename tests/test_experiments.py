@@ -79,11 +79,11 @@ def test_findings_checks_every_claim_on_the_tables(tables):
     r = run_cli([str(ROOT / "experiments" / "findings.py"), "--preset", "tiny", "--results", "results"], cwd=cwd)
     assert r.returncode == 0, r.stderr[-2000:]
     f = pd.read_csv(cwd / "results" / "tiny" / "findings.csv")
-    assert len(f) == 17 and f["verdict"].isin(["reproduced", "not reproduced", "within noise"]).all()
+    assert len(f) == 21 and f["verdict"].isin(["reproduced", "not reproduced", "within noise"]).all()
     lrn = f.set_index("finding").loc["LRN does not help"]
     assert (lrn.paper_a, lrn.paper_b) == (29.7, 29.6)
     assert lrn.ours_gain == pytest.approx(lrn.ours_b - lrn.ours_a, abs=0.011)
-    assert r.stdout.count("\n| ") >= 18  # the Markdown table for the README
+    assert r.stdout.count("\n| ") >= 22  # the Markdown table for the README
 
 
 def test_finding_verdicts_against_two_standard_errors():
@@ -96,6 +96,10 @@ def test_finding_verdicts_against_two_standard_errors():
     assert mod.verdict("lower", -1.5, 1.2) == "not reproduced"
     assert mod.verdict("not_lower", 1.0, 1.2) == "reproduced"   # a is not better beyond noise
     assert mod.verdict("not_lower", 1.5, 1.2) == "not reproduced"
+    row = pd.Series({"method": "dense", "conv5_maps": "2x2;3x3;4x4"})
+    assert mod.dense_off_geometry(row, "2x2")
+    assert not mod.dense_off_geometry(pd.Series({"method": "multi-crop", "conv5_maps": "3x3"}), "2x2")
+    assert not mod.dense_off_geometry(pd.Series({"method": "dense", "conv5_maps": "2x2"}), "2x2")
 
 
 def test_combined_method_from_cache_equals_running_both_methods(tables, small_data):
