@@ -8,7 +8,7 @@ PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
 	elif python3 -c "import torch, torchvision" 2>/dev/null; then echo python3; else echo .venv/bin/python; fi)
 RUN = PYTHONPATH=. $(PYTHON)
 
-.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings init_study dense_geometry bench clean
+.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings init_study dense_geometry schedule_study bench clean
 
 install:
 	@if python3 -c "import torch, torchvision" 2>/dev/null && [ ! -x .venv/bin/python ]; then \
@@ -55,6 +55,10 @@ init_study:
 # Dense evaluation vs centre crop at every test scale, beside the conv5 map size (proxy diagnostic).
 dense_geometry:
 	$(RUN) experiments/dense_geometry.py --preset $(PRESET)
+
+# Nets A-E at S=256 continued to twice the preset's epochs: does the depth ordering hold?
+schedule_study:
+	$(RUN) experiments/schedule_study.py --preset $(PRESET)
 
 bench:
 	$(RUN) experiments/bench.py

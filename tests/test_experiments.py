@@ -131,5 +131,26 @@ def test_rerun_with_checkpoints_present_is_byte_identical(tables, small_data):
     assert (cwd / "results" / "tiny" / "table3.csv").read_bytes() == before
 
 
+def test_schedule_study_continues_the_chain_nets_and_agrees_with_table3(tables, small_data):
+    from vgg.checkpoint import load_training_checkpoint
+    cwd, _ = tables
+    r = run_cli([str(ROOT / "experiments" / "schedule_study.py"), "--preset", "tiny", "--data", str(small_data),
+                 "--runs", "runs", "--results", "results", "--figures", "figures"], cwd=cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "training runs/tiny/" not in r.stderr  # the chain's nets are reused, not retrained
+    s = pd.read_csv(cwd / "results" / "tiny" / "schedule_study.csv")
+    assert len(s) == 10 and s.groupby("schedule").epochs.unique().map(list).to_dict() == {"preset": [1],
+                                                                                        "2x preset": [2]}
+    assert s.set_index("config").loc[["A", "D", "E"], "layers"].unique().tolist() == [11, 16, 19]
+    t3 = pd.read_csv(cwd / "results" / "tiny" / "table3.csv", dtype={"train_scale": str})
+    t3 = t3[(t3.method == "dense") & (t3.train_scale == "256")].set_index("config").ours_top1_err
+    preset_rows = s[s.schedule == "preset"].set_index("config").ours_top1_err
+    assert (preset_rows - t3.loc[preset_rows.index]).abs().max() < 0.011
+    chain = load_training_checkpoint(cwd / "runs" / "tiny" / "D_S256.pt")
+    longer = load_training_checkpoint(cwd / "runs" / "tiny" / "schedule_study" / "D_S256_2ep.pt")
+    assert longer["log"][0] == chain["log"][0] and longer["epoch"] == 2  # continued, not restarted
+    assert (cwd / "figures" / "tiny" / "schedule_study.png").stat().st_size > 10_000
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))

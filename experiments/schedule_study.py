@@ -1,0 +1,104 @@
+"""Schedule study: does the paper's depth ordering at S=256 (A, B, C, D, E) depend on how
+long the proxy trains? Every S=256 net of the chain is continued from its chain checkpoint
+to twice the preset's epochs, same seed and the same lr rule (divide by 10 when validation
+accuracy stalls, at most 3 times). Epochs are seeded by their index and the optimiser and
+lr state are in the checkpoint, so the continuation is the run a longer preset would give
+(B..E keep the 10-epoch net A as their init, as the chain does).
+
+Writes results/<preset>/schedule_study.csv (each net at both lengths: dense top-1/top-5 at
+Q = S as Table 3, centre-crop top-1, lr drops taken) and figures/<preset>/schedule_study.png.
+The longer runs go to runs/<preset>/schedule_study/ and resume.
+"""
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from vgg.checkpoint import load_training_checkpoint  # noqa: E402
+from vgg.configs import Conv, blocks  # noqa: E402
+from vgg.evaluate import cached_posteriors  # noqa: E402
+from vgg.experiment import Experiment, main  # noqa: E402
+from vgg.io import atomic_savefig  # noqa: E402
+from vgg.results import paper_table, write_table  # noqa: E402
+from vgg.train import TrainSpec, train  # noqa: E402
+
+NETS = ["A", "B", "C", "D", "E"]
+# The paper's claims on these nets (a beats b: lower top-1 error), as in vgg/paper/findings.csv.
+CLAIMS = [("B", "A"), ("D", "B"), ("E", "D"), ("D", "C")]
+
+
+def longer(ex: Experiment, config: str, epochs: int) -> Path:
+    """The chain's <config>_S256 continued to ``epochs`` epochs (resumes an interrupted run)."""
+    out = Path(ex.args.runs) / ex.preset.name / "schedule_study" / f"{config}_S256_{epochs}ep.pt"
+    start = "auto" if out.exists() else str(ex.checkpoint(f"{config}_S256"))
+    train(TrainSpec(config=config, scale="256", preset=ex.preset.name, data=str(ex.root), out=str(out),
+                    resume=start, seed=ex.args.seed, epochs=epochs, progress=sys.stderr.isatty()))
+    return out
+
+
+def layers(config: str) -> int:
+    """Weight layers: convolutions plus the three FC layers."""
+    return sum(isinstance(layer, Conv) for block in blocks(config) for layer in block) + 3
+
+
+def schedule_study(args) -> None:
+    ex = Experiment(args)
+    paper = paper_table("table3_single_scale").query("train_scale == '256'").set_index("config").top1_val_err
+    rows = []
+    for config in NETS:
+        chain = ex.checkpoint(f"{config}_S256")
+        base = load_training_checkpoint(chain)["epoch"]
+        for schedule, path in (("preset", chain), ("2x preset", longer(ex, config, 2 * base))):
+            ckpt = load_training_checkpoint(path)
+            lrs = [r["lr"] for r in ckpt["log"]]
+            e1, e5 = ex.errors(*cached_posteriors(path, "dense", [256], ex.data))
+            c1, _ = ex.errors(*cached_posteriors(path, "center-crop", [256], ex.data))
+            rows.append({"config": config, "layers": layers(config), "schedule": schedule, "epochs": ckpt["epoch"],
+                         "lr_drops": sum(b < a for a, b in zip(lrs, lrs[1:])), "last_lr": lrs[-1],
+                         "ours_top1_err": round(100 * e1, 2), "ours_top5_err": round(100 * e5, 2),
+                         "ours_top1_err_center_crop": round(100 * c1, 2),
+                         "two_se": round(200 * math.sqrt(e1 * (1 - e1) / len(ex.data.val)), 2),
+                         "paper_top1_err": paper[config]})
+    df = pd.DataFrame(rows)
+    write_table(df, ex.out("results", "schedule_study.csv"), ex.provenance())
+
+    schedules = ("preset", "2x preset")
+    print("| claim | " + " | ".join(f"{s}: a / b (gain, 2 SE)" for s in schedules) + " |")
+    print("| --- | --- | --- |")
+    for a, b in CLAIMS:
+        cells = []
+        for sched in schedules:
+            ra, rb = (df[(df.config == c) & (df.schedule == sched)].iloc[0] for c in (a, b))
+            gap = round(rb.ours_top1_err - ra.ours_top1_err, 2)
+            se2 = round(math.hypot(ra.two_se, rb.two_se), 2)
+            cells.append(f"{ra.ours_top1_err:.2f} / {rb.ours_top1_err:.2f} ({gap:+.2f}, {se2:.2f})")
+        print(f"| {a} beats {b} | " + " | ".join(cells) + " |")
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    x = range(len(NETS))
+    for sched, marker in zip(schedules, "os"):
+        g = df[df.schedule == sched].set_index("config").loc[NETS]
+        epochs = "/".join(str(e) for e in sorted(set(g.epochs)))
+        ax.errorbar(x, g.ours_top1_err, yerr=g.two_se, marker=marker, capsize=3,
+                    label=f"ours, {epochs} epochs (dense, Q=S; bars: 2 SE)")
+    ax.plot(x, paper.loc[NETS], marker="^", color="grey", ls="--", label="paper (ImageNet)")
+    ax.set_xticks(list(x), [f"{c}\n({layers(c)} layers)" for c in NETS])
+    ax.set_ylabel("top-1 error (%), S=256")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Depth at S=256: the preset's schedule and twice as long ({ex.preset.name}, {ex.root.name})",
+                 fontsize=10)
+    fig.tight_layout()
+    atomic_savefig(fig, ex.out("figures", "schedule_study.png"), dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main(schedule_study)
