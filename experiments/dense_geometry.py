@@ -7,6 +7,8 @@ padding, so running them on a larger image (dense evaluation) changes little. A 
 proxy crop gives 2x2 conv5 maps where every position touches the padding; a larger Q
 puts positions in the interior the net never saw in training. This script measures it.
 Writes results/<preset>/dense_geometry.csv and figures/<preset>/dense_geometry.png.
+`--preset proxy64` repeats it at twice the crop (conv5 4x4 in training), which shows how
+the penalty changes as the conv5 map grows.
 """
 import sys
 from pathlib import Path

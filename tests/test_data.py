@@ -88,3 +88,16 @@ def test_stream_loader_imagenet_path(small_data, tmp_path):
     sizes = {tuple(v.shape[-2:]) for v, _ in data.val_images(55)}
     assert sizes == {(55, 55)}
     assert list(tmp_path.glob("colour-*.json"))  # colour statistics cached under a stable key
+
+
+def test_proxy_presets_scale_the_papers_geometry():
+    from dataclasses import replace
+
+    from vgg.model import feature_size
+    from vgg.protocol import get_preset
+    proxy, proxy64 = get_preset("proxy"), get_preset("proxy64")
+    assert [proxy.scale_px(s) for s in ("256", "384", "256-512")] == [(37, 37), (55, 55), (37, 73)]
+    assert [proxy64.scale_px(s) for s in ("256", "384", "256-512")] == [(73, 73), (110, 110), (73, 146)]
+    assert (feature_size(proxy.crop, 4), feature_size(proxy64.crop, 4)) == (2, 4)  # conv5 map in training
+    # the diagnostic preset is the proxy at twice the crop and nothing else
+    assert replace(proxy64, name="proxy", crop=32, notes=proxy.notes) == proxy

@@ -114,6 +114,15 @@ PRESETS: dict[str, Preset] = {
                "the same 10 epochs from scratch and from net A (the paper: 74 for every net); "
                "3 per fine-tuning stage"],
     ),
+    # Diagnostic: the proxy at twice the geometry (CIFAR-10 upsampled; crop 64, S = 73 / 110 /
+    # [73, 146], conv5 4x4 in training). Only for experiments/dense_geometry.py: does dense
+    # evaluation's penalty off the training geometry shrink as the conv5 map grows?
+    "proxy64": Preset(
+        name="proxy64", crop=64, width=0.25, batch=128, patience=0,
+        scratch_epochs=10, from_a_epochs=10, finetune_epochs=3,
+        scratch_init="glorot", loader="memory", workers=0,
+        notes=["the proxy preset with crop 64 instead of 32 (dense-geometry diagnostic)"],
+    ),
     "tiny": Preset(
         name="tiny", crop=32, width=0.0625, batch=32, patience=0,
         scratch_epochs=1, from_a_epochs=1, finetune_epochs=1,
