@@ -157,7 +157,7 @@ def bench(args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from vgg.io import atomic_savefig
+    from vgg.plots import save_figure
     fig, ax = plt.subplots(figsize=(9, 4))
     labels = [w.split(":")[0].split(" (")[0] for w in df.what]
     ax.barh(labels, df.ratio, color="#d9822b")
@@ -167,9 +167,7 @@ def bench(args) -> None:
     ax.set_xlabel("ratio ours / baseline (img/s)")
     ax.invert_yaxis()
     ax.set_title("Benchmarks (see results/bench.csv for what each pair is)", fontsize=10)
-    fig.tight_layout()
-    atomic_savefig(fig, Path(args.figures) / "bench.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, Path(args.figures) / "bench.png")
 
 
 if __name__ == "__main__":

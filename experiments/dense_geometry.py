@@ -22,8 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from vgg.experiment import Experiment, main  # noqa: E402
-from vgg.io import atomic_savefig  # noqa: E402
 from vgg.model import feature_size  # noqa: E402
+from vgg.plots import save_figure  # noqa: E402
 from vgg.protocol import PAPER  # noqa: E402
 from vgg.results import write_table  # noqa: E402
 
@@ -63,9 +63,7 @@ def dense_geometry(args) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Dense evaluation vs centre crop across test scales ({ex.preset.name}, {ex.root.name})",
                  fontsize=10)
-    fig.tight_layout()
-    atomic_savefig(fig, ex.out("figures", "dense_geometry.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, ex.out("figures", "dense_geometry.png"))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 
 from vgg.checkpoint import load_training_checkpoint  # noqa: E402
 from vgg.experiment import Experiment, main  # noqa: E402
-from vgg.io import atomic_savefig  # noqa: E402
+from vgg.plots import save_figure  # noqa: E402
 from vgg.results import write_table  # noqa: E402
 from vgg.train import TrainSpec, train  # noqa: E402
 
@@ -78,9 +78,7 @@ def init_study(args) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(f"Init study ({ex.preset.name}, {ex.root.name}, width x{ex.preset.width}, seed {args.seed}): "
                  "the paper's N(0, 1e-2) vs Glorot vs D from a trained A", fontsize=10)
-    fig.tight_layout()
-    atomic_savefig(fig, ex.out("figures", "init_study.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, ex.out("figures", "init_study.png"))
 
 
 if __name__ == "__main__":

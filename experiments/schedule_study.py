@@ -25,7 +25,7 @@ from vgg.checkpoint import load_training_checkpoint  # noqa: E402
 from vgg.configs import Conv, blocks  # noqa: E402
 from vgg.evaluate import cached_posteriors  # noqa: E402
 from vgg.experiment import Experiment, main  # noqa: E402
-from vgg.io import atomic_savefig  # noqa: E402
+from vgg.plots import save_figure  # noqa: E402
 from vgg.results import paper_table, write_table  # noqa: E402
 from vgg.train import TrainSpec, train  # noqa: E402
 
@@ -95,9 +95,7 @@ def schedule_study(args) -> None:
     ax.legend(fontsize=8)
     ax.set_title(f"Depth at S=256: the preset's schedule and twice as long ({ex.preset.name}, {ex.root.name})",
                  fontsize=10)
-    fig.tight_layout()
-    atomic_savefig(fig, ex.out("figures", "schedule_study.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, ex.out("figures", "schedule_study.png"))
 
 
 if __name__ == "__main__":
