@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from .errors import Divergence, UserError
+from .protocol import PRESETS
 
 
 class Parser(argparse.ArgumentParser):
@@ -14,7 +15,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="proxy", help="paper | proxy | proxy64 | tiny (default proxy)")
+    p.add_argument("--preset", default="proxy", help=f"{' | '.join(PRESETS)} (default proxy)")
     p.add_argument("--data", help="dataset root in ImageFolder layout (default $VGG_DATA)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 instead of bf16 autocast")

@@ -16,13 +16,13 @@ from .errors import Divergence, UserError
 from .evaluate import cached_posteriors
 from .metrics import topk_error
 from .model import feature_size
-from .protocol import get_preset
+from .protocol import PRESETS, get_preset
 
 
 def arguments(description: str, needs_data: bool = True) -> argparse.Namespace:
     from .__main__ import Parser
     p = Parser(description=description)
-    p.add_argument("--preset", default=os.environ.get("PRESET", "proxy"), help="paper | proxy | proxy64 | tiny")
+    p.add_argument("--preset", default=os.environ.get("PRESET", "proxy"), help=" | ".join(PRESETS))
     if needs_data:
         p.add_argument("--data", help="dataset root (default $VGG_DATA)")
         p.add_argument("--runs", default=os.environ.get("VGG_RUNS", "runs"), help="checkpoint folder")

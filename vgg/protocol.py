@@ -100,29 +100,28 @@ class Preset:
         return asdict(self)
 
 
+# CIFAR-10 (32 px): crop 32, S = 37 / 55 / [37, 73]; conv 16..128, FC 1024.
+# Schedule sized so the 13 nets of Table 3 train in well under an hour on 2 cores.
+_PROXY = Preset(
+    name="proxy", crop=32, width=0.25, batch=128, patience=0,
+    scratch_epochs=10, from_a_epochs=10, finetune_epochs=3,
+    scratch_init="glorot", loader="memory", workers=0,
+    notes=["batch 128 (not 256): twice the updates in a short schedule",
+           "Glorot init for nets from scratch: N(0, 0.01) does not train at 1/4 width (see init study)",
+           "lr plateau patience 0 epochs (the paper does not give one; the schedule is 5-10x shorter)",
+           "the same 10 epochs from scratch and from net A (the paper: 74 for every net); "
+           "3 per fine-tuning stage"],
+)
+
+
 PRESETS: dict[str, Preset] = {
     "paper": Preset(name="paper", crop=224),
-    # CIFAR-10 (32 px): crop 32, S = 37 / 55 / [37, 73]; conv 16..128, FC 1024.
-    # Schedule sized so the 13 nets of Table 3 train in well under an hour on 2 cores.
-    "proxy": Preset(
-        name="proxy", crop=32, width=0.25, batch=128, patience=0,
-        scratch_epochs=10, from_a_epochs=10, finetune_epochs=3,
-        scratch_init="glorot", loader="memory", workers=0,
-        notes=["batch 128 (not 256): twice the updates in a short schedule",
-               "Glorot init for nets from scratch: N(0, 0.01) does not train at 1/4 width (see init study)",
-               "lr plateau patience 0 epochs (the paper does not give one; the schedule is 5-10x shorter)",
-               "the same 10 epochs from scratch and from net A (the paper: 74 for every net); "
-               "3 per fine-tuning stage"],
-    ),
+    "proxy": _PROXY,
     # Diagnostic: the proxy at twice the geometry (CIFAR-10 upsampled; crop 64, S = 73 / 110 /
     # [73, 146], conv5 4x4 in training). Only for experiments/dense_geometry.py: does dense
     # evaluation's penalty off the training geometry shrink as the conv5 map grows?
-    "proxy64": Preset(
-        name="proxy64", crop=64, width=0.25, batch=128, patience=0,
-        scratch_epochs=10, from_a_epochs=10, finetune_epochs=3,
-        scratch_init="glorot", loader="memory", workers=0,
-        notes=["the proxy preset with crop 64 instead of 32 (dense-geometry diagnostic)"],
-    ),
+    "proxy64": replace(_PROXY, name="proxy64", crop=64,
+                       notes=["the proxy preset with crop 64 instead of 32 (dense-geometry diagnostic)"]),
     "tiny": Preset(
         name="tiny", crop=32, width=0.0625, batch=32, patience=0,
         scratch_epochs=1, from_a_epochs=1, finetune_epochs=1,
