@@ -6,7 +6,6 @@ A gap counts when it exceeds two standard errors of the difference of two error 
 the N validation images (binomial, treated as independent: conservative for paired runs).
 Writes results/<preset>/findings.csv and prints it as a Markdown table (for the README).
 """
-import math
 import sys
 from importlib import resources
 from pathlib import Path
@@ -17,6 +16,7 @@ import pandas as pd  # noqa: E402
 
 from vgg.errors import UserError  # noqa: E402
 from vgg.experiment import main  # noqa: E402
+from vgg.metrics import two_standard_errors  # noqa: E402
 from vgg.model import feature_size  # noqa: E402
 from vgg.protocol import get_preset  # noqa: E402
 from vgg.results import write_table  # noqa: E402
@@ -63,7 +63,7 @@ def findings(args) -> None:
         a, b = pick(tables, c.table_a, c.row_a), pick(tables, c.table_b, c.row_b)
         n_val = int(a["val_images"])
         p1, p2 = a.ours_top1_err / 100, b.ours_top1_err / 100
-        two_se = round(200 * math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / n_val), 2)
+        two_se = round(two_standard_errors(n_val, p1, p2), 2)
         gain = round(b.ours_top1_err - a.ours_top1_err, 2)
         rows.append({"finding": c.finding, "paper_a": a.paper_top1_err, "paper_b": b.paper_top1_err,
                      "paper_gain": round(b.paper_top1_err - a.paper_top1_err, 2) if pd.notna(a.paper_top1_err)

@@ -9,7 +9,6 @@ Writes results/<preset>/schedule_study.csv (each net at both lengths: dense top-
 Q = S as Table 3, centre-crop top-1, lr drops taken) and figures/<preset>/schedule_study.png.
 The longer runs go to runs/<preset>/schedule_study/ and resume.
 """
-import math
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from vgg.checkpoint import load_training_checkpoint  # noqa: E402
 from vgg.configs import Conv, blocks  # noqa: E402
 from vgg.evaluate import cached_posteriors  # noqa: E402
 from vgg.experiment import Experiment, main  # noqa: E402
+from vgg.metrics import two_standard_errors  # noqa: E402
 from vgg.plots import save_figure  # noqa: E402
 from vgg.results import paper_table, write_table  # noqa: E402
 from vgg.train import TrainSpec, train  # noqa: E402
@@ -34,10 +34,11 @@ NETS = ["A", "B", "C", "D", "E"]
 CLAIMS = [("B", "A"), ("D", "B"), ("E", "D"), ("D", "C")]
 
 
-def longer(ex: Experiment, config: str, epochs: int) -> Path:
-    """The chain's <config>_S256 continued to ``epochs`` epochs (resumes an interrupted run)."""
+def longer(ex: Experiment, config: str, chain: Path, epochs: int) -> Path:
+    """The chain's checkpoint ``chain`` of <config>_S256 continued to ``epochs`` epochs (resumes an
+    interrupted run)."""
     out = Path(ex.args.runs) / ex.preset.name / "schedule_study" / f"{config}_S256_{epochs}ep.pt"
-    start = "auto" if out.exists() else str(ex.checkpoint(f"{config}_S256"))
+    start = "auto" if out.exists() else str(chain)
     train(TrainSpec(config=config, scale="256", preset=ex.preset.name, data=str(ex.root), out=str(out),
                     resume=start, seed=ex.args.seed, epochs=epochs, progress=sys.stderr.isatty()))
     return out
@@ -51,11 +52,12 @@ def layers(config: str) -> int:
 def schedule_study(args) -> None:
     ex = Experiment(args)
     paper = paper_table("table3_single_scale").query("train_scale == '256'").set_index("config").top1_val_err
+    n_val = len(ex.data.val)
     rows = []
     for config in NETS:
         chain = ex.checkpoint(f"{config}_S256")
         base = load_training_checkpoint(chain)["epoch"]
-        for schedule, path in (("preset", chain), ("2x preset", longer(ex, config, 2 * base))):
+        for schedule, path in (("preset", chain), ("2x preset", longer(ex, config, chain, 2 * base))):
             ckpt = load_training_checkpoint(path)
             lrs = [r["lr"] for r in ckpt["log"]]
             e1, e5 = ex.errors(*cached_posteriors(path, "dense", [256], ex.data))
@@ -64,7 +66,7 @@ def schedule_study(args) -> None:
                          "lr_drops": sum(b < a for a, b in zip(lrs, lrs[1:])), "last_lr": lrs[-1],
                          "ours_top1_err": round(100 * e1, 2), "ours_top5_err": round(100 * e5, 2),
                          "ours_top1_err_center_crop": round(100 * c1, 2),
-                         "two_se": round(200 * math.sqrt(e1 * (1 - e1) / len(ex.data.val)), 2),
+                         "two_se": round(two_standard_errors(n_val, e1), 2),
                          "paper_top1_err": paper[config]})
     df = pd.DataFrame(rows)
     write_table(df, ex.out("results", "schedule_study.csv"), ex.provenance())
@@ -77,7 +79,7 @@ def schedule_study(args) -> None:
         for sched in schedules:
             ra, rb = (df[(df.config == c) & (df.schedule == sched)].iloc[0] for c in (a, b))
             gap = round(rb.ours_top1_err - ra.ours_top1_err, 2)
-            se2 = round(math.hypot(ra.two_se, rb.two_se), 2)
+            se2 = round(two_standard_errors(n_val, ra.ours_top1_err / 100, rb.ours_top1_err / 100), 2)
             cells.append(f"{ra.ours_top1_err:.2f} / {rb.ours_top1_err:.2f} ({gap:+.2f}, {se2:.2f})")
         print(f"| {a} beats {b} | " + " | ".join(cells) + " |")
 

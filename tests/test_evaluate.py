@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vgg.evaluate import crop_grid, dense_eval, fuse, multi_crop
-from vgg.metrics import topk_error
+from vgg.metrics import topk_error, two_standard_errors
 from vgg.model import VGG
 
 
@@ -49,6 +49,13 @@ def test_topk_error_by_hand():
     labels = np.array([1, 2, 5])
     assert topk_error(scores, labels, 1) == pytest.approx(2 / 3)
     assert topk_error(scores, labels, 5) == pytest.approx(1 / 3)
+
+
+def test_two_standard_errors_by_hand():
+    # 25% error on 10,000 images: SE = sqrt(0.25 * 0.75 / 10000) = 0.00433 -> 2 SE = 0.866 points
+    assert two_standard_errors(10_000, 0.25) == pytest.approx(0.8660, abs=1e-4)
+    # a difference of two independent rates: the variances add
+    assert two_standard_errors(10_000, 0.25, 0.30) == pytest.approx(200 * (0.1875e-4 + 0.21e-4) ** 0.5)
 
 
 def test_fusion_of_a_net_with_itself_is_the_net(net):

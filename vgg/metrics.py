@@ -1,6 +1,8 @@
 """Top-k error, the paper's two measures (top-1: multi-class error; top-5: ILSVRC's)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -20,3 +22,9 @@ def topk_error(scores, labels, k: int = 1) -> float:
     scores = torch.as_tensor(np.asarray(scores))
     labels = torch.as_tensor(np.asarray(labels))
     return 1.0 - topk_correct(scores, labels, (k,))[0] / len(labels)
+
+
+def two_standard_errors(n: int, *errors: float) -> float:
+    """Two binomial standard errors, in percentage points, of an error rate measured on n images,
+    or of the difference of several such rates (treated as independent: conservative when paired)."""
+    return 200 * math.sqrt(sum(p * (1 - p) for p in errors) / n)

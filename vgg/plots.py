@@ -21,6 +21,7 @@ def save_figure(fig, path: str | Path) -> Path:
     plt.close(fig)
     return Path(path)
 
+
 def ours_vs_paper(df: pd.DataFrame, labels: list[str], path: str | Path, title: str, note: str = "") -> Path:
     """Grouped bars of top-1 and top-5 error per row: ours next to the paper's."""
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.9 * len(labels) + 4), 4.8), sharey=False)
@@ -38,8 +39,7 @@ def ours_vs_paper(df: pd.DataFrame, labels: list[str], path: str | Path, title: 
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=10)
-    save_figure(fig, path)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 STAGES = {"256": "S=256 (from scratch or net A)", "384": "S=384 (fine-tuned)", "256-512": "S=256-512 jitter"}
@@ -79,8 +79,7 @@ def training_curves(logs: dict[str, pd.DataFrame], path: str | Path, title: str)
     handles, labels = max((ax.get_legend_handles_labels() for ax in axes.flat), key=lambda hl: len(hl[0]))
     fig.legend(handles, labels, loc="lower right", fontsize=7, ncol=1 if n % cols else 3)
     fig.suptitle(title, fontsize=10)
-    save_figure(fig, path)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def table_image(df: pd.DataFrame, path: str | Path, title: str, col_widths: list[float] | None = None) -> Path:
@@ -94,5 +93,4 @@ def table_image(df: pd.DataFrame, path: str | Path, title: str, col_widths: list
     t.set_fontsize(8)
     t.scale(1, 1.4)
     ax.set_title(title, fontsize=10)
-    save_figure(fig, path)
-    return Path(path)
+    return save_figure(fig, path)
