@@ -1,7 +1,9 @@
 # vgg-repro: `make install`, `make test`; main job `make table3`.
-# PRESET=proxy (default, CIFAR-10 on a CPU) or PRESET=paper (ILSVRC-2012); VGG_DATA=dataset root.
+# PRESET=proxy (default: CIFAR-10, 32 px, quick), PRESET=imagenette (ImageNet photographs at the
+# paper's geometry, crop 128) or PRESET=paper (ILSVRC-2012); VGG_DATA=dataset root.
 PRESET ?= proxy
-VGG_DATA ?= data/cifar10
+DATASET ?= $(if $(filter imagenette,$(PRESET)),imagenette,cifar10)
+VGG_DATA ?= data/$(DATASET)
 export VGG_DATA PRESET
 # Reuse an environment that already has torch + torchvision (a 5 GB install); else a local .venv.
 PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
@@ -22,9 +24,10 @@ install:
 test:
 	$(RUN) -m pytest -q tests
 
-# CIFAR-10 from torchvision, written as an ImageFolder tree (the proxy dataset).
+# The dataset as an ImageFolder tree in data/$(DATASET): CIFAR-10 (torchvision download) or
+# Imagenette 2 (fast.ai's imagenette2-320, MD5-checked, resized to 224x224).
 data:
-	$(RUN) scripts/make_cifar10.py --out data/cifar10
+	$(RUN) scripts/make_$(DATASET).py --out data/$(DATASET)
 
 table1:
 	$(RUN) experiments/01_table1_configs.py

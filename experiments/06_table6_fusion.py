@@ -1,4 +1,4 @@
-"""Table 6: fusion of several nets (soft-max posteriors averaged)."""
+"""Table 6: fusion of several nets (soft-max posteriors averaged), on the images of Table 5."""
 import sys
 from pathlib import Path
 
@@ -6,24 +6,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from vgg.evaluate import fuse  # noqa: E402
-from vgg.experiment import Experiment, main, net_name, scales_of  # noqa: E402
+from vgg.experiment import Experiment, main, members  # noqa: E402
 from vgg.plots import ours_vs_paper  # noqa: E402
 from vgg.results import paper_table, with_errors, write_table  # noqa: E402
 
 
-def members(models: str) -> list[tuple[str, list[int]]]:
-    """'D/256-512/256;384;512 + E/...' -> [('D_S256-512', [256, 384, 512]), ...]."""
-    out = []
-    for m in models.split(" + "):
-        config, train_scale, scales = m.strip().split("/")
-        out.append((net_name(config, train_scale), scales_of(scales)))
-    return out
-
-
 def fused_errors(ex: Experiment, models: str, method: str) -> tuple[float, float]:
-    posts = [ex.posteriors(net, method, qs) for net, qs in members(models)]
-    return ex.errors(fuse([p for p, _ in posts]), posts[0][1])
+    return ex.errors(*ex.fused_posteriors(models, method))
 
 
 def table6(args) -> None:
@@ -37,7 +26,7 @@ def table6(args) -> None:
                     | {"conv5_maps": ";".join(dict.fromkeys(ex.conv5_map(q) for q in scales))})
     df = pd.DataFrame(rows)
     df["paper_top5_test_err"] = paper_table("table6_fusion")["top5_test_err"]
-    write_table(df, ex.out("results", "table6.csv"), ex.provenance())
+    write_table(df, ex.out("results", "table6.csv"), ex.provenance_multi_crop())
     labels = ["7 nets (ILSVRC)", "D+E jitter dense", "D+E jitter multi-crop", "D+E jitter mc & dense"]
     ours_vs_paper(df, labels, ex.out("figures", "table6.png"),
                   f"Table 6, ConvNet fusion: paper (ImageNet) vs ours ({ex.preset.name}, {ex.root.name})")

@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from vgg.experiment import Experiment, main  # noqa: E402
+from vgg.experiment import Experiment, main, members  # noqa: E402
 from vgg.plots import ours_vs_paper  # noqa: E402
 from vgg.results import paper_table, with_errors, write_table  # noqa: E402
 
@@ -22,7 +22,7 @@ T5_SCALES = [256, 384, 512]
 def table7(args) -> None:
     ex = Experiment(args)
     paper = paper_table("table7_state_of_the_art")
-    singles = {(c, m): ex.errors(*ex.posteriors(f"{c}_S256-512", m, T5_SCALES))
+    singles = {(c, m): ex.errors(*ex.posteriors(f"{c}_S256-512", m, T5_SCALES, multi_crop_subset=True))
                for c in ("D", "E") for m in ("dense", "multi-crop", "multi-crop & dense")}
     (cfg, method), best1 = min(singles.items(), key=lambda kv: kv[1][0])
     fusions = {(r.models, r.method): table6.fused_errors(ex, r.models, r.method)
@@ -30,7 +30,7 @@ def table7(args) -> None:
     (models, fmethod), bestf = min(fusions.items(), key=lambda kv: kv[1][0])
     ours = [("VGG (1 net, multi-crop & dense eval.)", f"ours: best single net {cfg}/256-512, {method}", best1),
             ("VGG (2 nets, multi-crop & dense eval.)",
-             f"ours: best fusion {models} ({fmethod}, {len(table6.members(models))} nets)", bestf)]
+             f"ours: best fusion {models} ({fmethod}, {len(members(models))} nets)", bestf)]
     rows = []
     for paper_method, label, (e1, e5) in ours:
         p = paper.set_index("method").loc[paper_method]
@@ -42,9 +42,9 @@ def table7(args) -> None:
                      "ours_top5_err": None, "paper_top5_err": r.top5_val_err, "diff_top5": None,
                      "paper_top5_test_err": r.top5_test_err})
     df = pd.DataFrame(rows)
-    write_table(df, ex.out("results", "table7.csv"), ex.provenance())
+    write_table(df, ex.out("results", "table7.csv"), ex.provenance_multi_crop())
     labels = [f"best single net:\n{cfg} S=256-512, {method}",
-              f"best fusion:\n{len(table6.members(models))} nets, {fmethod}"]
+              f"best fusion:\n{len(members(models))} nets, {fmethod}"]
     ours_vs_paper(df.iloc[:2], labels, ex.out("figures", "table7.png"),
                   f"Table 7: our best single net and fusion ({ex.preset.name}) beside the paper's VGG rows")
 

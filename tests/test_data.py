@@ -1,4 +1,6 @@
 """The paper's training transforms (Sect. 3.1) on real images."""
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
@@ -101,3 +103,28 @@ def test_proxy_presets_scale_the_papers_geometry():
     assert (feature_size(proxy.crop, 4), feature_size(proxy64.crop, 4)) == (2, 4)  # conv5 map in training
     # the diagnostic preset is the proxy at twice the crop and nothing else
     assert replace(proxy64, name="proxy", crop=32, notes=proxy.notes) == proxy
+
+
+def test_make_imagenette_resizes_an_imagefolder_split_to_224(tmp_path):
+    """The conversion `make data DATASET=imagenette` runs after the (MD5-checked) download,
+    on a few local files of imagenette2-320's shapes and modes."""
+    import importlib.util
+
+    from PIL import Image
+    spec = importlib.util.spec_from_file_location("mk", Path(__file__).resolve().parents[1] / "scripts" /
+                                                  "make_imagenette.py")
+    mk = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mk)
+    src = tmp_path / "imagenette2-320" / "val"
+    for wnid, (w, h), mode in (("n01440764", (480, 320), "RGB"), ("n02102040", (320, 427), "L"),
+                               ("n02102040", (320, 320), "CMYK")):
+        (src / wnid).mkdir(parents=True, exist_ok=True)
+        Image.new(mode, (w, h)).save(src / wnid / f"img_{w}x{h}.JPEG")
+    (src / "n01440764" / "notes.txt").write_text("not an image")
+    assert mk.convert_split(src, tmp_path / "out" / "val") == 3
+    out = sorted((tmp_path / "out" / "val").rglob("*.JPEG"))
+    assert [p.parent.name for p in out] == ["n01440764", "n02102040", "n02102040"]
+    for p in out:
+        with Image.open(p) as im:
+            assert im.size == (224, 224) and im.mode in ("RGB", "L")
+    assert not (tmp_path / "out" / "val.partial").exists()

@@ -104,8 +104,11 @@ def test_chain_extends_a_short_schedule_and_retrains_stale_children(small_data, 
     build_chain("tiny", str(small_data), tmp_path, only=["B_S256"], progress=False, log=said.append)
     assert said == []
     said.clear()
+    stamp = a.stat().st_mtime_ns
     build_chain("tiny", str(small_data), tmp_path, only=["A_S256"], seed=1, progress=False, log=said.append)
-    assert said == [f"retraining {a} (stale: trained with seed 0, this run asks 1)"]
+    a1 = checkpoint_path(tmp_path, "tiny", "A_S256", seed=1)
+    assert said == [f"training {a1}"] and a1.parent.name == "seed1"  # seeds keep their own chains
+    assert a.stat().st_mtime_ns == stamp and torch.load(a1, weights_only=False)["spec"]["seed"] == 1
 
 
 def test_divergence_stops_with_a_clear_message(small_data, tmp_path):

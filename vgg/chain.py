@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .checkpoint import load_training_checkpoint
 from .errors import UserError
+from .locks import file_lock
 from .protocol import get_preset
 from .train import TrainSpec, default_epochs, run_name, source_stamp, train
 
@@ -51,8 +52,11 @@ CHAIN: list[Net] = [
 BY_NAME = {n.name: n for n in CHAIN}
 
 
-def checkpoint_path(runs: str | Path, preset: str, name: str) -> Path:
-    return Path(runs) / preset / f"{name}.pt"
+def checkpoint_path(runs: str | Path, preset: str, name: str, seed: int = 0) -> Path:
+    """``<runs>/<preset>/<name>.pt`` for seed 0, ``<runs>/<preset>/seed<k>/<name>.pt`` for seed k:
+    every seed has its own chain, so no seed starts from (or reuses) another seed's net."""
+    folder = Path(runs) / preset
+    return (folder if seed == 0 else folder / f"seed{seed}") / f"{name}.pt"
 
 
 def plan(net: Net, path: Path, preset: str, runs: str | Path, seed: int = 0,
@@ -65,7 +69,7 @@ def plan(net: Net, path: Path, preset: str, runs: str | Path, seed: int = 0,
         return f"stale: trained with seed {ckpt['spec']['seed']}, this run asks {seed}"
     parent = None
     if net.parent:
-        parent_path = checkpoint_path(runs, preset, net.parent)
+        parent_path = checkpoint_path(runs, preset, net.parent, seed)
         parent = load_training_checkpoint(parent_path)
         recorded = ckpt["spec"].get("init_source", "unrecorded")
         if recorded == "unrecorded":  # checkpoints from before init_source was stored: compare times
@@ -100,22 +104,23 @@ def build_chain(preset: str, data: str | None, runs: str | Path = "runs", seed: 
                 only: list[str] | None = None, max_per_class: int | None = None,
                 progress: bool = True, log=print, batch: int | None = None, width: float | None = None,
                 amp: bool = True) -> list[Path]:
-    """Train every missing checkpoint of ``only`` (default: all of Table 3); return their paths."""
+    """Train every missing checkpoint of ``only`` (default: all of Table 3); return their paths.
+    Each net is planned and built under its lock, so concurrent chains build each net once."""
     paths = []
     for net in needed(only):
-        path = checkpoint_path(runs, preset, net.name)
-        action = plan(net, path, preset, runs, seed, max_per_class)
-        if action.startswith("stale"):
-            log(f"retraining {path} ({action})")
-            path.unlink()
-            path.with_suffix(".log.csv").unlink(missing_ok=True)
-        elif action != "reuse":
-            log(f"training {path}" + (" (resuming)" if action == "resume" else ""))
-        if action != "reuse":
-            train(TrainSpec(config=net.config, scale=net.scale, preset=preset, data=data, out=str(path),
-                            resume="auto",
-                            init_from=str(checkpoint_path(runs, preset, net.parent)) if net.parent else None,
-                            seed=seed, max_per_class=max_per_class, progress=progress,
-                            batch=batch, width=width, amp=amp))
+        path = checkpoint_path(runs, preset, net.name, seed)
+        with file_lock(path, log):
+            action = plan(net, path, preset, runs, seed, max_per_class)
+            if action.startswith("stale"):
+                log(f"retraining {path} ({action})")
+                path.unlink()
+                path.with_suffix(".log.csv").unlink(missing_ok=True)
+            elif action != "reuse":
+                log(f"training {path}" + (" (resuming)" if action == "resume" else ""))
+            if action != "reuse":
+                parent = str(checkpoint_path(runs, preset, net.parent, seed)) if net.parent else None
+                train(TrainSpec(config=net.config, scale=net.scale, preset=preset, data=data, out=str(path),
+                                resume="auto", init_from=parent, seed=seed, max_per_class=max_per_class,
+                                progress=progress, batch=batch, width=width, amp=amp))
         paths.append(path)
     return paths

@@ -34,6 +34,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 
 from .errors import UserError
 from .io import atomic_save_npz
+from .locks import file_lock
 
 LAYOUT = "ROOT/train/<class>/<image>.jpg and ROOT/val/<class>/<image>.jpg (ImageFolder layout)"
 
@@ -116,13 +117,19 @@ def load_memory_split(split_dir: Path, classes: list[str] | None = None, max_per
     """Decode a whole split into a uint8 tensor (cached as .npz; corrupt files skipped)."""
     paths, labels, classes = list_images(split_dir, classes)
     paths, labels = subsample(paths, labels, max_per_class)
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / f"{split_dir.name}-{_cache_key(paths, max_per_class)}.npz"
+    if cache_dir is None:
+        return _decode_split(split_dir, paths, labels, classes, None)
+    cache = Path(cache_dir) / f"{split_dir.name}-{_cache_key(paths, max_per_class)}.npz"
+    with file_lock(cache):  # concurrent runs decode a split once
         if cache.exists():
             z = np.load(cache)
             return InMemorySplit(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), classes,
                                  int(z["skipped"]))
+        return _decode_split(split_dir, paths, labels, classes, cache)
+
+
+def _decode_split(split_dir: Path, paths: list[str], labels: list[int], classes: list[str],
+                  cache: Path | None) -> InMemorySplit:
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         decoded = list(pool.map(load_rgb, paths, chunksize=256))
     ok = [i for i, im in enumerate(decoded) if im is not None]

@@ -61,9 +61,10 @@ class MemoryData:
     def colour_augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return self.colour.normalise(self.colour.pca_shift(x, self.preset.pca_std, gen))
 
-    def val_images(self, q: int, rank: int = 0, world: int = 1, batch: int = EVAL_BATCH):
-        """Validation images rescaled to shortest side Q (float [0, 1]) with labels."""
-        idx = torch.arange(len(self.val))[fraction_of(len(self.val), rank, world)]
+    def val_images(self, q: int, rank: int = 0, world: int = 1, batch: int = EVAL_BATCH, indices=None):
+        """Validation images (all, or ``indices``) rescaled to shortest side Q (float [0, 1]) with labels."""
+        idx = torch.arange(len(self.val)) if indices is None else torch.as_tensor(indices)
+        idx = idx[fraction_of(len(idx), rank, world)]
         for i in range(0, len(idx), batch):
             j = idx[i:i + batch]
             yield rescale(self.val.images[j], q), self.val.labels[j]
@@ -126,13 +127,14 @@ class StreamData:
     def colour_augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return self.colour.normalise(self.colour.pca_shift(x, self.preset.pca_std, gen))
 
-    def val_images(self, q: int, rank: int = 0, world: int = 1, batch: int = 1):
+    def val_images(self, q: int, rank: int = 0, world: int = 1, batch: int = 1, indices=None):
         """One image at a time (sizes differ), rescaled to shortest side Q."""
         import torchvision.transforms as T
 
         from .data import IsotropicRescale
         self.val.transform = T.Compose([IsotropicRescale(q), T.PILToTensor()])
-        shard = Subset(self.val, range(len(self.val))[fraction_of(len(self.val), rank, world)])
+        idx = list(range(len(self.val))) if indices is None else [int(i) for i in indices]
+        shard = Subset(self.val, idx[fraction_of(len(idx), rank, world)])
         loader = DataLoader(shard, batch_size=1, num_workers=self.preset.workers, collate_fn=collate_skip)
         for x, y, skipped in loader:
             self.skipped += skipped
@@ -142,6 +144,14 @@ class StreamData:
     def val_center_crops(self, q: int, rank: int = 0, world: int = 1):
         for x, y in self.val_images(q, rank, world):
             yield center_crop(x, self.preset.crop), y
+
+
+def val_subset(n: int, k: int | None) -> np.ndarray | None:
+    """k validation images spread evenly over the n (ImageFolder lists them class by class, so the
+    subset is stratified by class); None for all."""
+    if not k or k >= n:
+        return None
+    return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
 
 
 def load_datasets(root: Path, preset, cache_dir: Path | None = None, rank: int = 0):

@@ -25,11 +25,14 @@ from .data import TORCHVISION_COLOUR, ColourStats, center_crop, data_root
 from .datasets import load_datasets
 from .errors import UserError
 from .io import atomic_save_npz
+from .locks import file_lock
 from .metrics import topk_error
 from .model import VGG
 from .protocol import get_preset, parse_scale, single_test_scale
+from .runtime import keep_freed_memory
 
 METHODS = ("dense", "multi-crop", "multi-crop & dense", "center-crop")
+MULTI_CROP_CHUNK = 500  # crops per forward pass
 
 
 def check_method(method: str) -> str:
@@ -70,7 +73,10 @@ def multi_crop(model: VGG, x: torch.Tensor, amp: bool = True, grid: int = 5) -> 
     crops = torch.stack([x[..., t:t + crop, s:s + crop] for t, s in corners], 1)  # (N, G, 3, c, c)
     crops = torch.cat([crops, crops.flip(-1)], 1)
     n, g = crops.shape[:2]
-    p = _forward(model, crops.reshape(n * g, *crops.shape[2:]), amp, dense=False).softmax(1)
+    flat = crops.reshape(n * g, *crops.shape[2:])
+    # forward in chunks: all crops of a 250-image batch at once would need ~10 GB at crop 128
+    p = torch.cat([_forward(model, flat[i:i + MULTI_CROP_CHUNK], amp, dense=False).softmax(1)
+                   for i in range(0, len(flat), MULTI_CROP_CHUNK)])
     return p.reshape(n, g, -1).mean(1)
 
 
@@ -86,14 +92,16 @@ def fuse(posteriors: list[np.ndarray]) -> np.ndarray:
 
 @torch.no_grad()
 def posteriors(model: VGG, data, colour: ColourStats, method: str, scales_px: list[int],
-               amp: bool = True, limit: int | None = None, device=torch.device("cpu")):
-    """(posteriors (N, C), labels (N,)) of ``method`` averaged over the test scales (in px)."""
+               amp: bool = True, limit: int | None = None, device=torch.device("cpu"), indices=None):
+    """(posteriors (N, C), labels (N,)) of ``method`` averaged over the test scales (in px),
+    on all validation images or on ``indices``."""
     check_method(method)
+    keep_freed_memory()
     model.eval().to(device, memory_format=torch.channels_last)
     per_scale, labels = [], None
     for q in scales_px:
         ps, ys, seen = [], [], 0
-        for x, y in data.val_images(q):
+        for x, y in data.val_images(q, indices=indices):
             if limit is not None and seen >= limit:
                 break
             x = colour.normalise(x.to(device))
@@ -118,32 +126,38 @@ def scales_px(preset, scales_paper: list[int]) -> list[int]:
 
 
 def cached_posteriors(checkpoint: Path, method: str, scales_paper: list[int], data, amp: bool = True,
-                      cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      cache_dir: Path | None = None, subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Posteriors of a training checkpoint, from the cache when the checkpoint is unchanged.
     'multi-crop & dense' is the mean of the two cached methods and several Q the mean of the cached
-    single-Q posteriors (averaging is linear), so no image goes through a net twice."""
+    single-Q posteriors (averaging is linear), so no image goes through a net twice.
+    ``subset`` (validation indices): only those images; multi-crop is then computed on them alone,
+    other methods are taken from their all-image posteriors."""
     checkpoint = Path(checkpoint)
     if method == "multi-crop & dense":
-        (pd_, y), (pm, _) = (cached_posteriors(checkpoint, m, scales_paper, data, amp, cache_dir)
+        (pd_, y), (pm, _) = (cached_posteriors(checkpoint, m, scales_paper, data, amp, cache_dir, subset)
                              for m in ("dense", "multi-crop"))
         return ((pd_ + pm) / 2).astype(np.float32), y
     if len(scales_paper) > 1:  # multi-scale = the mean over Q: each scale is cached once, for every table
-        parts = [cached_posteriors(checkpoint, method, [q], data, amp, cache_dir) for q in scales_paper]
+        parts = [cached_posteriors(checkpoint, method, [q], data, amp, cache_dir, subset) for q in scales_paper]
         return np.mean(np.stack([p for p, _ in parts]), axis=0).astype(np.float32), parts[0][1]
+    if subset is not None and method != "multi-crop":
+        p, y = cached_posteriors(checkpoint, method, scales_paper, data, amp, cache_dir)
+        return p[subset], y[subset]
     cache_dir = cache_dir or checkpoint.parent / "posteriors"
-    slug = method.replace(" & ", "+")
+    slug = method.replace(" & ", "+") + ("" if subset is None else f"-n{len(subset)}")
     cache = cache_dir / f"{checkpoint.stem}__{slug}__Q{'-'.join(map(str, scales_paper))}.npz"
-    stamp = os.stat(checkpoint).st_mtime_ns
-    if cache.exists():
-        z = np.load(cache)
-        if int(z["checkpoint_mtime_ns"]) == stamp:
-            return z["posteriors"], z["labels"]
-    ckpt = ck.load_training_checkpoint(checkpoint)
-    model = ck.model_from_checkpoint(ckpt)
-    preset = get_preset(ckpt["preset"]["name"])
-    p, y = posteriors(model, data, ColourStats.from_dict(ckpt["colour"]), method,
-                      scales_px(preset, scales_paper), amp)
-    atomic_save_npz(cache, posteriors=p.astype(np.float32), labels=y, checkpoint_mtime_ns=np.int64(stamp))
+    with file_lock(cache):  # a concurrent table script waits for this entry instead of computing it too
+        stamp = os.stat(checkpoint).st_mtime_ns
+        if cache.exists():
+            z = np.load(cache)
+            if int(z["checkpoint_mtime_ns"]) == stamp:
+                return z["posteriors"], z["labels"]
+        ckpt = ck.load_training_checkpoint(checkpoint)
+        model = ck.model_from_checkpoint(ckpt)
+        preset = get_preset(ckpt["preset"]["name"])
+        p, y = posteriors(model, data, ColourStats.from_dict(ckpt["colour"]), method,
+                          scales_px(preset, scales_paper), amp, indices=subset)
+        atomic_save_npz(cache, posteriors=p.astype(np.float32), labels=y, checkpoint_mtime_ns=np.int64(stamp))
     return p.astype(np.float32), y
 
 

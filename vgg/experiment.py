@@ -11,17 +11,17 @@ import numpy as np
 
 from .chain import build_chain, checkpoint_path
 from .data import data_root
-from .datasets import load_datasets
+from .datasets import load_datasets, val_subset
 from .errors import Divergence, UserError
-from .evaluate import cached_posteriors
+from .evaluate import cached_posteriors, fuse
 from .metrics import topk_error
 from .model import feature_size
 from .protocol import PRESETS, get_preset
 
 
-def arguments(description: str, needs_data: bool = True) -> argparse.Namespace:
+def arguments(description: str, needs_data: bool = True, extra=None) -> argparse.Namespace:
     from .__main__ import Parser
-    p = Parser(description=description)
+    p = Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default=os.environ.get("PRESET", "proxy"), help=" | ".join(PRESETS))
     if needs_data:
         p.add_argument("--data", help="dataset root (default $VGG_DATA)")
@@ -29,13 +29,16 @@ def arguments(description: str, needs_data: bool = True) -> argparse.Namespace:
         p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results", default="results", help="results folder (default results/)")
     p.add_argument("--figures", default="figures", help="figures folder (default figures/)")
+    if extra:
+        extra(p)
     return p.parse_args()
 
 
-def main(fn, needs_data: bool = True) -> None:
-    """Run an experiment's main; user errors give one line and exit 2."""
+def main(fn, needs_data: bool = True, extra=None) -> None:
+    """Run an experiment's main; user errors give one line and exit 2.
+    ``extra(parser)`` adds a script's own flags."""
     try:
-        fn(arguments(sys.modules[fn.__module__].__doc__ or "", needs_data))
+        fn(arguments(sys.modules[fn.__module__].__doc__ or "", needs_data, extra))
     except (UserError, Divergence) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -59,10 +62,22 @@ class Experiment:
     def checkpoint(self, net: str) -> Path:
         build_chain(self.preset.name, str(self.root), self.args.runs, seed=self.args.seed, only=[net],
                     progress=sys.stderr.isatty(), log=lambda m: print(m, file=sys.stderr))
-        return checkpoint_path(self.args.runs, self.preset.name, net)
+        return checkpoint_path(self.args.runs, self.preset.name, net, self.args.seed)
 
-    def posteriors(self, net: str, method: str, scales_paper: list[int]):
-        return cached_posteriors(self.checkpoint(net), method, scales_paper, self.data)
+    @property
+    def multi_crop_subset(self):
+        """Validation indices Tables 5-6 use (the preset's ``multi_crop_images``), or None for all."""
+        return val_subset(len(self.data.val), self.preset.multi_crop_images)
+
+    def posteriors(self, net: str, method: str, scales_paper: list[int], multi_crop_subset: bool = False):
+        """Cached posteriors; ``multi_crop_subset``: on the images Tables 5-6 use (all by default)."""
+        subset = self.multi_crop_subset if multi_crop_subset else None
+        return cached_posteriors(self.checkpoint(net), method, scales_paper, self.data, subset=subset)
+
+    def fused_posteriors(self, models: str, method: str, multi_crop_subset: bool = True):
+        """Fusion (Table 6 notation 'D/256-512/256;384;512 + E/...'): the mean of the members' posteriors."""
+        posts = [self.posteriors(net, method, qs, multi_crop_subset) for net, qs in members(models)]
+        return fuse([p for p, _ in posts]), posts[0][1]
 
     def conv5_map(self, q_paper: int) -> str:
         """Side x side of the conv5 feature map at test scale Q (paper pixels) in this preset."""
@@ -83,9 +98,23 @@ class Experiment:
                 "epochs_scratch/from_A/finetune": f"{p.scratch_epochs}/{p.from_a_epochs}/{p.finetune_epochs}",
                 "seed": self.args.seed, "val_images": len(self.data.val)}
 
+    def provenance_multi_crop(self) -> dict:
+        """Provenance of Tables 5-6, which run on the multi-crop subset of the val images."""
+        subset = self.multi_crop_subset
+        return {**self.provenance(), "val_images": len(self.data.val) if subset is None else len(subset)}
+
 
 def net_name(config: str, train_scale: str) -> str:
     return f"{config}_S{train_scale}"
+
+
+def members(models: str) -> list[tuple[str, list[int]]]:
+    """'D/256-512/256;384;512 + E/...' -> [('D_S256-512', [256, 384, 512]), ...]."""
+    out = []
+    for m in models.split(" + "):
+        config, train_scale, scales = m.strip().split("/")
+        out.append((net_name(config, train_scale), scales_of(scales)))
+    return out
 
 
 def scales_of(text: str) -> list[int]:

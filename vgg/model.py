@@ -8,6 +8,8 @@ dense evaluation needs the score map to grow with the test scale Q.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +33,62 @@ def feature_size(crop_size: int, num_blocks: int = 5) -> int:
     return side
 
 
+def channel_band(channels: int, size: int, device=None) -> torch.Tensor:
+    """(C, C) 0/1 matrix: entry (i, j) is 1 when channel i lies in channel j's LRN window
+    j - size//2 .. j + (size-1)//2 (PyTorch's window; zero-padded at the ends)."""
+    i = torch.arange(channels, device=device)
+    return ((i[:, None] >= i[None, :] - size // 2) & (i[:, None] <= i[None, :] + (size - 1) // 2)).float()
+
+
+def lrn_nhwc(x: torch.Tensor, band: torch.Tensor, alpha_over_n: float, beta: float, k: float) -> torch.Tensor:
+    """b = a / (k + alpha/n * sum_window a^2)^beta with channels last: the window sum is one
+    (N*H*W, C) x (C, C) matmul; computed in float32, returned in the input's dtype."""
+    xh = x.permute(0, 2, 3, 1).float()
+    div = torch.matmul(xh * xh, band).mul_(alpha_over_n).add_(k).pow_(-beta)
+    return (xh * div).to(x.dtype).permute(0, 3, 1, 2)
+
+
+_compiled_lrn = None
+
+
+def _lrn_for_training():
+    """lrn_nhwc fused by torch.compile (forward and backward in a few loops: 3.5x faster per
+    step on 2 cores), or the eager function where compile is off (VGG_COMPILE=0) or fails."""
+    global _compiled_lrn
+    if _compiled_lrn is None:
+        _compiled_lrn = lrn_nhwc
+        if os.environ.get("VGG_COMPILE", "1") != "0" and hasattr(torch, "compile"):
+            try:
+                _compiled_lrn = torch.compile(lrn_nhwc, dynamic=False)
+            except Exception:  # no inductor backend on this platform
+                _compiled_lrn = lrn_nhwc
+    return _compiled_lrn
+
+
+class LocalResponseNorm(nn.LocalResponseNorm):
+    """``nn.LocalResponseNorm`` (same parameters, same result within bf16 rounding), fast on CPU.
+
+    PyTorch's version sums squares with ``avg_pool3d`` over a padded 5-D view (no bf16 kernel,
+    slow forward and backward on CPU: A-LRN trained 5x slower than A); here the window sum is
+    a matmul with a banded 0/1 matrix on channels-last data (see :func:`lrn_nhwc`).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        band = channel_band(x.shape[1], self.size, x.device)
+        fn = lrn_nhwc
+        if torch.is_grad_enabled() and x.requires_grad and x.device.type == "cpu":
+            fn = _lrn_for_training()
+        with torch.autocast(x.device.type, enabled=False):
+            try:
+                return fn(x, band, self.alpha / self.size, self.beta, self.k)
+            except Exception:
+                if fn is lrn_nhwc:
+                    raise
+                global _compiled_lrn
+                _compiled_lrn = lrn_nhwc  # compile failed at run time (e.g. no C++ compiler): eager
+                return lrn_nhwc(x, band, self.alpha / self.size, self.beta, self.k)
+
+
 def make_features(config: str, width: float = 1.0) -> tuple[nn.Sequential, int]:
     layers: list[nn.Module] = []
     channels = 3
@@ -43,7 +101,7 @@ def make_features(config: str, width: float = 1.0) -> tuple[nn.Sequential, int]:
             elif isinstance(layer, LRN):
                 # PyTorch divides alpha by size (as Caffe does); the paper's alpha is per sum.
                 p = LRN_PARAMS
-                layers.append(nn.LocalResponseNorm(p["size"], alpha=p["alpha"] * p["size"], beta=p["beta"], k=p["k"]))
+                layers.append(LocalResponseNorm(p["size"], alpha=p["alpha"] * p["size"], beta=p["beta"], k=p["k"]))
         layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
     return nn.Sequential(*layers), channels
 

@@ -34,6 +34,7 @@ from .io import atomic_torch_save, atomic_write_text
 from .metrics import topk_correct
 from .model import VGG
 from .protocol import get_preset, single_test_scale
+from .runtime import keep_freed_memory
 
 LOG_COLUMNS = ["epoch", "lr", "train_loss", "train_top1_err", "val_top1_err", "val_top5_err", "seconds"]
 MAX_LOSS = 100.0  # a cross-entropy above this has exploded (ln 1000 = 6.9 at init)
@@ -106,7 +107,7 @@ def make_optimizer(model, preset, lr: float):
 def make_scheduler(optimizer, preset, lr: float):
     """lr /= 10 when validation accuracy stops improving, at most ``lr_drops`` times."""
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=0.1, patience=preset.patience, threshold=0.0, threshold_mode="abs",
+        optimizer, mode="max", factor=0.1, patience=preset.patience, threshold=preset.plateau_threshold, threshold_mode="abs",
         min_lr=lr * 0.1 ** preset.lr_drops * 0.999)
 
 
@@ -154,6 +155,7 @@ def initial_weights(model: VGG, spec: TrainSpec, preset, src: dict | None) -> st
 
 
 def train(spec: TrainSpec) -> Path:
+    keep_freed_memory()
     preset = get_preset(spec.preset, batch=spec.batch, width=spec.width, max_per_class=spec.max_per_class)
     config = check_config(spec.config)
     for name, value in (("epochs", spec.epochs), ("batch", spec.batch), ("lr", spec.lr), ("width", spec.width)):

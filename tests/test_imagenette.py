@@ -1,0 +1,108 @@
+"""The imagenette preset's geometry is the paper's, checked on real Imagenette files."""
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from vgg.datasets import load_datasets
+from vgg.evaluate import dense_eval
+from vgg.model import VGG, LocalResponseNorm, feature_size, lrn_nhwc, channel_band
+from vgg.protocol import PAPER, get_preset, multi_test_scales, single_test_scale
+
+IMAGENETTE = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenette"
+PAPER_SIZES = [224, 256, 288, 352, 384, 416, 512]
+
+
+@pytest.fixture(scope="module")
+def imagenette_small(tmp_path_factory) -> Path:
+    """3 classes x 4 train / 2 val real Imagenette photographs (224x224 JPEG)."""
+    if not (IMAGENETTE / "train").is_dir():
+        pytest.skip(f"no Imagenette at {IMAGENETTE}")
+    dst = tmp_path_factory.mktemp("imagenette_small")
+    for split, n in (("train", 4), ("val", 2)):
+        for cls in sorted(p.name for p in (IMAGENETTE / split).iterdir())[:3]:
+            (dst / split / cls).mkdir(parents=True)
+            for f in sorted((IMAGENETTE / split / cls).iterdir())[:n]:
+                shutil.copy(f, dst / split / cls / f.name)
+    return dst
+
+
+def test_every_size_is_a_multiple_of_32_and_keeps_the_papers_order():
+    p = get_preset("imagenette")
+    assert p.crop == 128 and p.px(PAPER["crop"]) == 128
+    sizes = [p.px(s) for s in PAPER_SIZES]
+    assert all(s % 32 == 0 for s in sizes)
+    assert sizes == sorted(sizes)
+    assert [p.scale_px(s) for s in ("256", "384", "256-512")] == [(160, 160), (224, 224), (160, 288)]
+    # Table 4's three test scales stay three distinct scales, one pool5 cell (32 px) apart
+    for s in ("256", "384", "256-512"):
+        qs = [p.px(q) for q in multi_test_scales(s)]
+        assert len(set(qs)) == 3 and qs == sorted(qs)
+    assert p.px(single_test_scale("256-512")) == 224
+
+
+def test_geometry_on_real_imagenette_images(imagenette_small):
+    preset = get_preset("imagenette", batch=6)
+    data = load_datasets(imagenette_small, preset)
+    gen = torch.Generator().manual_seed(0)
+    x, _ = next(data.train_batches(0, 0, preset.scale_px("256-512"), gen))
+    assert x.shape[-2:] == (128, 128)
+    torch.manual_seed(0)
+    net = VGG("D", num_classes=len(data.classes), width=preset.width, crop_size=preset.crop).eval()
+    f = net.features(data.colour.normalise(x))
+    conv5 = net.features[:-1](data.colour.normalise(x))           # before the last max-pool
+    assert conv5.shape[-2:] == (8, 8) and f.shape[-2:] == (4, 4)   # conv5 8x8, pool5 4x4 in training
+    assert net.classifier[0].in_features == f.shape[1] * 4 * 4      # FC6 = a 4x4 conv in the dense head
+    # a k x k class score map where Q gives it: 128 -> 1x1, 160 -> 2x2, 192 -> 3x3, 224 -> 4x4, 288 -> 6x6
+    for q_paper, k in ((224, 1), (256, 2), (288, 3), (384, 4), (512, 6)):
+        (xq, _), = list(data.val_images(preset.px(q_paper), batch=6))[:1]
+        with torch.no_grad():
+            assert net.score_map(data.colour.normalise(xq)).shape[-2:] == (k, k)
+        assert feature_size(preset.px(q_paper)) * 32 == preset.px(q_paper)  # no pool floors
+    # dense evaluation at Q = crop is the crop's own forward pass (flip-averaged)
+    (x128, _), = list(data.val_images(128, batch=6))[:1]
+    x128 = data.colour.normalise(x128)
+    with torch.no_grad():
+        crop = (net(x128).softmax(1) + net(x128.flip(-1)).softmax(1)) / 2
+        assert torch.allclose(dense_eval(net, x128, amp=False), crop, atol=1e-5)
+
+
+def test_fast_lrn_equals_pytorchs_forward_and_backward():
+    torch.manual_seed(0)
+    ref = nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
+    ours = LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
+    for c in (7, 16):  # window clipped at both ends
+        x = (torch.randn(3, c, 9, 11) * 40).contiguous(memory_format=torch.channels_last)
+        g = torch.randn_like(x)
+        xr, xo = x.clone().requires_grad_(), x.clone().requires_grad_()
+        yr, yo = ref(xr), ours(xo)
+        yr.backward(g)
+        yo.backward(g)
+        assert torch.allclose(yo, yr, rtol=1e-5, atol=1e-6)
+        assert torch.allclose(xo.grad, xr.grad, rtol=1e-4, atol=1e-6)
+        # bf16 activations (the training path): equal within bf16 rounding
+        xb = x.bfloat16().requires_grad_()
+        yb = ours(xb)
+        assert yb.dtype == torch.bfloat16
+        assert (yb.float() - yr).abs().max() <= 0.01 * yr.abs().max()
+
+
+def test_compiled_lrn_equals_eager():
+    torch.manual_seed(0)
+    x = (torch.randn(4, 16, 12, 12) * 30).bfloat16().contiguous(memory_format=torch.channels_last)
+    band = channel_band(16, 5)
+    try:
+        compiled = torch.compile(lrn_nhwc, dynamic=False)
+        xc = x.clone().requires_grad_()
+        yc = compiled(xc, band, 1e-4, 0.75, 2.0)
+    except Exception as e:  # no C++ toolchain for inductor: the model falls back to eager
+        pytest.skip(f"torch.compile unavailable here: {type(e).__name__}")
+    xe = x.clone().requires_grad_()
+    ye = lrn_nhwc(xe, band, 1e-4, 0.75, 2.0)
+    g = torch.randn_like(ye)
+    yc.backward(g)
+    ye.backward(g)
+    assert (yc.float() - ye.float()).abs().max() <= 0.01 * ye.float().abs().max()
+    assert (xc.grad.float() - xe.grad.float()).abs().max() <= 0.02 * xe.grad.float().abs().max()

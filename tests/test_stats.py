@@ -1,0 +1,83 @@
+"""Paired tests of findings: McNemar, the paired bootstrap, claim verdicts."""
+import numpy as np
+import pytest
+from scipy.stats import binom
+
+from vgg.stats import compare, mcnemar_exact, paired_bootstrap, unpaired_two_se, verdict
+
+
+def test_mcnemar_matches_a_hand_computed_2x2_table():
+    # 10 images: both right on 4, a only on 5, b only on 1, both wrong on 0 -> discordant 5 vs 1.
+    a = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 0], bool)
+    b = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 1], bool)
+    # exact two-sided p: 2 * P(X <= 1), X ~ Bin(6, 1/2) = 2 * (1 + 6) / 64 = 0.21875
+    assert mcnemar_exact(a, b) == pytest.approx(0.21875)
+    assert mcnemar_exact(b, a) == pytest.approx(0.21875)
+    assert mcnemar_exact(a, a) == 1.0
+    # 20 discordant all one way: p = 2 / 2^20
+    x = np.ones(30, bool)
+    y = x.copy()
+    y[:20] = False
+    assert mcnemar_exact(x, y) == pytest.approx(2 * binom.pmf(0, 20, 0.5))
+
+
+def _pair(n, err_a, err_b, discord, rng):
+    """Correctness vectors with given error rates and a given share of discordant images."""
+    both_wrong = (err_a + err_b - discord) / 2
+    kinds = rng.choice(4, size=n, p=[1 - err_a - err_b + both_wrong, err_b - both_wrong,
+                                     err_a - both_wrong, both_wrong])
+    return kinds < 2, kinds % 2 == 0   # a right for kinds 0, 1; b right for kinds 0, 2
+
+
+def test_bootstrap_interval_covers_the_true_difference():
+    rng = np.random.default_rng(1)
+    covered = 0
+    for trial in range(100):
+        a, b = _pair(4000, 0.30, 0.33, 0.15, rng)          # true difference -3 points
+        lo, hi = paired_bootstrap(a, b, resamples=2000, seed=trial)
+        covered += lo <= -3.0 <= hi
+    assert 88 <= covered <= 100  # nominal 95%
+
+
+def test_bootstrap_is_seeded_and_centred_on_the_observed_difference():
+    rng = np.random.default_rng(2)
+    a, b = _pair(3000, 0.25, 0.28, 0.10, rng)
+    assert paired_bootstrap(a, b, seed=5) == paired_bootstrap(a, b, seed=5)
+    lo, hi = paired_bootstrap(a, b)
+    observed = 100 * ((1 - a.mean()) - (1 - b.mean()))
+    assert lo < observed < hi
+    assert abs((lo + hi) / 2 - observed) < 0.2
+
+
+def test_paired_interval_is_narrower_than_the_unpaired_rule_for_correlated_nets():
+    rng = np.random.default_rng(3)
+    a, b = _pair(4000, 0.30, 0.31, 0.08, rng)  # two nets that mostly agree
+    lo, hi = paired_bootstrap(a, b)
+    assert (hi - lo) / 2 < 0.6 * unpaired_two_se(a, b)
+
+
+def test_verdicts_follow_the_interval():
+    assert verdict("better", -3.0, -0.5) == "reproduced"
+    assert verdict("better", -1.0, 0.5) == "inconclusive"
+    assert verdict("better", 0.2, 2.0) == "opposite"
+    assert verdict("no better", -1.5, 3.0) == "reproduced"
+    assert verdict("no better", -5.0, -2.5) == "opposite"
+    assert verdict("no better", -3.0, 1.0) == "inconclusive"
+
+
+def test_tie_verdict_flips_when_the_interval_leaves_the_tolerance():
+    assert verdict("tie", -1.9, 1.9, tolerance=2.0) == "reproduced"
+    assert verdict("tie", -1.9, 2.1, tolerance=2.0) == "inconclusive"
+    assert verdict("tie", 2.1, 4.0, tolerance=2.0) == "opposite"
+    rng = np.random.default_rng(4)
+    a, b = _pair(4000, 0.30, 0.30, 0.10, rng)
+    c = compare(a, b)
+    assert verdict("tie", c.ci_low, c.ci_high) == "reproduced"
+    assert verdict("tie", c.ci_low, c.ci_high, tolerance=0.1) == "inconclusive"
+    with pytest.raises(ValueError):
+        verdict("beats", 0, 1)
+
+
+def test_compare_needs_the_same_images():
+    with pytest.raises(ValueError):
+        compare(np.ones(5, bool), np.ones(6, bool))
