@@ -22,6 +22,10 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, help="override the preset's (global) batch size")
     p.add_argument("--width", type=float, help="override the preset's width multiplier")
     p.add_argument("--max-per-class", type=int, help="subsample the dataset (tests)")
+    p.add_argument("--loader", help="memory (decoded dataset in RAM, batched augmentation) | stream "
+                                    "(decoded per epoch by DataLoader workers); default: the preset's")
+    p.add_argument("--workers", type=int, help="DataLoader workers for --loader stream "
+                                               "(default: the preset's, at most the CPUs this process may use)")
 
 
 def cmd_train(a) -> None:
@@ -29,14 +33,15 @@ def cmd_train(a) -> None:
     spec = TrainSpec(config=a.config, scale=a.scale, preset=a.preset, data=a.data, out=a.out, resume=a.resume,
                      init=a.init, init_std=a.init_std, init_from=a.init_from, lr=a.lr, epochs=a.epochs,
                      batch=a.batch, width=a.width, max_per_class=a.max_per_class, seed=a.seed, amp=a.amp,
-                     progress=not a.no_progress, stop_after=a.stop_after)
+                     progress=not a.no_progress, stop_after=a.stop_after, loader=a.loader, workers=a.workers)
     print(train(spec))
 
 
 def cmd_chain(a) -> None:
     from .chain import build_chain
     for path in build_chain(a.preset, a.data, a.runs, seed=a.seed, only=a.only, max_per_class=a.max_per_class,
-                            progress=not a.no_progress, batch=a.batch, width=a.width, amp=a.amp):
+                            progress=not a.no_progress, batch=a.batch, width=a.width, amp=a.amp,
+                            loader=a.loader, workers=a.workers):
         print(path)
 
 

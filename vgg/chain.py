@@ -103,7 +103,7 @@ def needed(only: list[str] | None) -> list[Net]:
 def build_chain(preset: str, data: str | None, runs: str | Path = "runs", seed: int = 0,
                 only: list[str] | None = None, max_per_class: int | None = None,
                 progress: bool = True, log=print, batch: int | None = None, width: float | None = None,
-                amp: bool = True) -> list[Path]:
+                amp: bool = True, loader: str | None = None, workers: int | None = None) -> list[Path]:
     """Train every missing checkpoint of ``only`` (default: all of Table 3); return their paths.
     Each net is planned and built under its lock, so concurrent chains build each net once."""
     paths = []
@@ -121,6 +121,7 @@ def build_chain(preset: str, data: str | None, runs: str | Path = "runs", seed: 
                 parent = str(checkpoint_path(runs, preset, net.parent, seed)) if net.parent else None
                 train(TrainSpec(config=net.config, scale=net.scale, preset=preset, data=data, out=str(path),
                                 resume="auto", init_from=parent, seed=seed, max_per_class=max_per_class,
-                                progress=progress, batch=batch, width=width, amp=amp))
+                                progress=progress, batch=batch, width=width, amp=amp, loader=loader,
+                                workers=workers))
         paths.append(path)
     return paths

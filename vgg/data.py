@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from .errors import UserError
@@ -39,15 +39,18 @@ from .locks import file_lock
 LAYOUT = "ROOT/train/<class>/<image>.jpg and ROOT/val/<class>/<image>.jpg (ImageFolder layout)"
 
 
+GET_DATA = ("run `make data` (CIFAR-10 into data/cifar10; `make data DATASET=imagenette` for Imagenette) "
+            "or set VGG_DATA / --data to your own ImageFolder root")
+
+
 def data_root(path: str | os.PathLike | None) -> Path:
     """The dataset root from --data or $VGG_DATA, checked for the ImageFolder layout."""
     path = path or os.environ.get("VGG_DATA")
     if not path:
-        raise UserError(f"no dataset given: pass --data ROOT or set VGG_DATA (expected {LAYOUT}; "
-                        "`make data` writes CIFAR-10 in this layout)")
+        raise UserError(f"no dataset given: {GET_DATA} (layout {LAYOUT})")
     root = Path(path)
     if not root.is_dir():
-        raise UserError(f"data directory {root} not found: expected {LAYOUT}")
+        raise UserError(f"data directory {root} not found: {GET_DATA} (layout {LAYOUT})")
     for split in ("train", "val"):
         d = root / split
         if not d.is_dir() or not any(p.is_dir() for p in d.iterdir()):
@@ -56,16 +59,24 @@ def data_root(path: str | os.PathLike | None) -> Path:
 
 
 def list_images(split_dir: Path, classes: list[str] | None = None):
-    """(paths, labels, classes) of an ImageFolder split; classes of train fix the labels."""
+    """(paths, labels, classes) of an ImageFolder split; classes of train fix the labels.
+    A val folder may lack some of train's classes; a class folder train does not have is an error
+    (its images could never be scored)."""
     if classes is None:
         classes, _ = find_classes(str(split_dir))
+    else:
+        extra = sorted(set(find_classes(str(split_dir))[0]) - set(classes))
+        if extra:
+            raise UserError(f"{split_dir} has class folder {extra[0]!r} ({len(extra)} in all) that train/ does "
+                            "not have: add its training images or remove it")
     index = {c: i for i, c in enumerate(classes)}
     try:
         samples = make_dataset(str(split_dir), index, extensions=IMG_EXTENSIONS, allow_empty=True)
     except FileNotFoundError as e:
         raise UserError(f"{split_dir}: {e}")
     if not samples:
-        raise UserError(f"no images found under {split_dir}: expected {LAYOUT}")
+        raise UserError(f"no images found under {split_dir}: expected {LAYOUT} "
+                        f"(image files ending in {', '.join(IMG_EXTENSIONS)})")
     return [p for p, _ in samples], [y for _, y in samples], classes
 
 
@@ -74,7 +85,12 @@ def load_rgb(path: str) -> Image.Image | None:
     try:
         with Image.open(path) as im:
             im.load()
-            return im.convert("RGB")
+            im = ImageOps.exif_transpose(im)  # a phone photo stored sideways is shown upright
+            if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                flat = Image.new("RGBA", im.size, (255, 255, 255, 255))  # transparent -> white
+                return Image.alpha_composite(flat, im).convert("RGB")
+            return im.convert("RGB")     # greyscale, CMYK, palette
     except Exception:  # PIL raises many types for bad files
         return None
 
@@ -83,13 +99,26 @@ def load_rgb(path: str) -> Image.Image | None:
 
 @dataclass
 class InMemorySplit:
+    """A decoded split.  Images of one size are stored as they are.  Images of several sizes and
+    aspect ratios are stored on a common canvas (top-left aligned, edge pixels repeated into the
+    padding) with their own sizes in ``sizes``; images whose shorter side exceeds ``max_side`` are
+    first shrunk to it (aspect kept), so memory is N x 3 x H x W bytes of the canvas."""
+
     images: torch.Tensor   # (N, 3, H, W) uint8
     labels: torch.Tensor   # (N,) int64
     classes: list[str]
     skipped: int = 0       # corrupt / undecodable files left out
+    sizes: torch.Tensor | None = None  # (N, 2) int64 (h, w) of each image on the canvas; None: all H x W
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def image(self, i: int) -> torch.Tensor:
+        """Image i at its own size, (3, h, w) uint8."""
+        if self.sizes is None:
+            return self.images[i]
+        h, w = self.sizes[i].tolist()
+        return self.images[i, :, :h, :w]
 
 
 def _cache_key(paths: list[str], max_per_class: int | None) -> str:
@@ -113,38 +142,56 @@ def subsample(paths, labels, max_per_class):
 
 
 def load_memory_split(split_dir: Path, classes: list[str] | None = None, max_per_class: int | None = None,
-                      cache_dir: Path | None = None) -> InMemorySplit:
-    """Decode a whole split into a uint8 tensor (cached as .npz; corrupt files skipped)."""
+                      cache_dir: Path | None = None, max_side: int | None = None) -> InMemorySplit:
+    """Decode a whole split into a uint8 tensor (cached as .npz; corrupt files skipped).
+    ``max_side``: shrink images of mixed sizes whose shorter side is larger (the largest scale used)."""
     paths, labels, classes = list_images(split_dir, classes)
     paths, labels = subsample(paths, labels, max_per_class)
     if cache_dir is None:
-        return _decode_split(split_dir, paths, labels, classes, None)
-    cache = Path(cache_dir) / f"{split_dir.name}-{_cache_key(paths, max_per_class)}.npz"
+        return _decode_split(split_dir, paths, labels, classes, None, max_side)
+    cache = Path(cache_dir) / f"{split_dir.name}-{_cache_key(paths, max_per_class)}-{max_side}.npz"
     with file_lock(cache):  # concurrent runs decode a split once
         if cache.exists():
             z = np.load(cache)
+            sizes = torch.from_numpy(z["sizes"]) if "sizes" in z else None
             return InMemorySplit(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), classes,
-                                 int(z["skipped"]))
-        return _decode_split(split_dir, paths, labels, classes, cache)
+                                 int(z["skipped"]), sizes)
+        return _decode_split(split_dir, paths, labels, classes, cache, max_side)
+
+
+def _shrink(im: Image.Image, max_side: int | None) -> Image.Image:
+    w, h = im.size
+    if max_side is None or min(w, h) <= max_side:
+        return im
+    nh, nw = rescaled_size(h, w, max_side)
+    return im.resize((nw, nh), Image.BILINEAR)  # PIL antialiases when shrinking
 
 
 def _decode_split(split_dir: Path, paths: list[str], labels: list[int], classes: list[str],
-                  cache: Path | None) -> InMemorySplit:
+                  cache: Path | None, max_side: int | None = None) -> InMemorySplit:
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         decoded = list(pool.map(load_rgb, paths, chunksize=256))
     ok = [i for i, im in enumerate(decoded) if im is not None]
     if not ok:
         raise UserError(f"none of the {len(paths)} images under {split_dir} could be decoded")
-    sizes = {decoded[i].size for i in ok}
-    if len(sizes) > 1:
-        raise UserError(f"{split_dir}: images differ in size ({len(sizes)} sizes); the in-memory loader "
-                        "needs one size: use --loader stream")
-    images = np.stack([np.asarray(decoded[i]) for i in ok]).transpose(0, 3, 1, 2).copy()
     ys = np.asarray([labels[i] for i in ok], dtype=np.int64)
     skipped = len(paths) - len(ok)
+    if len({decoded[i].size for i in ok}) == 1:
+        images = np.stack([np.asarray(decoded[i]) for i in ok]).transpose(0, 3, 1, 2).copy()
+        extra = {}
+        sizes = None
+    else:  # mixed sizes: one canvas, each image top-left with its edges repeated into the padding
+        ims = [np.asarray(_shrink(decoded[i], max_side)) for i in ok]
+        hc, wc = max(a.shape[0] for a in ims), max(a.shape[1] for a in ims)
+        images = np.empty((len(ims), 3, hc, wc), dtype=np.uint8)
+        for k, a in enumerate(ims):
+            images[k] = np.pad(a, ((0, hc - a.shape[0]), (0, wc - a.shape[1]), (0, 0)), mode="edge").transpose(2, 0, 1)
+        sizes = np.asarray([a.shape[:2] for a in ims], dtype=np.int64)
+        extra = {"sizes": sizes}
     if cache is not None:
-        atomic_save_npz(cache, images=images, labels=ys, skipped=np.int64(skipped))
-    return InMemorySplit(torch.from_numpy(images), torch.from_numpy(ys), classes, skipped)
+        atomic_save_npz(cache, images=images, labels=ys, skipped=np.int64(skipped), **extra)
+    return InMemorySplit(torch.from_numpy(images), torch.from_numpy(ys), classes, skipped,
+                         None if sizes is None else torch.from_numpy(sizes))
 
 
 def draw_scales(n: int, smin: int, smax: int, gen: torch.Generator) -> torch.Tensor:
@@ -160,18 +207,24 @@ def rescaled_size(h: int, w: int, s: int) -> tuple[int, int]:
 
 
 def random_crops(images: torch.Tensor, scales: torch.Tensor, crop: int, gen: torch.Generator,
-                 flip: bool = True) -> torch.Tensor:
+                 flip: bool = True, sizes: torch.Tensor | None = None) -> torch.Tensor:
     """Rescale each image isotropically to its S, take a random crop x crop window, flip.
 
     One bilinear ``grid_sample`` does all three per image (equal to resize-then-crop
     with ``F.interpolate(..., align_corners=False)``).  Returns float in [0, 1].
+    ``sizes`` (N, 2): each image's own (h, w) on a larger canvas (images of mixed sizes).
     """
-    n, _, h, w = images.shape
+    n, _, hc, wc = images.shape
     x = images.float().div_(255)
     s = scales.double()
-    short = min(h, w)
-    hs = torch.where(torch.tensor(h <= w), s, (h * s / short).round()).clamp_min(s)
-    ws = torch.where(torch.tensor(h <= w), (w * s / short).round(), s).clamp_min(s)
+    if sizes is None:
+        h = torch.full((n,), hc, dtype=torch.float64)
+        w = torch.full((n,), wc, dtype=torch.float64)
+    else:
+        h, w = sizes[:, 0].double(), sizes[:, 1].double()
+    short = torch.minimum(h, w)
+    hs = torch.where(h <= w, s, (h * s / short).round()).clamp_min(s)
+    ws = torch.where(h <= w, (w * s / short).round(), s).clamp_min(s)
     if int(min(hs.min(), ws.min())) < crop:
         raise UserError(f"scale S={int(s.min())} gives an image smaller than the crop {crop}")
     oy = (torch.rand(n, generator=gen, dtype=torch.float64) * (hs - crop + 1)).floor()
@@ -184,6 +237,11 @@ def random_crops(images: torch.Tensor, scales: torch.Tensor, crop: int, gen: tor
     theta[:, 0, 2] = (2 * ox + crop) / ws - 1
     theta[:, 1, 1] = crop / hs
     theta[:, 1, 2] = (2 * oy + crop) / hs - 1
+    # image-normalised -> canvas-normalised coordinates: u_canvas = (u + 1) * w / wc - 1
+    theta[:, 0] *= (w / wc)[:, None]
+    theta[:, 0, 2] += w / wc - 1
+    theta[:, 1] *= (h / hc)[:, None]
+    theta[:, 1, 2] += h / hc - 1
     theta = theta.float()
     grid = F.affine_grid(theta, (n, 3, crop, crop), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

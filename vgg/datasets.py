@@ -38,10 +38,12 @@ EVAL_BATCH = 250
 class MemoryData:
     def __init__(self, root: Path, preset, cache_dir: Path | None = None):
         self.preset = preset
-        self.train = load_memory_split(root / "train", max_per_class=preset.max_per_class, cache_dir=cache_dir)
+        side = largest_side(preset)
+        self.train = load_memory_split(root / "train", max_per_class=preset.max_per_class, cache_dir=cache_dir,
+                                       max_side=side)
         self.classes = self.train.classes
         self.val = load_memory_split(root / "val", self.classes, preset.max_per_class and preset.max_per_class // 2
-                                     or None, cache_dir=cache_dir)
+                                     or None, cache_dir=cache_dir, max_side=side)
         self.skipped = self.train.skipped + self.val.skipped
         self.colour = ColourStats.from_images(self.train.images)
 
@@ -51,12 +53,14 @@ class MemoryData:
     def train_batches(self, epoch: int, seed: int, scale: tuple[int, int], gen: torch.Generator,
                       rank: int = 0, world: int = 1):
         """Global batches of ``preset.batch`` in a per-epoch order; this rank's share of each."""
+        sizes = self.train.sizes
         order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(seed * 7919 + epoch))
         batch = self.preset.batch
         for b in range(self.steps_per_epoch()):
             idx = order[b * batch:(b + 1) * batch][fraction_of(batch, rank, world)]
             scales = draw_scales(len(idx), scale[0], scale[1], gen)
-            yield random_crops(self.train.images[idx], scales, self.preset.crop, gen), self.train.labels[idx]
+            yield (random_crops(self.train.images[idx], scales, self.preset.crop, gen,
+                                sizes=None if sizes is None else sizes[idx]), self.train.labels[idx])
 
     def colour_augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return self.colour.normalise(self.colour.pca_shift(x, self.preset.pca_std, gen))
@@ -65,6 +69,10 @@ class MemoryData:
         """Validation images (all, or ``indices``) rescaled to shortest side Q (float [0, 1]) with labels."""
         idx = torch.arange(len(self.val)) if indices is None else torch.as_tensor(indices)
         idx = idx[fraction_of(len(idx), rank, world)]
+        if self.val.sizes is not None:  # images of several sizes: one at a time
+            for i in idx.tolist():
+                yield rescale(self.val.image(i)[None], q), self.val.labels[i:i + 1]
+            return
         for i in range(0, len(idx), batch):
             j = idx[i:i + batch]
             yield rescale(self.val.images[j], q), self.val.labels[j]
@@ -144,6 +152,11 @@ class StreamData:
     def val_center_crops(self, q: int, rank: int = 0, world: int = 1):
         for x, y in self.val_images(q, rank, world):
             yield center_crop(x, self.preset.crop), y
+
+
+def largest_side(preset) -> int:
+    """The largest image side a preset ever rescales to (S or Q = 512 paper pixels, or the crop)."""
+    return max(preset.crop, preset.px(512))
 
 
 def val_subset(n: int, k: int | None) -> np.ndarray | None:

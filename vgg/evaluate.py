@@ -169,13 +169,13 @@ def eval_command(a) -> None:
     if a.checkpoint:
         ckpt = ck.load_training_checkpoint(a.checkpoint, a.config)
         model = ck.model_from_checkpoint(ckpt)
-        preset = get_preset(a.preset or ckpt["preset"]["name"])
+        preset = get_preset(a.preset or ckpt["preset"]["name"], loader=a.loader, workers=a.workers)
         colour = ColourStats.from_dict(ckpt["colour"])
         train_scale = ckpt["spec"]["scale"]
     else:
         if not a.config:
             raise UserError("--weights needs --config (A, B, D or E for torchvision's vgg11/13/16/19)")
-        preset = get_preset(a.preset or "paper")  # torchvision's weights: 224 px, width 1
+        preset = get_preset(a.preset or "paper", loader=a.loader, workers=a.workers)  # torchvision's: 224 px
         model = VGG(check_config(a.config), num_classes=1000, width=preset.width, crop_size=preset.crop)
         ck.load_state_dict_into(model, ck.load(a.weights), a.weights)
         colour, train_scale = TORCHVISION_COLOUR, "256"

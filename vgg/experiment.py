@@ -27,6 +27,8 @@ def arguments(description: str, needs_data: bool = True, extra=None) -> argparse
         p.add_argument("--data", help="dataset root (default $VGG_DATA)")
         p.add_argument("--runs", default=os.environ.get("VGG_RUNS", "runs"), help="checkpoint folder")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--loader", help="memory | stream (default: the preset's)")
+        p.add_argument("--workers", type=int, help="DataLoader workers (default: the preset's, capped at the CPUs)")
     p.add_argument("--results", default="results", help="results folder (default results/)")
     p.add_argument("--figures", default="figures", help="figures folder (default figures/)")
     if extra:
@@ -49,7 +51,8 @@ class Experiment:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.preset = get_preset(args.preset)
+        self.preset = get_preset(args.preset, loader=getattr(args, "loader", None),
+                                 workers=getattr(args, "workers", None))
         self.root = data_root(args.data)
         self._data = None
 
@@ -61,7 +64,8 @@ class Experiment:
 
     def checkpoint(self, net: str) -> Path:
         build_chain(self.preset.name, str(self.root), self.args.runs, seed=self.args.seed, only=[net],
-                    progress=sys.stderr.isatty(), log=lambda m: print(m, file=sys.stderr))
+                    progress=sys.stderr.isatty(), log=lambda m: print(m, file=sys.stderr),
+                    loader=getattr(self.args, "loader", None), workers=getattr(self.args, "workers", None))
         return checkpoint_path(self.args.runs, self.preset.name, net, self.args.seed)
 
     @property

@@ -31,6 +31,16 @@ def atomic_path(path: str | os.PathLike):
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as e:  # disk full, quota, read-only file system: the previous file is untouched
+        raise UserError(f"cannot write {path}: {e.strerror or e}; "
+                        f"{'the previous file is kept' if path.exists() else 'nothing was written'} "
+                        "(free some space or choose another output directory)") from e
+    except RuntimeError as e:  # torch.save reports a failed write as RuntimeError
+        if "write" not in str(e).lower() and "space" not in str(e).lower():
+            raise
+        raise UserError(f"cannot write {path}: {str(e).splitlines()[0]}; "
+                        f"{'the previous file is kept' if path.exists() else 'nothing was written'} "
+                        "(free some space or choose another output directory)") from e
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -164,8 +164,21 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+LOADERS = ("memory", "stream")
+
+
 def get_preset(name: str, **overrides) -> Preset:
+    """A preset by name, with overrides (None = keep).  DataLoader workers are capped at the CPUs
+    this process may use unless ``workers`` is given explicitly."""
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    return replace(PRESETS[name], **overrides)
+    if overrides.get("loader") not in (None, *LOADERS):
+        raise UserError(f"unknown loader {overrides['loader']!r}; valid loaders: {', '.join(LOADERS)}")
+    if "workers" in overrides and overrides["workers"] < 0:
+        raise UserError(f"--workers must be 0 or more, got {overrides['workers']}")
+    preset = replace(PRESETS[name], **overrides)
+    if "workers" not in overrides:
+        from .runtime import usable_cpus
+        preset = replace(preset, workers=min(preset.workers, usable_cpus()))
+    return preset

@@ -60,6 +60,8 @@ class TrainSpec:
     batch: int | None = None
     width: float | None = None
     max_per_class: int | None = None
+    loader: str | None = None      # 'memory' | 'stream'; default: the preset's
+    workers: int | None = None     # DataLoader workers (stream); default: the preset's, capped at the CPUs
     seed: int = 0
     amp: bool = True
     progress: bool = True
@@ -156,7 +158,8 @@ def initial_weights(model: VGG, spec: TrainSpec, preset, src: dict | None) -> st
 
 def train(spec: TrainSpec) -> Path:
     keep_freed_memory()
-    preset = get_preset(spec.preset, batch=spec.batch, width=spec.width, max_per_class=spec.max_per_class)
+    preset = get_preset(spec.preset, batch=spec.batch, width=spec.width, max_per_class=spec.max_per_class,
+                        loader=spec.loader, workers=spec.workers)
     config = check_config(spec.config)
     for name, value in (("epochs", spec.epochs), ("batch", spec.batch), ("lr", spec.lr), ("width", spec.width)):
         _positive(name, value)
@@ -184,6 +187,9 @@ def train(spec: TrainSpec) -> Path:
     if preset.batch % world:
         raise UserError(f"batch {preset.batch} does not split evenly over {world} processes")
     data = load_datasets(root, preset, cache_dir=Path("runs/cache"), rank=rank)
+    if data.steps_per_epoch(world) == 0:
+        raise UserError(f"{root}/train has {len(data.train)} images, fewer than one batch of {preset.batch}: "
+                        "pass a smaller --batch")
     model = VGG(config, num_classes=len(data.classes), width=preset.width, crop_size=preset.crop,
                 dropout=preset.dropout)
     torch.manual_seed(spec.seed)
