@@ -47,17 +47,19 @@ table7:
 	$(RUN) experiments/07_table7_state_of_the_art.py --preset $(PRESET)
 tables: table1 table2 table3 table4 table5 table6 table7 findings
 
-# Which of the paper's findings Tables 3-6 reproduce (vgg/paper/findings.csv, 2 standard errors).
+# Which of the paper's claims Tables 3-6 reproduce (vgg/paper/findings.csv), tested paired on the
+# cached posteriors (McNemar, bootstrap interval); then results/$(PRESET)/summary.md.
 findings:
 	$(RUN) experiments/findings.py --preset $(PRESET)
+	$(RUN) experiments/summary.py --preset $(PRESET)
 
 # Nets A and D under N(0, 1e-2), Glorot, and D from a trained A (same schedule and seed).
 init_study:
-	$(RUN) experiments/init_study.py --preset $(PRESET)
+	$(RUN) experiments/init_study.py --preset $(PRESET) $(if $(INIT_EPOCHS),--epochs $(INIT_EPOCHS))
 
 # Dense evaluation vs centre crop at every test scale, beside the conv5 map size (proxy diagnostic).
 dense_geometry:
-	$(RUN) experiments/dense_geometry.py --preset $(PRESET)
+	$(RUN) experiments/dense_geometry.py --preset $(PRESET) --unrounded
 
 # Nets A-E at S=256 continued to twice the preset's epochs: does the depth ordering hold?
 schedule_study:

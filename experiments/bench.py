@@ -7,10 +7,23 @@
    and our data pipeline alone.
 3. Evaluation: dense (3 Q x 2 flips) vs 150-crop multi-crop per image, net D.
 4. Paper geometry (D, width 1, 224 px): training step fp32 vs bf16.
+5-8. Imagenette geometry (crop 128, width 1/4, batch 64, synthetic tensors), "new" (this code:
+   malloc keeps freed memory, fast LRN, multi-crop forward in chunks of 500 crops) vs "current"
+   (the code before: glibc's default malloc, nn.LocalResponseNorm, all crops of a batch in one
+   forward).  malloc's mode is per process, so each repeat runs one fresh process per variant,
+   alternating (new, current, new, current, ...); medians over REPEATS.
+   5. D train step img/s, new vs current.
+   6. D train step's achieved GFLOP/s (6 x forward multiply-adds... x2 per image) over a 4096x4096
+      bf16 matmul's GFLOP/s measured in the same process: the fraction of the machine's rate.
+   7. A-LRN step time / A step time (new; current in the baseline column).
+   8. multi-crop evaluation (150 crops per image over Q = 160, 224, 288 px), net D, img/s.
 """
 import datetime
+import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +47,7 @@ from vgg.results import write_table  # noqa: E402
 from vgg.train import make_optimizer, train_step  # noqa: E402
 
 REPEATS = 5
+REPEATS_PROCESS = 3  # rows 5-8: fresh processes per variant, alternating
 STEPS = 8
 
 
@@ -142,9 +156,88 @@ def paper_row() -> dict:
             "ours_img_s": r["bf16"], "baseline_img_s": r["fp32"]}
 
 
+def imagenette_measure(variant: str) -> dict:
+    """One process's measurements at the imagenette geometry (see the module docstring, 5-8)."""
+    from torch import nn
+
+    from vgg import evaluate
+    from vgg.model import LocalResponseNorm, multiply_adds
+    from vgg.runtime import keep_freed_memory
+    if variant == "new":
+        keep_freed_memory()
+    preset = get_preset("imagenette")
+    torch.manual_seed(0)
+    x = torch.randn(preset.batch, 3, preset.crop, preset.crop).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (preset.batch,))
+
+    def net(config):
+        m = init_glorot(VGG(config, num_classes=10, width=preset.width, crop_size=preset.crop))
+        if variant == "current":
+            for i, layer in enumerate(m.features):
+                if isinstance(layer, LocalResponseNorm):
+                    m.features[i] = nn.LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k)
+        return m.train().to(memory_format=torch.channels_last)
+
+    def step_rate(config, steps=4):
+        m = net(config)
+        opt = make_optimizer(m, preset, 0.01)
+        for _ in range(2):
+            train_step(m, opt, x, y)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            train_step(m, opt, x, y)
+        return steps * preset.batch / (time.perf_counter() - t0), m
+
+    out = {}
+    out["D_img_s"], d = step_rate("D")
+    out["D_gflop_s"] = out["D_img_s"] * 6 * multiply_adds(d) / 1e9  # fwd 2 FLOP/MAC, bwd twice fwd
+    a = torch.randn(4096, 4096, dtype=torch.bfloat16)
+    a @ a
+    t0 = time.perf_counter()
+    for _ in range(3):
+        a @ a
+    out["matmul_gflop_s"] = 3 * 2 * 4096 ** 3 / (time.perf_counter() - t0) / 1e9
+    out["A_img_s"], _ = step_rate("A")
+    out["A-LRN_img_s"], _ = step_rate("A-LRN")
+    if variant == "current":
+        evaluate.MULTI_CROP_CHUNK = 10 ** 9  # all crops of a batch in one forward, as before
+    d.eval()
+    imgs = {q: torch.randn(10, 3, q, q) for q in (160, 224, 288)}
+    evaluate.multi_crop(d, imgs[160][:2])
+    t0 = time.perf_counter()
+    for q in imgs:
+        evaluate.multi_crop(d, imgs[q])
+    out["multi_crop_img_s"] = 10 / (time.perf_counter() - t0)
+    return out
+
+
+def imagenette_rows() -> list[dict]:
+    runs = {"new": [], "current": []}
+    for _ in range(REPEATS_PROCESS):
+        for variant in runs:
+            env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+            r = subprocess.run([sys.executable, __file__, "--measure", variant], env=env, capture_output=True,
+                               text=True, timeout=1200)
+            if r.returncode:
+                raise RuntimeError(f"bench worker failed: {r.stderr[-2000:]}")
+            runs[variant].append(json.loads(r.stdout.strip().splitlines()[-1]))
+    med = {v: {k: statistics.median(m[k] for m in ms) for k in ms[0]} for v, ms in runs.items()}
+    new, cur = med["new"], med["current"]
+    return [
+        {"what": "5. train step D, imagenette geometry (crop 128, width 1/4, batch 64): new vs current code, img/s",
+         "ours_img_s": new["D_img_s"], "baseline_img_s": cur["D_img_s"]},
+        {"what": "6. train step D (new), achieved GFLOP/s vs a 4096x4096 bf16 matmul's GFLOP/s, same process",
+         "ours_img_s": new["D_gflop_s"], "baseline_img_s": new["matmul_gflop_s"]},
+        {"what": "7. A-LRN step time / A step time, imagenette geometry (new; baseline column: current code)",
+         "ours_img_s": new["A_img_s"] / new["A-LRN_img_s"], "baseline_img_s": cur["A_img_s"] / cur["A-LRN_img_s"]},
+        {"what": "8. multi-crop eval D (150 crops, Q = 160/224/288 px): new vs current code, img/s",
+         "ours_img_s": new["multi_crop_img_s"], "baseline_img_s": cur["multi_crop_img_s"]},
+    ]
+
+
 def bench(args) -> None:
     preset = get_preset(args.preset)
-    rows = proxy_rows(args, preset) + [paper_row()]
+    rows = proxy_rows(args, preset) + [paper_row()] + imagenette_rows()
     df = pd.DataFrame(rows)
     df["ratio"] = (df.ours_img_s / df.baseline_img_s).round(3)
     df["ours_img_s"] = df.ours_img_s.round(1)
@@ -171,4 +264,8 @@ def bench(args) -> None:
 
 
 if __name__ == "__main__":
-    main(bench)
+    if len(sys.argv) == 3 and sys.argv[1] == "--measure":  # a worker process of rows 5-8
+        torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
+        print(json.dumps(imagenette_measure(sys.argv[2])))
+    else:
+        main(bench)

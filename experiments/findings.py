@@ -28,7 +28,7 @@ from vgg.experiment import Experiment, main, members, net_name, scales_of  # noq
 from vgg.io import atomic_save_npz  # noqa: E402
 from vgg.model import feature_size  # noqa: E402
 from vgg.protocol import get_preset  # noqa: E402
-from vgg.results import write_table  # noqa: E402
+from vgg.results import findings_markdown, write_table  # noqa: E402
 from vgg.stats import TIE_TOLERANCE, compare, correct_top1, unpaired_two_se, verdict  # noqa: E402
 
 SAVED = "per_image_top1.npz"
@@ -163,20 +163,7 @@ def findings(args) -> None:
     write_table(df, folder / "findings.csv", {"preset": args.preset,
                                               "tie_tolerance_points": TIE_TOLERANCE,
                                               "bootstrap": "paired, 10000 resamples, seed 0, 95% percentile"})
-    print(markdown(df))
-
-
-def markdown(df: pd.DataFrame) -> str:
-    lines = ["| claim (type) | paper a / b | ours a / b | diff [95% CI] | McNemar p | verdict |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for r in df.itertuples():
-        paper = "- / -" if pd.isna(r.paper_a) else f"{r.paper_a:g} / {r.paper_b:g}"
-        if pd.isna(r.paper_a) and "B-5x5" in r.claim:
-            paper = "B-5x5 +7 (difference only)"
-        lines.append(f"| {r.claim} ({r.claim_type}) | {paper} | {r.ours_a:.2f} / {r.ours_b:.2f} | "
-                     f"{r.diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.p_value:.2g} | {r.verdict}"
-                     f"{' (dense geometry)' if r.caveat else ''} |")
-    return "\n".join(lines)
+    print(findings_markdown(df))
 
 
 def extra(p) -> None:

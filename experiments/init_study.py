@@ -33,25 +33,28 @@ RUNS = [
 ]
 
 
-def checkpoint_for(ex: Experiment, config: str, how: str) -> Path:
+def checkpoint_for(ex: Experiment, config: str, how: str, epochs: int) -> Path:
     preset, runs = ex.preset, Path(ex.args.runs)
     chain_net = {("A", preset.scratch_init): "A_S256", ("D", "from A"): "D_S256"}.get((config, how))
-    if chain_net and preset.scratch_epochs == preset.from_a_epochs:
-        return ex.checkpoint(chain_net)  # the chain's own run has this init, schedule and seed
-    out = runs / preset.name / "init_study" / f"{config}_{how.replace(' ', '_')}.pt"
+    if chain_net and preset.scratch_epochs == preset.from_a_epochs and epochs <= preset.scratch_epochs:
+        # the chain's own run has this init, schedule and seed; its first `epochs` epochs are
+        # exactly an `epochs`-epoch run (same seeds per epoch, same plateau decisions so far)
+        return ex.checkpoint(chain_net)
+    out = runs / preset.name / "init_study" / f"{config}_{how.replace(' ', '_')}_{epochs}ep.pt"
     train(TrainSpec(config=config, scale="256", preset=preset.name, data=str(ex.root), out=str(out),
                     resume="auto", init=None if how == "from A" else how, seed=ex.args.seed,
                     init_from=str(ex.checkpoint("A_S256")) if how == "from A" else None,
-                    epochs=preset.scratch_epochs, progress=sys.stderr.isatty()))
+                    epochs=epochs, progress=sys.stderr.isatty()))
     return out
 
 
 def init_study(args) -> None:
     ex = Experiment(args)
+    epochs = args.epochs or ex.preset.scratch_epochs
     frames = []
     for config, label, how in RUNS:
-        ckpt = load_training_checkpoint(checkpoint_for(ex, config, how))
-        log = pd.DataFrame(ckpt["log"])
+        ckpt = load_training_checkpoint(checkpoint_for(ex, config, how, epochs))
+        log = pd.DataFrame(ckpt["log"][:epochs])
         log.insert(0, "init", label)
         log.insert(0, "config", config)
         log["start"] = ckpt["spec"]["how"]
@@ -59,7 +62,7 @@ def init_study(args) -> None:
     df = pd.concat(frames, ignore_index=True).drop(columns=["seconds"])  # times vary run to run
     for c in ("train_loss", "train_top1_err", "val_top1_err", "val_top5_err"):
         df[c] = df[c].round(4)
-    write_table(df, ex.out("results", "init_study.csv"), ex.provenance())
+    write_table(df, ex.out("results", "init_study.csv"), {**ex.provenance(), "study_epochs": epochs})
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
     for col, config in enumerate(("A", "D")):
@@ -81,5 +84,10 @@ def init_study(args) -> None:
     save_figure(fig, ex.out("figures", "init_study.png"))
 
 
+def extra(p) -> None:
+    p.add_argument("--epochs", type=int, help="epochs per run (default: the preset's; fewer = the first "
+                                               "epochs of each, the chain's nets included)")
+
+
 if __name__ == "__main__":
-    main(init_study)
+    main(init_study, extra=extra)

@@ -10,6 +10,7 @@ import pandas as pd  # noqa: E402
 from vgg.errors import UserError  # noqa: E402
 from vgg.experiment import main  # noqa: E402
 from vgg.io import atomic_write_text  # noqa: E402
+from vgg.results import findings_markdown  # noqa: E402
 
 
 def pair(a, b) -> str:
@@ -36,22 +37,33 @@ def summary(args) -> None:
              f"Made by `experiments/summary.py --preset {args.preset}` from the CSVs in this folder "
              f"(commit {t[3]['commit'][0]}). Errors in %; proxy numbers are not ImageNet numbers.", ""]
     p2 = t[2]
-    lines += ["## Table 2: parameters", "", "| config | paper (M) | ours, 224 px / 1000 classes | ours, proxy net |",
+    lines += ["## Table 2: parameters", "",
+              f"| config | paper (M) | ours, 224 px / 1000 classes | ours, {p2.preset_net[0]} |",
               "| --- | --- | --- | --- |"]
     lines += [f"| {r.config} | {'-' if pd.isna(r.paper_params_millions) else f'{r.paper_params_millions:g}'} | "
-              f"{r.params:,} | {r.proxy_params:,} |" for r in p2.itertuples()]
+              f"{r.params:,} | {r.preset_net_params:,} |" for r in p2.itertuples()]
     lines += ["", "## Table 3: single test scale (dense; B / B-5x5 centre crop)", ""]
     lines += error_table(t[3], lambda r: f"{r.config} S={r.train_scale} Q={r.test_scale}"
                          + (" centre crop" if r.method == "center-crop" else ""))
     lines += ["", "## Table 4: multiple test scales (dense)", ""]
     lines += error_table(t[4], lambda r: f"{r.config} S={r.train_scale} Q={r.test_scales.replace(';', ',')}")
-    lines += ["", "## Table 5: dense vs multi-crop (S=256-512, Q=256,384,512)", ""]
+    lines += ["", f"## Table 5: dense vs multi-crop (S=256-512, Q=256,384,512; {t[5].val_images[0]} val images)", ""]
     lines += error_table(t[5], lambda r: f"{r.config} {r.method}")
-    lines += ["", "## Table 6: fusion (posteriors averaged)", ""]
+    lines += ["", f"## Table 6: fusion (posteriors averaged; {t[6].val_images[0]} val images)", ""]
     lines += error_table(t[6], lambda r: f"{r.nets} nets, {r.method}" + (" (ILSVRC submission)" if r.nets == 7
                                                                          else " (D + E jitter)"))
     lines += ["", "## Table 7: best single net and best fusion", ""]
     lines += error_table(t[7].iloc[:2], lambda r: r.method)
+    f = folder / "findings.csv"
+    if f.exists():
+        fd = pd.read_csv(f)
+        counts = fd.verdict.value_counts().to_dict()
+        lines += ["", "## Findings: the paper's claims, tested paired on the same images", "",
+                  f"{len(fd)} claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
+                                                    ("reproduced", "inconclusive", "opposite"))
+                  + f". Interval: paired bootstrap of error(a) - error(b), 95%; a tie is reproduced within "
+                    f"+-{fd.tie_tolerance_points[0]:g} points. `two_se_verdict` in findings.csv is the old rule.", ""]
+        lines.append(findings_markdown(fd))
     atomic_write_text(folder / "summary.md", "\n".join(lines) + "\n")
     print(f"wrote {folder / 'summary.md'}")
 

@@ -173,6 +173,45 @@ def test_schedule_study_continues_the_chain_nets_and_agrees_with_table3(tables, 
     assert (cwd / "figures" / "tiny" / "schedule_study.png").stat().st_size > 10_000
 
 
+def test_dense_geometry_covers_every_tested_scale_of_every_net(tables, small_data):
+    cwd, _ = tables
+    r = run_cli([str(ROOT / "experiments" / "dense_geometry.py"), "--preset", "tiny", "--data", str(small_data),
+                 "--runs", "runs", "--results", "results", "--figures", "figures", "--unrounded"], cwd=cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "training" not in r.stderr
+    g = pd.read_csv(cwd / "results" / "tiny" / "dense_geometry.csv")
+    tested = g[g.tested_in_tables]
+    # Table 3 + 4: 13 nets... every (net, Q) pair: A/A-LRN 1 Q, B/C/D/E S=256 3 Q, S=384 and jitter 3 Q each
+    assert len(tested) == 2 * 1 + 4 * 3 + 3 * 3 + 3 * 3
+    assert (g.dense_minus_crop - (g.dense_top1_err - g["center-crop_top1_err"])).abs().max() < 0.011
+    assert set(g[~g.tested_in_tables].net) <= {"D_S256", "D_S256-512"}
+    assert "dense minus centre crop at the Q the tables test: max" in r.stdout
+    assert (cwd / "figures" / "tiny" / "dense_geometry.png").stat().st_size > 10_000
+
+
+def test_init_study_with_fewer_epochs_takes_the_chain_nets_first_epochs(tables, small_data):
+    cwd, _ = tables
+    r = run_cli([str(ROOT / "experiments" / "init_study.py"), "--preset", "tiny", "--data", str(small_data),
+                 "--runs", "runs", "--results", "results", "--figures", "figures", "--epochs", "1"], cwd=cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = pd.read_csv(cwd / "results" / "tiny" / "init_study.csv")
+    assert len(s) == 5 and (s.epoch == 1).all() and (s.study_epochs == 1).all()
+    assert set(s.init) == {"N(0, 1e-2)", "Glorot", "from trained A"}
+
+
+def test_summary_has_every_table_and_the_findings(tables, small_data):
+    cwd, _ = tables
+    for script, args in (("02_table2_params.py", ["--results", "results/tiny", "--figures", "figures/tiny"]),
+                         ("findings.py", ["--data", str(small_data), "--runs", "runs", "--results", "results"]),
+                         ("summary.py", ["--results", "results"])):
+        r = run_cli([str(ROOT / "experiments" / script), "--preset", "tiny", *args], cwd=cwd)
+        assert r.returncode == 0, r.stderr[-2000:]
+    md = (cwd / "results" / "tiny" / "summary.md").read_text()
+    for head in ("Table 2", "Table 3", "Table 4", "Table 5", "Table 6", "Table 7", "Findings"):
+        assert f"## {head}" in md
+    assert md.count("\n| ") >= 26 + 6 * 3
+
+
 def test_concurrent_table_scripts_train_each_net_once_and_agree_with_a_serial_run(tables, small_data, tmp_path):
     """`make -j2 table3 table4`: two processes share one chain; each net is trained exactly once
     (the other waits on its lock and reuses it) and the tables equal the serial run's."""

@@ -61,3 +61,17 @@ def write_table(df: pd.DataFrame, path: str | Path, provenance: dict | None = No
         print(df.drop(columns=["commit", "command"]).to_string(index=False))
     print(f"wrote {path}")
     return Path(path)
+
+
+def findings_markdown(df: pd.DataFrame) -> str:
+    """findings.csv as a Markdown table: claim, paper, ours, paired 95% interval, McNemar p, verdict."""
+    lines = ["| claim (type, section) | paper a / b | ours a / b | diff [95% CI] | McNemar p | verdict |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in df.itertuples():
+        paper = "- / -" if pd.isna(r.paper_a) else f"{r.paper_a:g} / {r.paper_b:g}"
+        if pd.isna(r.paper_a) and "B-5x5" in r.claim:
+            paper = "B-5x5 +7 (difference only)"
+        lines.append(f"| {r.claim} ({r.claim_type}, {r.paper_section}) | {paper} | {r.ours_a:.2f} / {r.ours_b:.2f} | "
+                     f"{r.diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.p_value:.2g} | {r.verdict}"
+                     f"{' (dense geometry)' if isinstance(r.caveat, str) and r.caveat else ''} |")
+    return "\n".join(lines)
