@@ -5,20 +5,21 @@ PRESET ?= proxy
 DATASET ?= $(if $(filter imagenette,$(PRESET)),imagenette,cifar10)
 VGG_DATA ?= data/$(DATASET)
 export VGG_DATA PRESET
-# Reuse an environment that already has torch + torchvision (a 5 GB install); else a local .venv.
+# Reuse an environment that already has the pinned torch + torchvision (constraints.txt; a 5 GB
+# install); else a local .venv with exactly the pinned versions.
 PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
-	elif python3 -c "import torch, torchvision" 2>/dev/null; then echo python3; else echo .venv/bin/python; fi)
+	elif python3 scripts/env_matches_lock.py 2>/dev/null; then echo python3; else echo .venv/bin/python; fi)
 RUN = PYTHONPATH=. $(PYTHON)
 
 .PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings init_study dense_geometry schedule_study bench clean
 
 install:
-	@if python3 -c "import torch, torchvision" 2>/dev/null && [ ! -x .venv/bin/python ]; then \
-		echo "reusing $$(python3 -c 'import sys; print(sys.prefix)') (torch present)"; \
-		python3 -m pip install -q -r requirements.txt; \
+	@if [ ! -x .venv/bin/python ] && python3 scripts/env_matches_lock.py; then \
+		echo "reusing $$(python3 -c 'import sys; print(sys.prefix)') (pinned torch present)"; \
+		python3 -m pip install -q -r requirements.txt -c constraints.txt; \
 	else \
 		[ -x .venv/bin/python ] || python3 -m venv .venv; \
-		.venv/bin/pip install -q -r requirements.txt; \
+		.venv/bin/pip install -q -r requirements.txt -c constraints.txt; \
 	fi
 
 test:

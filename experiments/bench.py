@@ -21,7 +21,6 @@
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -242,8 +241,6 @@ def bench(args) -> None:
     df["ratio"] = (df.ours_img_s / df.baseline_img_s).round(3)
     df["ours_img_s"] = df.ours_img_s.round(1)
     df["baseline_img_s"] = df.baseline_img_s.round(1)
-    df["device"] = f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
-    df["torch"] = torch.__version__
     df["date"] = datetime.date.today().isoformat()
     write_table(df, Path(args.results) / "bench.csv", {"preset": preset.name, "repeats_median_of": REPEATS})
     import matplotlib

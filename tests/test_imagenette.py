@@ -8,7 +8,7 @@ from torch import nn
 
 from vgg.datasets import load_datasets
 from vgg.evaluate import dense_eval
-from vgg.model import VGG, LocalResponseNorm, feature_size, lrn_nhwc, channel_band
+from vgg.model import VGG, LocalResponseNorm, channel_band, feature_size, lrn_nhwc
 from vgg.protocol import PAPER, get_preset, multi_test_scales, single_test_scale
 
 IMAGENETTE = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenette"

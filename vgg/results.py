@@ -1,6 +1,7 @@
 """Result tables: our value beside the paper's, with provenance, written atomically."""
 from __future__ import annotations
 
+import platform
 import shlex
 import subprocess
 import sys
@@ -38,6 +39,31 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in [script.as_posix(), *sys.argv[1:]])
 
 
+def device_name() -> str:
+    """The GPU, or the CPU model and the threads torch uses, e.g. 'AMD EPYC (2 threads)'."""
+    import torch
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def environment() -> dict:
+    """What the numbers depend on besides the code: library versions and the device."""
+    import numpy
+    import torch
+    import torchvision
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": numpy.__version__,
+            "device": device_name()}
+
+
 def with_errors(row: dict, ours_top1: float | None, ours_top5: float | None, paper_top1, paper_top5) -> dict:
     """Add our errors (percent, 2 decimals), the paper's and the difference."""
     def pct(v):
@@ -54,7 +80,8 @@ def with_errors(row: dict, ours_top1: float | None, ours_top5: float | None, pap
 def write_table(df: pd.DataFrame, path: str | Path, provenance: dict | None = None) -> Path:
     """Write ``df`` with provenance columns (commit, command, ...) atomically; print it."""
     df = df.copy()
-    for key, value in {**(provenance or {}), "commit": git_commit(), "command": command_line()}.items():
+    extra = {**(provenance or {}), **environment(), "commit": git_commit(), "command": command_line()}
+    for key, value in extra.items():
         df[key] = value
     atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
     with pd.option_context("display.width", 200, "display.max_columns", 12):

@@ -109,8 +109,8 @@ def make_optimizer(model, preset, lr: float):
 def make_scheduler(optimizer, preset, lr: float):
     """lr /= 10 when validation accuracy stops improving, at most ``lr_drops`` times."""
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=0.1, patience=preset.patience, threshold=preset.plateau_threshold, threshold_mode="abs",
-        min_lr=lr * 0.1 ** preset.lr_drops * 0.999)
+        optimizer, mode="max", factor=0.1, patience=preset.patience, threshold=preset.plateau_threshold,
+        threshold_mode="abs", min_lr=lr * 0.1 ** preset.lr_drops * 0.999)
 
 
 def log_csv(rows: list[dict]) -> str:
