@@ -11,7 +11,7 @@ PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
 	elif python3 scripts/env_matches_lock.py 2>/dev/null; then echo python3; else echo .venv/bin/python; fi)
 RUN = PYTHONPATH=. $(PYTHON)
 
-.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings init_study dense_geometry schedule_study bench clean
+.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings seeds init_study dense_geometry schedule_study bench clean
 
 install:
 	@if [ ! -x .venv/bin/python ] && python3 scripts/env_matches_lock.py; then \
@@ -61,6 +61,13 @@ init_study:
 # Dense evaluation vs centre crop at every test scale, beside the conv5 map size (proxy diagnostic).
 dense_geometry:
 	$(RUN) experiments/dense_geometry.py --preset $(PRESET) --unrounded
+
+# Table 3's S=256 nets A-E with seeds 0, 1, 2 (each seed its own chain): results/$(PRESET)/seeds.csv;
+# then table3 and findings again, which add the seed spread (mean, sd; flips -> inconclusive).
+seeds:
+	$(RUN) experiments/seeds.py --preset $(PRESET) $(if $(SEEDS),--seeds $(SEEDS))
+	$(RUN) experiments/03_table3_single_scale.py --preset $(PRESET)
+	$(MAKE) findings
 
 # Nets A-E at S=256 continued to twice the preset's epochs: does the depth ordering hold?
 schedule_study:

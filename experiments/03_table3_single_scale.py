@@ -10,7 +10,24 @@ import pandas as pd  # noqa: E402
 from vgg.experiment import Experiment, main, net_name  # noqa: E402
 from vgg.plots import ours_vs_paper, training_curves  # noqa: E402
 from vgg.results import paper_table, with_errors, write_table  # noqa: E402
+from vgg.seeds import is_seed_row  # noqa: E402
 from vgg.train import LOG_COLUMNS  # noqa: E402
+
+
+def with_seed_spread(df: pd.DataFrame, seeds_csv: Path) -> pd.DataFrame:
+    """Beside seed 0's S=256 rows, the mean and sd of top-1 error over the seeds of seeds.csv
+    (experiments/seeds.py; `make seeds`), when it has been made."""
+    if not seeds_csv.exists():
+        return df
+    s = pd.read_csv(seeds_csv, dtype={"seed": str})
+    stat = {(r.config, r.seed): r.ours_top1_err for r in s.itertuples() if r.seed in ("mean", "sd")}
+    n = s[~s.seed.isin(["mean", "sd"])].groupby("config").seed.apply(lambda v: ";".join(v))
+    df = df.copy()
+    mask = [is_seed_row(r) and r.config in n.index for r in df.itertuples()]
+    df["seeds"] = [n[r.config] if m else "" for r, m in zip(df.itertuples(), mask)]
+    for k in ("mean", "sd"):
+        df[f"ours_top1_err_seed_{k}"] = [stat[(r.config, k)] if m else None for r, m in zip(df.itertuples(), mask)]
+    return df
 
 
 def table3(args) -> None:
@@ -41,7 +58,7 @@ def table3(args) -> None:
                              "test_scale_px": ex.preset.px(256),
                              "note": "top-1 difference (paper Sect. 4.1: 7% higher for B-5x5)"},
                             delta, None, 7.0, None))
-    df = pd.DataFrame(rows)
+    df = with_seed_spread(pd.DataFrame(rows), ex.out("results", "seeds.csv"))
     write_table(df, ex.out("results", "table3.csv"), ex.provenance())
     labels = [f"{r.config} S={r.train_scale} Q={r.test_scale}" + (" crop" if r.method == "center-crop" else "")
               for r in df.itertuples()]

@@ -13,6 +13,11 @@ The per-image correctness of every compared row is saved beside the table
 (per_image_top1.npz), so `--from-saved` recomputes the verdicts without checkpoints or data.
 The old rule (a gap beyond two unpaired standard errors) is kept as a column, two_se_verdict,
 to show what the pairing changes.
+
+Seed variance: where experiments/seeds.py has trained both nets of a Table 3 depth claim with
+several seeds (seeds_top1.npz), the difference in every seed is listed (seed_diffs, seed_sd_diff)
+and a verdict whose seeds fall on both sides of the claim becomes *inconclusive (flips between
+seeds)*; seed0_verdict keeps the single-run paired verdict.
 """
 import sys
 from importlib import resources
@@ -29,6 +34,7 @@ from vgg.io import atomic_save_npz  # noqa: E402
 from vgg.model import feature_size  # noqa: E402
 from vgg.protocol import get_preset  # noqa: E402
 from vgg.results import findings_markdown, write_table  # noqa: E402
+from vgg.seeds import is_seed_row, load_correctness, seed_check, seeded_verdict  # noqa: E402
 from vgg.stats import TIE_TOLERANCE, compare, correct_top1, unpaired_two_se, verdict  # noqa: E402
 
 SAVED = "per_image_top1.npz"
@@ -140,6 +146,7 @@ def findings(args) -> None:
     cs = claims()
     wanted = [(c.table_a, c.row_a) for c in cs.itertuples()] + [(c.table_b, c.row_b) for c in cs.itertuples()]
     correct = correctness(args, tables, wanted, folder)
+    by_seed = load_correctness(folder)  # {} unless experiments/seeds.py ran
     rows = []
     for c in cs.itertuples():
         a, b = pick(tables, c.table_a, c.row_a), pick(tables, c.table_b, c.row_b)
@@ -148,12 +155,18 @@ def findings(args) -> None:
         two_se = unpaired_two_se(ca, cb)
         paper_diff = (round(a.paper_top1_err - b.paper_top1_err, 2) if pd.notna(a.paper_top1_err)
                       and pd.notna(b.paper_top1_err) else None)
+        paired = verdict(c.claim_type, r.ci_low, r.ci_high)
+        seeds = (seed_check(by_seed, a.config, b.config, c.claim_type, TIE_TOLERANCE)
+                 if c.table_a == c.table_b == "table3" and is_seed_row(a) and is_seed_row(b) else None)
         rows.append({"claim": c.claim, "claim_type": c.claim_type, "paper_section": c.paper_section,
                      "paper_a": a.paper_top1_err, "paper_b": b.paper_top1_err, "paper_diff": paper_diff,
                      "ours_a": round(r.ours_a, 2), "ours_b": round(r.ours_b, 2), "diff": round(r.diff, 2),
                      "ci_low": round(r.ci_low, 2), "ci_high": round(r.ci_high, 2),
                      "p_value": float(f"{r.p_value:.3g}"), "discordant": r.discordant, "images": len(ca),
-                     "verdict": verdict(c.claim_type, r.ci_low, r.ci_high),
+                     "verdict": seeded_verdict(paired, seeds), "seed0_verdict": paired,
+                     "seeds": "" if seeds is None else ";".join(map(str, seeds.seeds)),
+                     "seed_diffs": "" if seeds is None else seeds.text,
+                     "seed_sd_diff": None if seeds is None else seeds.sd,
                      "two_se": round(two_se, 2), "two_se_verdict": two_se_verdict(c.claim_type, r.diff, two_se),
                      "caveat": f"dense evaluation off the training geometry (conv5 {train_map}; dense_geometry.csv)"
                                if any(dense_off_geometry(preset, row.method, row_scales(t, row))

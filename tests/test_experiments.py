@@ -236,3 +236,60 @@ def test_concurrent_table_scripts_train_each_net_once_and_agree_with_a_serial_ru
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_seeds_train_their_own_chains_and_feed_table3_and_findings(tables, small_data):
+    import shutil
+
+    import numpy as np
+
+    from vgg.checkpoint import load_training_checkpoint
+    cwd, _ = tables
+    out = cwd / "results-seeds" / "tiny"  # its own folder: the other tests read results/ without seeds
+    out.mkdir(parents=True)
+    for n in (3, 4, 5, 6):
+        shutil.copy(cwd / "results" / "tiny" / f"table{n}.csv", out)
+    common = ["--preset", "tiny", "--data", str(small_data), "--runs", "runs", "--results", "results-seeds",
+              "--figures", "figures-seeds"]
+    r = run_cli([str(ROOT / "experiments" / "seeds.py"), *common, "--seeds", "0,1", "--nets", "A,B"], cwd=cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr.count("training runs/tiny/seed1/") == 2  # A and B of seed 1, each from its own A
+    assert "training runs/tiny/A_S256" not in r.stderr  # seed 0 is the main chain's
+    a0, a1 = (load_training_checkpoint(cwd / "runs" / "tiny" / p) for p in ("A_S256.pt", "seed1/A_S256.pt"))
+    b1 = load_training_checkpoint(cwd / "runs" / "tiny" / "seed1" / "B_S256.pt")
+    assert (a0["spec"]["seed"], a1["spec"]["seed"]) == (0, 1)
+    assert "seed1/A_S256.pt" in b1["spec"]["init_from"]
+    assert not all(np.array_equal(v, a1["state_dict"][k]) for k, v in a0["state_dict"].items())
+    s = pd.read_csv(out / "seeds.csv", dtype={"seed": str})
+    assert s.seed.tolist() == ["0", "0", "1", "1", "mean", "sd", "mean", "sd"]
+    per = s[s.seed.isin(["0", "1"])].set_index(["config", "seed"]).ours_top1_err
+    t3 = pd.read_csv(out / "table3.csv", dtype={"train_scale": str})
+    t3 = t3[(t3.method == "dense") & (t3.train_scale == "256")].set_index("config").ours_top1_err
+    assert per.loc[("A", "0")] == t3.loc["A"] and per.loc[("B", "0")] == t3.loc["B"]
+    stat = s[s.seed.isin(["mean", "sd"])].set_index(["config", "seed"]).ours_top1_err
+    for c in ("A", "B"):
+        v = np.array([per.loc[(c, "0")], per.loc[(c, "1")]])
+        assert stat.loc[(c, "mean")] == pytest.approx(v.mean(), abs=0.006)
+        assert stat.loc[(c, "sd")] == pytest.approx(v.std(ddof=1), abs=0.006)
+    assert (cwd / "figures-seeds" / "tiny" / "seeds.png").stat().st_size > 10_000
+    # Table 3 again: mean and sd beside seed 0's S=256 rows of the seeded configs only
+    r = run_cli([str(ROOT / "experiments" / SCRIPTS[3]), *common], cwd=cwd)
+    assert r.returncode == 0 and "training" not in r.stderr, r.stderr[-2000:]
+    t3 = pd.read_csv(out / "table3.csv", dtype={"train_scale": str, "seeds": str})
+    seeded = t3[t3.seeds.fillna("") != ""]
+    assert sorted(seeded.config) == ["A", "B"] and (seeded.seeds == "0;1").all()
+    assert seeded.set_index("config").ours_top1_err_seed_mean.to_dict() == {
+        c: stat.loc[(c, "mean")] for c in ("A", "B")}
+    # findings: the depth claim B vs A lists both seeds' differences; its verdict follows the rule
+    r = run_cli([str(ROOT / "experiments" / "findings.py"), *common[:-2]], cwd=cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    f = pd.read_csv(out / "findings.csv", dtype={"seeds": str}).set_index("claim")
+    ba = f.loc["error decreases with depth: B (13 layers) beats A (11)"]
+    diffs = [float(d) for d in ba.seed_diffs.split(";")]
+    assert ba.seeds == "0;1"
+    assert diffs == pytest.approx([per.loc[("B", s_)] - per.loc[("A", s_)] for s_ in ("0", "1")], abs=0.011)
+    flips = (diffs[0] < 0) != (diffs[1] < 0)
+    assert ba.verdict == ("inconclusive (flips between seeds)" if flips and ba.seed0_verdict != "inconclusive"
+                          else ba.seed0_verdict)
+    assert (f.seeds.fillna("") != "").sum() == 1  # the only claim between two seeded S=256 rows
+    assert f.loc["error decreases with depth: D (16 layers) beats B (13)"].seeds != "0;1"  # D has one seed

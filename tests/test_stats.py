@@ -81,3 +81,27 @@ def test_tie_verdict_flips_when_the_interval_leaves_the_tolerance():
 def test_compare_needs_the_same_images():
     with pytest.raises(ValueError):
         compare(np.ones(5, bool), np.ones(6, bool))
+
+
+def test_a_finding_whose_seeds_disagree_is_inconclusive_and_one_that_agrees_keeps_its_verdict():
+    from vgg.seeds import seed_check, seeded_verdict
+    rng = np.random.default_rng(0)
+
+    def correct(err):  # exactly err % wrong of 1,000 images
+        c = np.ones(1000, bool)
+        c[rng.choice(1000, int(10 * err), replace=False)] = False
+        return c
+
+    agree = {("B", 0): correct(30), ("A", 0): correct(33), ("B", 1): correct(31), ("A", 1): correct(32)}
+    chk = seed_check(agree, "B", "A", "better", 2.0)
+    assert chk.diffs == [-3.0, -1.0] and chk.consistent and chk.sd == pytest.approx(np.std([-3, -1], ddof=1), abs=0.01)
+    assert seeded_verdict("reproduced", chk) == "reproduced"
+    flip = {**agree, ("B", 2): correct(34), ("A", 2): correct(32)}
+    chk = seed_check(flip, "B", "A", "better", 2.0)
+    assert chk.seeds == [0, 1, 2] and chk.diffs[2] == 2.0 and not chk.consistent
+    assert seeded_verdict("reproduced", chk) == "inconclusive (flips between seeds)"
+    assert seeded_verdict("inconclusive", chk) == "inconclusive"
+    # a tie holds while every seed's difference is inside the tolerance, and flips once one leaves it
+    assert seed_check(agree, "B", "A", "tie", 3.0).consistent
+    assert not seed_check(agree, "B", "A", "tie", 2.0).consistent
+    assert seed_check({("B", 0): correct(30), ("A", 0): correct(33)}, "B", "A", "better", 2.0) is None

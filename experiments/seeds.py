@@ -1,0 +1,110 @@
+"""Seed variance: Table 3's S=256 nets (A, B, C, D, E by default) trained with several seeds,
+each seed its own chain (runs/<preset>/seed<k>/; seed 0 is the main chain), and scored as Table 3
+scores them (dense evaluation at Q=256, cached posteriors).
+
+Writes results/<preset>/seeds.csv (config, seed, top-1/top-5 error; then one row per config with
+the mean and sample sd over the seeds), the per-image correctness behind it (seeds_top1.npz, which
+findings.py reads to mark a finding that flips between seeds inconclusive, and table3.py to add
+the mean and sd beside seed 0) and figures/<preset>/seeds.png. Resumable: every checkpoint and
+posterior is built once.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from vgg.errors import UserError  # noqa: E402
+from vgg.experiment import Experiment, main, net_name  # noqa: E402
+from vgg.plots import save_figure  # noqa: E402
+from vgg.results import paper_table, write_table  # noqa: E402
+from vgg.seeds import SEED_ROW, save_correctness  # noqa: E402
+from vgg.stats import correct_top1  # noqa: E402
+
+
+def parse_list(text: str, kind=str) -> list:
+    try:
+        return [kind(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: give comma-separated integers, e.g. --seeds 0,1,2") from None
+
+
+def seeds(args) -> None:
+    seed_list, configs = parse_list(args.seeds, int), parse_list(args.nets)
+    if len(seed_list) < 2 or len(set(seed_list)) != len(seed_list):
+        raise UserError(f"--seeds {args.seeds!r}: give at least two different seeds, e.g. --seeds 0,1,2")
+    paper = paper_table("table3_single_scale").query(
+        f"train_scale == '{SEED_ROW['train_scale']}' and test_scale == '{SEED_ROW['test_scale']}'")
+    unknown = sorted(set(configs) - set(paper.config))
+    if unknown:
+        raise UserError(f"--nets: {', '.join(unknown)} has no S=256 row in Table 3; choose from "
+                        f"{', '.join(paper.config)}")
+    paper = paper.set_index("config")
+    rows, correct = [], {}
+    ex = None
+    for seed in seed_list:  # seed-major: a later seed never delays an earlier seed's results
+        ex = Experiment(argparse.Namespace(**{**vars(args), "seed": seed}))
+        for config in configs:
+            p, y = ex.posteriors(net_name(config, SEED_ROW["train_scale"]), SEED_ROW["method"],
+                                 [SEED_ROW["test_scale"]])
+            e1, e5 = ex.errors(p, y)
+            correct[(config, seed)] = correct_top1(p, y)
+            rows.append({"config": config, "seed": str(seed), "ours_top1_err": round(100 * e1, 2),
+                         "ours_top5_err": round(100 * e5, 2), "paper_top1_err": paper.loc[config, "top1_val_err"],
+                         "paper_top5_err": paper.loc[config, "top5_val_err"]})
+    per_seed = pd.DataFrame(rows)
+    summary = []
+    for config in configs:
+        r = per_seed[per_seed.config == config]
+        summary.append({"config": config, "seed": "mean", "ours_top1_err": round(r.ours_top1_err.mean(), 2),
+                        "ours_top5_err": round(r.ours_top5_err.mean(), 2),
+                        "paper_top1_err": r.paper_top1_err.iloc[0], "paper_top5_err": r.paper_top5_err.iloc[0]})
+        summary.append({"config": config, "seed": "sd", "ours_top1_err": round(r.ours_top1_err.std(ddof=1), 2),
+                         "ours_top5_err": round(r.ours_top5_err.std(ddof=1), 2),
+                         "paper_top1_err": None, "paper_top5_err": None})
+    df = pd.concat([per_seed, pd.DataFrame(summary)], ignore_index=True)
+    df.insert(1, "train_scale", SEED_ROW["train_scale"])
+    df.insert(2, "test_scale", SEED_ROW["test_scale"])
+    df.insert(3, "method", SEED_ROW["method"])
+    folder = Path(args.results) / ex.preset.name
+    save_correctness(folder, correct)
+    provenance = {k: v for k, v in ex.provenance().items() if k != "seed"}  # the seed is a column here
+    write_table(df, folder / "seeds.csv", {**provenance, "seeds": ";".join(map(str, seed_list))})
+    plot(per_seed, configs, ex.out("figures", "seeds.png"), ex.preset.name)
+    print(df.to_string(index=False))
+
+
+def plot(per_seed: pd.DataFrame, configs: list[str], path: Path, preset: str) -> Path:
+    """Mean top-1 error per config with +-1 sd error bars, each seed as a dot."""
+    fig, ax = plt.subplots(figsize=(1.3 * len(configs) + 2.5, 4))
+    x = np.arange(len(configs))
+    for i, config in enumerate(configs):
+        v = per_seed[per_seed.config == config].ours_top1_err.to_numpy(dtype=float)
+        ax.bar(i, v.mean(), 0.6, yerr=v.std(ddof=1), capsize=6, color="#d9822b", alpha=0.6)
+        ax.scatter(np.full(len(v), i) + np.linspace(-0.12, 0.12, len(v)), v, color="black", s=14, zorder=3)
+    low = per_seed.ours_top1_err.min()
+    ax.set_ylim(max(0, low - 8), per_seed.ours_top1_err.max() + 4)
+    ax.set_xticks(x, [f"{c}\nS=256" for c in configs])
+    ax.set_ylabel("top-1 error (%), dense Q=256-equiv")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(f"Seed spread of Table 3's S=256 nets ({preset}, seeds "
+                 f"{', '.join(sorted(per_seed.seed.unique()))}; bars: mean +- sd)\n"
+                 "proxy errors are not ImageNet errors", fontsize=9)
+    return save_figure(fig, path)
+
+
+def extra(p) -> None:
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--nets", default="A,B,C,D,E", help="configs at S=256 (default A,B,C,D,E)")
+
+
+if __name__ == "__main__":
+    main(seeds, extra=extra)
