@@ -105,3 +105,38 @@ def test_a_finding_whose_seeds_disagree_is_inconclusive_and_one_that_agrees_keep
     assert seed_check(agree, "B", "A", "tie", 3.0).consistent
     assert not seed_check(agree, "B", "A", "tie", 2.0).consistent
     assert seed_check({("B", 0): correct(30), ("A", 0): correct(33)}, "B", "A", "better", 2.0) is None
+
+
+@pytest.mark.parametrize("patience,threshold", [(0, 0.0), (1, 0.0), (2, 0.0), (1, 0.005)])
+def test_plateau_replay_lowers_the_lr_when_torchs_scheduler_does(patience, threshold):
+    import torch
+
+    from vgg.plateau import first_drop, first_drops
+    rng = np.random.default_rng(patience)
+    curves = np.cumsum(rng.normal(0.01, 0.01, (200, 10)), axis=1)  # rising accuracy with noise
+    for acc in curves:
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=patience,
+                                                           threshold=threshold, threshold_mode="abs")
+        torch_drop = None
+        for epoch, a in enumerate(acc, 1):
+            sched.step(float(a))
+            if torch_drop is None and opt.param_groups[0]["lr"] < 1.0:
+                torch_drop = epoch
+        assert first_drop(acc, patience, threshold) == torch_drop
+    vec = first_drops(curves, patience, threshold)
+    assert vec.tolist() == [first_drop(a, patience, threshold) or 11 for a in curves]
+
+
+def test_plateau_study_on_the_published_proxy_logs_finds_patience_0_noise_driven(tmp_path):
+    from conftest import ROOT, run_cli
+    r = run_cli([str(ROOT / "experiments" / "plateau_study.py"), "--preset", "proxy", "--logs",
+                 str(ROOT / "results" / "proxy" / "logs"), "--results", str(tmp_path), "--figures",
+                 str(tmp_path), "--sims", "500"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    import pandas as pd
+    s = pd.read_csv(tmp_path / "proxy" / "plateau_study.csv")
+    mean = s[s.net == "mean over runs"].set_index(["patience", "threshold_points"]).p_premature
+    assert mean[(0, 0.0)] > mean[(1, 0.0)] > mean[(2, 0.0)]  # more patience, fewer noise-decided drops
+    a = s[(s.net == "A_S256") & (s.patience == 0) & (s.threshold_points == 0)].iloc[0]
+    assert a.logged_first_drop == 7  # the published run: lr / 10 after epoch 7, its one worse epoch (34.33 -> 34.99)

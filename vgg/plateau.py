@@ -1,0 +1,55 @@
+"""The paper's schedule lowers the learning rate "when the validation set accuracy stopped
+improving"; it gives no patience or threshold. ``first_drop`` replays torch's ReduceLROnPlateau
+(mode max, absolute threshold; what vgg.train.make_scheduler uses) on a sequence of validation
+accuracies, so a logged or simulated curve can be tested under other rules without training."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import curve_fit
+
+
+def first_drop(accuracy, patience: int, threshold: float = 0.0) -> int | None:
+    """The 1-based epoch after which the rule lowers the lr first, or None if it does not.
+    An epoch improves when its accuracy beats the best so far by more than ``threshold``; the
+    lr drops once more than ``patience`` epochs in a row have not improved."""
+    best, bad = -np.inf, 0
+    for epoch, a in enumerate(accuracy, 1):
+        if a > best + threshold:
+            best, bad = a, 0
+        else:
+            bad += 1
+            if bad > patience:
+                return epoch
+    return None
+
+
+def first_drops(accuracy: np.ndarray, patience: int, threshold: float = 0.0) -> np.ndarray:
+    """``first_drop`` of every row of a (curves, epochs) array; epochs + 1 where it does not drop."""
+    curves, epochs = accuracy.shape
+    best = np.full(curves, -np.inf)
+    bad = np.zeros(curves, int)
+    out = np.full(curves, epochs + 1)
+    for t in range(epochs):
+        a = accuracy[:, t]
+        better = a > best + threshold
+        best = np.where(better, a, best)
+        bad = np.where(better, 0, bad + 1)
+        fire = (bad > patience) & (out == epochs + 1)
+        out[fire] = t + 1
+    return out
+
+
+def _decay(t, floor, span, tau):
+    return floor + span * np.exp(-t / tau)
+
+
+def smooth_curve(error: np.ndarray) -> np.ndarray:
+    """A noiseless stand-in for a validation error curve: floor + span * exp(-epoch / tau) fitted
+    by least squares (a falling curve, as every logged one is while the lr is constant)."""
+    t = np.arange(1, len(error) + 1, dtype=float)
+    try:
+        p, _ = curve_fit(_decay, t, error, p0=(error.min() * 0.9, error[0] - error.min() + 1e-3, 3.0),
+                         bounds=([0, 0, 0.3], [1, 2, 100]), maxfev=20_000)
+        return _decay(t, *p)
+    except (RuntimeError, ValueError):  # too short or flat to fit: a straight line through the ends
+        return np.linspace(error[0], error[-1], len(error))
