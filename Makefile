@@ -11,7 +11,7 @@ PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
 	elif python3 scripts/env_matches_lock.py 2>/dev/null; then echo python3; else echo .venv/bin/python; fi)
 RUN = PYTHONPATH=. $(PYTHON)
 
-.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings seeds plateau_study init_study dense_geometry schedule_study bench clean
+.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings seeds plateau_study compare_presets init_study dense_geometry schedule_study bench clean
 
 install:
 	@if [ ! -x .venv/bin/python ] && python3 scripts/env_matches_lock.py; then \
@@ -68,6 +68,10 @@ seeds:
 	$(RUN) experiments/seeds.py --preset $(PRESET) $(if $(SEEDS),--seeds $(SEEDS))
 	$(RUN) experiments/03_table3_single_scale.py --preset $(PRESET)
 	$(MAKE) findings
+
+# Tables 3-6 of the imagenette and CIFAR-10 proxies beside the paper: results/presets_side_by_side.md
+compare_presets:
+	$(RUN) experiments/compare_presets.py
 
 # Is the plateau rule decided by one noisy epoch? Patience/threshold replayed on the logged curves.
 plateau_study:

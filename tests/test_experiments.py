@@ -280,6 +280,7 @@ def test_seeds_train_their_own_chains_and_feed_table3_and_findings(tables, small
     assert sorted(seeded.config) == ["A", "B"] and (seeded.seeds == "0;1").all()
     assert seeded.set_index("config").ours_top1_err_seed_mean.to_dict() == {
         c: stat.loc[(c, "mean")] for c in ("A", "B")}
+    assert (cwd / "figures-seeds" / "tiny" / "table3.png").stat().st_size > 10_000  # with error bars
     # findings: the depth claim B vs A lists both seeds' differences; its verdict follows the rule
     r = run_cli([str(ROOT / "experiments" / "findings.py"), *common[:-2]], cwd=cwd)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -293,3 +294,20 @@ def test_seeds_train_their_own_chains_and_feed_table3_and_findings(tables, small
                           else ba.seed0_verdict)
     assert (f.seeds.fillna("") != "").sum() == 1  # the only claim between two seeded S=256 rows
     assert f.loc["error decreases with depth: D (16 layers) beats B (13)"].seeds != "0;1"  # D has one seed
+
+
+def test_compare_presets_puts_each_presets_row_beside_the_papers(tables):
+    import shutil
+    cwd, _ = tables
+    shutil.copytree(cwd / "results" / "tiny", cwd / "results-compare" / "twin")  # a second preset, same rows
+    shutil.copytree(cwd / "results" / "tiny", cwd / "results-compare" / "tiny")
+    r = run_cli([str(ROOT / "experiments" / "compare_presets.py"), "--presets", "tiny,twin",
+                 "--results", "results-compare"], cwd=cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = (cwd / "results-compare" / "presets_side_by_side.md").read_text()
+    t3 = pd.read_csv(cwd / "results" / "tiny" / "table3.csv", dtype=str).set_index(["config", "train_scale", "method"])
+    d = t3.loc[("D", "256", "dense")]
+    assert f"| D S=256 Q=256 dense | {d.paper_top1_err} | {d.ours_top1_err} | {d.ours_top1_err} |" in md
+    rows = sum(len(pd.read_csv(cwd / "results" / "tiny" / f"table{n}.csv")) for n in (3, 4, 5, 6))
+    assert md.count("\n| ") == rows + 4 * 2  # every row once (matched, not duplicated) + 2 header lines a table
+    assert "not ImageNet numbers" in md

@@ -34,6 +34,11 @@ def ours_vs_paper(df: pd.DataFrame, labels: list[str], path: str | Path, title: 
         for xi, v in zip(x + 0.2, ours):
             if np.isfinite(v):
                 ax.text(xi, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
+        if k == "top1" and "ours_top1_err_seed_sd" in df:  # seed spread where seeds.csv has the net
+            mean = pd.to_numeric(df["ours_top1_err_seed_mean"], errors="coerce").to_numpy(dtype=float)
+            sd = pd.to_numeric(df["ours_top1_err_seed_sd"], errors="coerce").to_numpy(dtype=float)
+            ax.errorbar(x + 0.2, mean, yerr=sd, fmt="o", color="black", ms=3, capsize=3,
+                        label="ours: mean +- sd over seeds")
         ax.set_xticks(x, labels, rotation=40, ha="right", fontsize=8)
         ax.set_ylabel(f"{'top-1' if k == 'top1' else 'top-5'} error (%)")
         ax.grid(axis="y", alpha=0.3)
