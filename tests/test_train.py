@@ -55,3 +55,17 @@ def test_real_proxy_run_learns(tmp_path):
     log = pd.read_csv(out.with_suffix(".log.csv"))
     assert log["val_top1_err"].iloc[-1] < 0.80  # chance is 0.90
     assert log["train_loss"].iloc[-1] < log["train_loss"].iloc[0]
+
+
+def test_a_config_the_preset_gives_its_own_lr_trains_at_it(small_data, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from vgg import protocol
+    from vgg.checkpoint import load_training_checkpoint
+    assert protocol.get_preset("imagenette").lr_by_config == {"B-5x5": 5e-3}  # it diverges at 1e-2 there
+    monkeypatch.setitem(protocol.PRESETS, "tiny", replace(protocol.PRESETS["tiny"], lr_by_config={"B-5x5": 3e-3}))
+    for config, lr in (("B-5x5", 3e-3), ("A", 1e-2)):
+        out = tmp_path / f"{config}.pt"
+        train(TrainSpec(config=config, preset="tiny", data=str(small_data), out=str(out), epochs=1, progress=False))
+        ck = load_training_checkpoint(out)
+        assert ck["spec"]["lr"] == lr and ck["log"][0]["lr"] == lr

@@ -172,7 +172,8 @@ def train(spec: TrainSpec) -> Path:
     out = Path(spec.out or f"runs/{preset.name}/{run_name(config, spec.scale)}.pt")
     source = ck.load_training_checkpoint(spec.init_from) if spec.init_from else None
     epochs = spec.epochs or default_epochs(preset, config, source)
-    lr = spec.lr or (preset.finetune_lr if source and source["hparams"]["config"] == config else preset.lr)
+    lr = spec.lr or (preset.finetune_lr if source and source["hparams"]["config"] == config
+                     else preset.lr_by_config.get(config, preset.lr))
 
     resume_from = None
     if spec.resume:
