@@ -14,6 +14,11 @@ The per-image correctness of every compared row is saved beside the table
 The old rule (a gap beyond two unpaired standard errors) is kept as a column, two_se_verdict,
 to show what the pairing changes.
 
+Caveat: a comparison is marked where either row rests on dense evaluation off the training
+geometry (conv5 maps unlike training's, or sizes where pools floor: the CIFAR-10 proxy) or where
+results/<preset>/dense_geometry.csv measured dense evaluation more than 3 points worse than a
+centre crop for a net at a Q the row uses (a weakly trained net off its training scale).
+
 Seed variance: where experiments/seeds.py has trained both nets of a Table 3 depth claim with
 several seeds (seeds_top1.npz), the difference in every seed is listed (seed_diffs, seed_sd_diff)
 and a verdict whose seeds fall on both sides of the claim becomes *inconclusive (flips between
@@ -90,6 +95,45 @@ def dense_off_geometry(preset, method: str, scales_paper: list[int]) -> bool:
     return False
 
 
+def row_nets(table: str, row: pd.Series) -> list[tuple[str, list[int]]]:
+    """The nets behind one table row and the test scales Q (paper pixels) each is evaluated at."""
+    if table == "table6":
+        return members(row.models)
+    train_scale = "256-512" if table == "table5" else row.train_scale
+    return [(net_name(row.config, train_scale), row_scales(table, row))]
+
+
+DENSE_GAP_LIMIT = 3.0  # points: dense minus centre crop beyond this is a measured dense penalty
+
+
+def measured_dense_penalty(geometry: pd.DataFrame | None, table: str, row: pd.Series) -> list[str]:
+    """Where dense_geometry.csv measured dense evaluation more than DENSE_GAP_LIMIT points worse
+    than a centre crop for a net and Q this row's dense posteriors use: 'D_S256 Q=512 +11.8'."""
+    if geometry is None or "dense" not in row.method:
+        return []
+    out = []
+    for net, qs in row_nets(table, row):
+        for q in qs:
+            g = geometry[(geometry.net == net) & (geometry.test_scale == q) & geometry.tested_in_tables]
+            if len(g) and g.dense_minus_crop.iloc[0] > DENSE_GAP_LIMIT:
+                out.append(f"{net} Q={q} {g.dense_minus_crop.iloc[0]:+.1f}")
+    return out
+
+
+def caveat(preset, geometry, sides, train_map: str) -> str:
+    """Why a comparison may not test the paper's effect: dense evaluation off the training
+    geometry (conv5 maps unlike training's, or pools that floor), or a dense penalty
+    dense_geometry.csv measured at the Q it uses."""
+    notes = []
+    if any(dense_off_geometry(preset, row.method, row_scales(t, row)) for t, row in sides):
+        notes.append(f"dense evaluation off the training geometry (conv5 {train_map})")
+    penalty = [x for t, row in sides for x in measured_dense_penalty(geometry, t, row)]
+    if penalty:
+        notes.append(f"dense worse than centre crop by over {DENSE_GAP_LIMIT:g} points at "
+                     f"{', '.join(dict.fromkeys(penalty))}")
+    return "; ".join(notes) + (" (dense_geometry.csv)" if notes else "")
+
+
 def two_se_verdict(claim_type: str, diff: float, two_se: float) -> str:
     """The rule this replaces: a gap counts beyond two unpaired standard errors."""
     gain = -diff
@@ -147,6 +191,8 @@ def findings(args) -> None:
     wanted = [(c.table_a, c.row_a) for c in cs.itertuples()] + [(c.table_b, c.row_b) for c in cs.itertuples()]
     correct = correctness(args, tables, wanted, folder)
     by_seed = load_correctness(folder)  # {} unless experiments/seeds.py ran
+    geometry_csv = folder / "dense_geometry.csv"  # the measured dense penalty, where made
+    geometry = pd.read_csv(geometry_csv) if geometry_csv.exists() else None
     rows = []
     for c in cs.itertuples():
         a, b = pick(tables, c.table_a, c.row_a), pick(tables, c.table_b, c.row_b)
@@ -168,9 +214,7 @@ def findings(args) -> None:
                      "seed_diffs": "" if seeds is None else seeds.text,
                      "seed_sd_diff": None if seeds is None else seeds.sd,
                      "two_se": round(two_se, 2), "two_se_verdict": two_se_verdict(c.claim_type, r.diff, two_se),
-                     "caveat": f"dense evaluation off the training geometry (conv5 {train_map}; dense_geometry.csv)"
-                               if any(dense_off_geometry(preset, row.method, row_scales(t, row))
-                                      for t, row in ((c.table_a, a), (c.table_b, b))) else "",
+                     "caveat": caveat(preset, geometry, ((c.table_a, a), (c.table_b, b)), train_map),
                      "quote": c.quote})
     df = pd.DataFrame(rows)
     write_table(df, folder / "findings.csv", {"preset": args.preset,

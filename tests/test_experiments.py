@@ -121,6 +121,19 @@ def test_dense_geometry_flags_only_what_is_not_the_papers_geometry():
         assert not mod.dense_off_geometry(preset, "dense", [224, 256, 288, 352, 384, 416, 512])
     assert mod.two_se_verdict("better", -2.0, 1.2) == "reproduced"
     assert mod.two_se_verdict("better", 1.5, 1.2) == "not reproduced"
+    # the measured penalty: a dense row is flagged where dense_geometry.csv found dense > 3 points worse
+    geometry = pd.DataFrame({"net": ["D_S256-512"] * 3 + ["E_S256-512"] * 3, "test_scale": [256, 384, 512] * 2,
+                             "tested_in_tables": True, "dense_minus_crop": [-2.2, -3.5, 7.2, 0.9, 3.4, 16.6]})
+    t5 = pd.Series({"config": "D", "method": "dense", "test_scales": "256;384;512"})
+    assert mod.measured_dense_penalty(geometry, "table5", t5) == ["D_S256-512 Q=512 +7.2"]
+    assert mod.measured_dense_penalty(geometry, "table5", t5.replace("dense", "multi-crop")) == []
+    t6 = pd.Series({"models": "D/256-512/256;384;512 + E/256-512/256;384;512", "method": "dense"})
+    assert mod.measured_dense_penalty(geometry, "table6", t6) == [
+        "D_S256-512 Q=512 +7.2", "E_S256-512 Q=384 +3.4", "E_S256-512 Q=512 +16.6"]
+    t3 = pd.Series({"config": "D", "train_scale": "256-512", "test_scale": "384", "method": "dense"})
+    assert mod.caveat(nette, geometry, [("table3", t3)], "8x8") == ""
+    assert "D_S256-512 Q=512 +7.2" in mod.caveat(nette, geometry, [("table3", t3), ("table5", t5)], "8x8")
+    assert mod.caveat(nette, None, [("table5", t5)], "8x8") == ""
 
 
 def test_combined_method_from_cache_equals_running_both_methods(tables, small_data):

@@ -90,6 +90,13 @@ def write_table(df: pd.DataFrame, path: str | Path, provenance: dict | None = No
     return Path(path)
 
 
+def caveat_tag(caveat) -> str:
+    """A verdict's short tag for its caveat (findings.csv's caveat column)."""
+    if not isinstance(caveat, str) or not caveat:
+        return ""
+    return " (dense geometry)" if "off the training geometry" in caveat else " (dense penalty)"
+
+
 def findings_markdown(df: pd.DataFrame) -> str:
     """findings.csv as a Markdown table: claim, paper, ours, paired 95% interval, McNemar p, verdict."""
     lines = ["| claim (type, section) | paper a / b | ours a / b | diff [95% CI] | McNemar p | verdict |",
@@ -100,5 +107,5 @@ def findings_markdown(df: pd.DataFrame) -> str:
             paper = "B-5x5 +7 (difference only)"
         lines.append(f"| {r.claim} ({r.claim_type}, {r.paper_section}) | {paper} | {r.ours_a:.2f} / {r.ours_b:.2f} | "
                      f"{r.diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.p_value:.2g} | {r.verdict}"
-                     f"{' (dense geometry)' if isinstance(r.caveat, str) and r.caveat else ''} |")
+                     f"{caveat_tag(r.caveat)} |")
     return "\n".join(lines)
