@@ -140,3 +140,17 @@ def test_plateau_study_on_the_published_proxy_logs_finds_patience_0_noise_driven
     assert mean[(0, 0.0)] > mean[(1, 0.0)] > mean[(2, 0.0)]  # more patience, fewer noise-decided drops
     a = s[(s.net == "A_S256") & (s.patience == 0) & (s.threshold_points == 0)].iloc[0]
     assert a.logged_first_drop == 7  # the published run: lr / 10 after epoch 7, its one worse epoch (34.33 -> 34.99)
+
+
+def test_paired_correctness_breaks_ties_as_the_tables_error_does():
+    import torch
+
+    from vgg.metrics import topk_error
+    from vgg.stats import correct_top1
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(4000, 10, generator=g).to(torch.bfloat16).float()  # bf16 rounding makes ties
+    y = torch.randint(0, 10, (4000,), generator=g)
+    top = p.max(1, keepdim=True).values
+    tied = (p == top).sum(1) > 1
+    assert tied.sum() > 10 and (p.topk(1, 1).indices.ravel().numpy() != p.numpy().argmax(1)).any()
+    assert (1 - correct_top1(p.numpy(), y.numpy())).sum() == round(topk_error(p, y, 1) * 4000)

@@ -7,14 +7,18 @@ import numpy as np
 import torch
 
 
+def topk_hits(scores, labels, k: int = 1) -> torch.Tensor:
+    """Per row (bool): is the label among the k highest scores?  Ties between scores are broken
+    as torch.topk breaks them, the same way for every measure (tables, paired tests)."""
+    scores = torch.as_tensor(np.asarray(scores) if not torch.is_tensor(scores) else scores)
+    labels = torch.as_tensor(np.asarray(labels) if not torch.is_tensor(labels) else labels)
+    top = scores.topk(min(k, scores.shape[1]), dim=1).indices
+    return (top == labels[:, None]).any(1)
+
+
 def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list[int]:
     """How many rows have their label among the k highest scores, for each k."""
-    scores = torch.as_tensor(scores)
-    labels = torch.as_tensor(labels)
-    kmax = min(max(ks), scores.shape[1])
-    top = scores.topk(kmax, dim=1).indices
-    hit = top == labels[:, None]
-    return [int(hit[:, :min(k, kmax)].any(1).sum()) for k in ks]
+    return [int(topk_hits(scores, labels, k).sum()) for k in ks]
 
 
 def topk_error(scores, labels, k: int = 1) -> float:

@@ -23,8 +23,10 @@ BOOTSTRAP_SEED = 0
 
 
 def correct_top1(posteriors: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per-image top-1 correctness (bool, N) from soft-max posteriors (N, C)."""
-    return np.asarray(posteriors).argmax(1) == np.asarray(labels)
+    """Per-image top-1 correctness (bool, N) from soft-max posteriors (N, C); a tie between the
+    highest posteriors is broken as the tables' top-1 error breaks it (vgg.metrics.topk_hits)."""
+    from .metrics import topk_hits
+    return topk_hits(posteriors, labels, 1).numpy()
 
 
 def _check_pair(correct_a, correct_b) -> tuple[np.ndarray, np.ndarray]:
