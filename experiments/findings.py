@@ -154,7 +154,8 @@ def correctness(args, tables, wanted: list[tuple[str, str]], folder: Path) -> di
             raise UserError(f"{path} is missing: run `make findings PRESET={args.preset}` with the checkpoints "
                             "(or posteriors) present once")
         z = np.load(path)
-        saved = {k: np.unpackbits(v)[:int(z["n"])].astype(bool) for k, v in zip(z["keys"], z["bits"])}
+        ns = z["n"] if z["n"].ndim else np.full(len(z["keys"]), int(z["n"]))
+        saved = {k: np.unpackbits(v)[:int(n)].astype(bool) for k, v, n in zip(z["keys"], z["bits"], ns)}
         missing = [side_key(*w) for w in wanted if side_key(*w) not in saved]
         if missing:
             raise UserError(f"{path} lacks {missing[0]!r}: rerun `make findings PRESET={args.preset}`")
@@ -170,8 +171,10 @@ def correctness(args, tables, wanted: list[tuple[str, str]], folder: Path) -> di
                             f"{100 * (1 - c.mean()):.2f}%: rerun `make {table} PRESET={args.preset}`")
         out[side_key(table, query)] = c
     keys = list(out)
-    atomic_save_npz(folder / SAVED, keys=np.array(keys), n=np.int64(len(out[keys[0]])),
-                    bits=np.stack([np.packbits(out[k]) for k in keys]))
+    # rows differ in length where Tables 5-6 use the multi-crop subset: pad the bits, keep each n
+    longest = max(len(v) for v in out.values())
+    atomic_save_npz(folder / SAVED, keys=np.array(keys), n=np.array([len(out[k]) for k in keys], np.int64),
+                    bits=np.stack([np.packbits(np.pad(out[k], (0, longest - len(out[k])))) for k in keys]))
     return out
 
 
