@@ -106,3 +106,36 @@ def test_compiled_lrn_equals_eager():
     ye.backward(g)
     assert (yc.float() - ye.float()).abs().max() <= 0.01 * ye.float().abs().max()
     assert (xc.grad.float() - xe.grad.float()).abs().max() <= 0.02 * xe.grad.float().abs().max()
+
+
+def test_a_training_step_with_the_compiled_lrn_equals_the_eager_step(monkeypatch):
+    """Same weights, batch and dropout seed: the A-LRN step through torch.compile'd LRN gives the
+    eager step's loss and gradients within bf16 tolerance (tiny preset's geometry)."""
+    import copy
+
+    from vgg import model as vgg_model
+    from vgg.init import init_glorot
+    from vgg.model import VGG
+    from vgg.protocol import get_preset
+    from vgg.train import make_optimizer, train_step
+    preset = get_preset("tiny")
+    torch.manual_seed(0)
+    net = init_glorot(VGG("A-LRN", num_classes=10, width=preset.width, crop_size=preset.crop)).train()
+    x = (torch.randn(8, 3, preset.crop, preset.crop) * 50).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (8,))
+    results = {}
+    for mode in ("compiled", "eager"):
+        m = copy.deepcopy(net).to(memory_format=torch.channels_last)
+        monkeypatch.setattr(vgg_model, "_compiled_lrn", None if mode == "compiled" else vgg_model.lrn_nhwc)
+        if mode == "compiled":
+            monkeypatch.setenv("VGG_COMPILE", "1")
+        torch.manual_seed(1)  # the same dropout masks
+        loss, _ = train_step(m, make_optimizer(m, preset, 0.01), x, y)
+        results[mode] = (float(loss), {k: p.grad.clone() for k, p in m.named_parameters()})
+        if mode == "compiled" and vgg_model._compiled_lrn is vgg_model.lrn_nhwc:
+            pytest.skip("torch.compile unavailable here: the model runs the eager LRN")
+    (lc, gc), (le, ge) = results["compiled"], results["eager"]
+    assert lc == pytest.approx(le, rel=1e-2)
+    for k in ge:
+        scale = ge[k].abs().max()
+        assert (gc[k] - ge[k]).abs().max() <= 0.05 * scale + 1e-6, k
