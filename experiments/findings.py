@@ -137,7 +137,9 @@ def caveat(preset, geometry, sides, train_map: str) -> str:
 def two_se_verdict(claim_type: str, diff: float, two_se: float) -> str:
     """The rule this replaces: a gap counts beyond two unpaired standard errors."""
     gain = -diff
-    if claim_type in ("no better", "tie"):
+    if claim_type == "tie":
+        return "reproduced" if abs(diff) <= two_se else "not reproduced"
+    if claim_type == "no better":
         return "reproduced" if gain <= two_se else "not reproduced"
     return "reproduced" if gain > two_se else "not reproduced" if gain < -two_se else "within noise"
 

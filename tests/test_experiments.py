@@ -121,6 +121,8 @@ def test_dense_geometry_flags_only_what_is_not_the_papers_geometry():
         assert not mod.dense_off_geometry(preset, "dense", [224, 256, 288, 352, 384, 416, 512])
     assert mod.two_se_verdict("better", -2.0, 1.2) == "reproduced"
     assert mod.two_se_verdict("better", 1.5, 1.2) == "not reproduced"
+    assert mod.two_se_verdict("tie", 15.0, 1.4) == "not reproduced"  # E 15 points behind D is no tie
+    assert mod.two_se_verdict("tie", -1.0, 1.4) == "reproduced"
     # the measured penalty: a dense row is flagged where dense_geometry.csv found dense > 3 points worse
     geometry = pd.DataFrame({"net": ["D_S256-512"] * 3 + ["E_S256-512"] * 3, "test_scale": [256, 384, 512] * 2,
                              "tested_in_tables": True, "dense_minus_crop": [-2.2, -3.5, 7.2, 0.9, 3.4, 16.6]})
