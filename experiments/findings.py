@@ -59,16 +59,12 @@ def pick(tables: dict[str, pd.DataFrame], table: str, query: str) -> pd.Series:
 
 def row_posteriors(ex: Experiment, table: str, row: pd.Series):
     """The cached posteriors behind one table row: (posteriors, labels)."""
-    if table == "table3":
-        return ex.posteriors(net_name(row.config, row.train_scale), row.method, [int(row.test_scale)])
-    if table == "table4":
-        return ex.posteriors(net_name(row.config, row.train_scale), "dense", scales_of(row.test_scales))
-    if table == "table5":
-        return ex.posteriors(net_name(row.config, "256-512"), row.method, scales_of(row.test_scales),
-                             multi_crop_subset=True)
+    if table not in ("table3", "table4", "table5", "table6"):
+        raise UserError(f"findings.csv names {table}: claims compare rows of tables 3-6")
     if table == "table6":
         return ex.fused_posteriors(row.models, row.method)
-    raise UserError(f"findings.csv names {table}: claims compare rows of tables 3-6")
+    (net, scales), = row_nets(table, row)
+    return ex.posteriors(net, row.method, scales, multi_crop_subset=table == "table5")
 
 
 def row_scales(table: str, row: pd.Series) -> list[int]:

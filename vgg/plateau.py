@@ -12,15 +12,9 @@ def first_drop(accuracy, patience: int, threshold: float = 0.0) -> int | None:
     """The 1-based epoch after which the rule lowers the lr first, or None if it does not.
     An epoch improves when its accuracy beats the best so far by more than ``threshold``; the
     lr drops once more than ``patience`` epochs in a row have not improved."""
-    best, bad = -np.inf, 0
-    for epoch, a in enumerate(accuracy, 1):
-        if a > best + threshold:
-            best, bad = a, 0
-        else:
-            bad += 1
-            if bad > patience:
-                return epoch
-    return None
+    curve = np.asarray(accuracy, dtype=float)[None, :]
+    epoch = int(first_drops(curve, patience, threshold)[0])
+    return None if epoch > curve.shape[1] else epoch
 
 
 def first_drops(accuracy: np.ndarray, patience: int, threshold: float = 0.0) -> np.ndarray:

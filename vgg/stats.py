@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binomtest
 
+from .metrics import topk_hits
+
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 
@@ -25,7 +27,6 @@ BOOTSTRAP_SEED = 0
 def correct_top1(posteriors: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per-image top-1 correctness (bool, N) from soft-max posteriors (N, C); a tie between the
     highest posteriors is broken as the tables' top-1 error breaks it (vgg.metrics.topk_hits)."""
-    from .metrics import topk_hits
     return topk_hits(posteriors, labels, 1).numpy()
 
 
