@@ -85,7 +85,7 @@ def proxy_rows(args, preset) -> list[dict]:
         for _ in range(STEPS):
             x, y = next(it["ours"])
             x = data.colour_augment(x, gen).contiguous(memory_format=torch.channels_last)
-            train_step(ours, opt_ours, x, y, amp=True)
+            train_step(ours, opt_ours, x, y)  # precision auto (bf16 where native)
         return STEPS * preset.batch
 
     mean = data.colour.mean.tolist()
@@ -111,7 +111,7 @@ def proxy_rows(args, preset) -> list[dict]:
 
     def bare_step():
         for _ in range(STEPS):
-            train_step(ours, opt_ours, xs, ys, amp=True)
+            train_step(ours, opt_ours, xs, ys)
         return STEPS * preset.batch
 
     def pipeline_only():
@@ -129,7 +129,7 @@ def proxy_rows(args, preset) -> list[dict]:
     r3 = interleaved({"dense": lambda: [dense_eval(net, imgs[q]) for q in qs] and 32,
                       "multi-crop": lambda: [multi_crop(net, imgs[q]) for q in qs] and 32})
     return [
-        {"what": "1. train step D, proxy (ours: memory+batched aug+bf16+channels_last vs "
+        {"what": "1. train step D, proxy (ours: memory+batched aug+auto precision+channels_last vs "
                  "reference: PIL+DataLoader(2 workers)+fp32)", "ours_img_s": r1["ours"], "baseline_img_s": r1["ref"]},
         {"what": "2a. loader headroom: our full loop vs bare model step (synthetic tensors)",
          "ours_img_s": r2["full"], "baseline_img_s": r2["bare"]},

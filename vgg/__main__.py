@@ -6,6 +6,7 @@ import sys
 
 from .errors import Divergence, UserError
 from .protocol import PRESETS
+from .runtime import AMP_CHOICES
 
 
 class Parser(argparse.ArgumentParser):
@@ -18,7 +19,10 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="proxy", help=f"{' | '.join(PRESETS)} (default proxy)")
     p.add_argument("--data", help="dataset root in ImageFolder layout (default $VGG_DATA)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 instead of bf16 autocast")
+    p.add_argument("--precision", dest="amp", choices=AMP_CHOICES, default=None,
+                   help="bf16 (autocast) | fp32 | auto: bf16 where the CPU (AVX512-BF16, AMX) or GPU runs it "
+                        "natively, else fp32 (default: $VGG_AMP, else auto)")
+    p.add_argument("--no-amp", dest="amp", action="store_const", const="fp32", help="same as --precision fp32")
     p.add_argument("--batch", type=int, help="override the preset's (global) batch size")
     p.add_argument("--width", type=float, help="override the preset's width multiplier")
     p.add_argument("--max-per-class", type=int, help="subsample the dataset (tests)")

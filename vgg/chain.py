@@ -103,7 +103,7 @@ def needed(only: list[str] | None) -> list[Net]:
 def build_chain(preset: str, data: str | None, runs: str | Path = "runs", seed: int = 0,
                 only: list[str] | None = None, max_per_class: int | None = None,
                 progress: bool = True, log=print, batch: int | None = None, width: float | None = None,
-                amp: bool = True, loader: str | None = None, workers: int | None = None) -> list[Path]:
+                amp: bool | None = None, loader: str | None = None, workers: int | None = None) -> list[Path]:
     """Train every missing checkpoint of ``only`` (default: all of Table 3); return their paths.
     Each net is planned and built under its lock, so concurrent chains build each net once."""
     paths = []

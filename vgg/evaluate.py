@@ -29,7 +29,7 @@ from .locks import file_lock
 from .metrics import topk_error
 from .model import VGG
 from .protocol import get_preset, parse_scale, single_test_scale
-from .runtime import keep_freed_memory
+from .runtime import keep_freed_memory, resolve_amp
 
 METHODS = ("dense", "multi-crop", "multi-crop & dense", "center-crop")
 MULTI_CROP_CHUNK = 500  # crops per forward pass
@@ -43,12 +43,12 @@ def check_method(method: str) -> str:
 
 def _forward(model: VGG, x: torch.Tensor, amp: bool, dense: bool) -> torch.Tensor:
     x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=resolve_amp(amp, x.device.type)):
         return (model.score_map(x) if dense else model(x)).float()
 
 
 @torch.no_grad()
-def dense_eval(model: VGG, x: torch.Tensor, amp: bool = True) -> torch.Tensor:
+def dense_eval(model: VGG, x: torch.Tensor, amp: bool | None = None) -> torch.Tensor:
     """Posteriors (N, C): spatially averaged class score map, soft-max, flip-averaged."""
     p = 0
     for img in (x, x.flip(-1)):
@@ -66,7 +66,7 @@ def crop_grid(h: int, w: int, crop: int, grid: int = 5) -> list[tuple[int, int]]
 
 
 @torch.no_grad()
-def multi_crop(model: VGG, x: torch.Tensor, amp: bool = True, grid: int = 5) -> torch.Tensor:
+def multi_crop(model: VGG, x: torch.Tensor, amp: bool | None = None, grid: int = 5) -> torch.Tensor:
     """Posteriors (N, C) averaged over a grid x grid crops and their flips (50 per scale)."""
     crop = model.crop_size
     corners = crop_grid(x.shape[-2], x.shape[-1], crop, grid)
@@ -81,7 +81,7 @@ def multi_crop(model: VGG, x: torch.Tensor, amp: bool = True, grid: int = 5) -> 
 
 
 @torch.no_grad()
-def center_crop_eval(model: VGG, x: torch.Tensor, amp: bool = True) -> torch.Tensor:
+def center_crop_eval(model: VGG, x: torch.Tensor, amp: bool | None = None) -> torch.Tensor:
     return _forward(model, center_crop(x, model.crop_size), amp, dense=False).softmax(1)
 
 
@@ -92,7 +92,7 @@ def fuse(posteriors: list[np.ndarray]) -> np.ndarray:
 
 @torch.no_grad()
 def posteriors(model: VGG, data, colour: ColourStats, method: str, scales_px: list[int],
-               amp: bool = True, limit: int | None = None, device=torch.device("cpu"), indices=None):
+               amp: bool | None = None, limit: int | None = None, device=torch.device("cpu"), indices=None):
     """(posteriors (N, C), labels (N,)) of ``method`` averaged over the test scales (in px),
     on all validation images or on ``indices``."""
     check_method(method)
@@ -125,7 +125,7 @@ def scales_px(preset, scales_paper: list[int]) -> list[int]:
     return [preset.px(q) for q in scales_paper]
 
 
-def cached_posteriors(checkpoint: Path, method: str, scales_paper: list[int], data, amp: bool = True,
+def cached_posteriors(checkpoint: Path, method: str, scales_paper: list[int], data, amp: bool | None = None,
                       cache_dir: Path | None = None, subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Posteriors of a training checkpoint, from the cache when the checkpoint is unchanged.
     'multi-crop & dense' is the mean of the two cached methods and several Q the mean of the cached

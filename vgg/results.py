@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .io import atomic_write_text
+from .runtime import precision_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +62,8 @@ def environment() -> dict:
     import torch
     import torchvision
     return {"torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": numpy.__version__,
-            "device": device_name()}
+            "device": device_name(),
+            "precision": precision_name(None, "cuda" if torch.cuda.is_available() else "cpu")}
 
 
 def with_errors(row: dict, ours_top1: float | None, ours_top5: float | None, paper_top1, paper_top5) -> dict:

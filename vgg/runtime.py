@@ -1,4 +1,5 @@
-"""Process-wide settings that make the CPU path fast; no effect on results.
+"""Process-wide settings that make the CPU path fast (malloc; the precision, which changes
+results only within bf16 rounding).
 
 glibc's malloc returns every large block (> 32 MB at most, usually far less) to the
 kernel when it is freed and maps fresh, zero-filled pages for the next one, so each
@@ -11,6 +12,7 @@ MALLOC_TRIM_THRESHOLD_, which only take effect at process start).
 from __future__ import annotations
 
 import ctypes
+import functools
 import ctypes.util
 import os
 import sys
@@ -43,3 +45,50 @@ def usable_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+AMP_CHOICES = ("auto", "bf16", "fp32")
+
+
+@functools.lru_cache(maxsize=None)
+def bf16_is_fast(device_type: str = "cpu") -> bool:
+    """Whether bf16 autocast runs at hardware speed here: a CUDA GPU with bf16, or a CPU with
+    AVX512-BF16 or AMX.  Elsewhere (AVX2-only x86, most laptops) PyTorch emulates bf16 and a
+    training step is 10-15x slower than fp32 (measured on an AVX2 AMD EPYC, 2 threads: net A at
+    the CIFAR-10 proxy geometry 108 img/s in bf16 vs 1,192 in fp32)."""
+    import torch
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    try:
+        return any(getattr(cpu, name)() for name in checks if hasattr(cpu, name))
+    except RuntimeError:
+        return False
+
+
+def amp_setting() -> str:
+    """VGG_AMP: 'auto' (default), 'bf16' or 'fp32'."""
+    value = os.environ.get("VGG_AMP", "auto").strip().lower() or "auto"
+    if value not in AMP_CHOICES:
+        from .errors import UserError
+        raise UserError(f"VGG_AMP={value!r}: use one of {', '.join(AMP_CHOICES)}")
+    return value
+
+
+def resolve_amp(amp: bool | str | None, device_type: str = "cpu") -> bool:
+    """True for bf16 autocast.  ``amp``: True/False, 'bf16'/'fp32', or None/'auto' (VGG_AMP, else
+    bf16 exactly where :func:`bf16_is_fast`)."""
+    if isinstance(amp, bool):
+        return amp
+    choice = amp_setting() if amp in (None, "auto") else amp
+    if choice == "auto":
+        return bf16_is_fast(device_type)
+    if choice not in AMP_CHOICES:
+        from .errors import UserError
+        raise UserError(f"precision {choice!r}: use one of {', '.join(AMP_CHOICES)}")
+    return choice == "bf16"
+
+
+def precision_name(amp: bool | str | None = None, device_type: str = "cpu") -> str:
+    return "bf16 autocast" if resolve_amp(amp, device_type) else "fp32"

@@ -34,7 +34,7 @@ from .io import atomic_torch_save, atomic_write_text
 from .metrics import topk_correct
 from .model import VGG
 from .protocol import get_preset, single_test_scale
-from .runtime import keep_freed_memory
+from .runtime import keep_freed_memory, resolve_amp
 
 LOG_COLUMNS = ["epoch", "lr", "train_loss", "train_top1_err", "val_top1_err", "val_top5_err", "seconds"]
 MAX_LOSS = 100.0  # a cross-entropy above this has exploded (ln 1000 = 6.9 at init)
@@ -63,7 +63,7 @@ class TrainSpec:
     loader: str | None = None      # 'memory' | 'stream'; default: the preset's
     workers: int | None = None     # DataLoader workers (stream); default: the preset's, capped at the CPUs
     seed: int = 0
-    amp: bool = True
+    amp: bool | None = None
     progress: bool = True
     stop_after: int | None = None  # stop after this many epochs in this call (tests, time budgets)
 
@@ -90,9 +90,9 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     return (seed * 1_000_003 + epoch * 1_009 + rank) % 2**63
 
 
-def train_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, amp: bool = True) -> torch.Tensor:
+def train_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, amp: bool | None = None) -> torch.Tensor:
     """One SGD step on a batch; returns the (detached) mean cross-entropy."""
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=resolve_amp(amp, x.device.type)):
         logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
@@ -201,6 +201,7 @@ def train(spec: TrainSpec) -> Path:
         how = resume_from["spec"]["how"]
     else:
         how = initial_weights(model, spec, preset, source)
+    amp = resolve_amp(spec.amp, device.type)  # bf16 autocast where the hardware has bf16, else fp32
     model.to(device, memory_format=torch.channels_last)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     optimizer = make_optimizer(model, preset, lr)
@@ -212,12 +213,14 @@ def train(spec: TrainSpec) -> Path:
         rows, start = resume_from["log"], resume_from["epoch"]
     meta = {"spec": {**asdict(spec), "how": how, "lr": lr, "epochs": epochs, "scale_px": [smin, smax],
                      "init_source": source_stamp(source),
-                     "q_val_px": q_val, "world": world, "weight_decay_on_biases": True},
+                     "q_val_px": q_val, "world": world, "weight_decay_on_biases": True,
+                     "amp": amp, "precision": "bf16 autocast" if amp else "fp32"},
             "preset": preset.as_dict(), "classes": data.classes, "colour": data.colour.as_dict(),
             "skipped_images": data.skipped}
     if rank == 0 and start == 0:
         print(f"[{out.stem}] {config} S={spec.scale} ({smin}-{smax} px) init: {how}; {len(data.train)} train / "
-              f"{len(data.val)} val images ({data.skipped} unreadable skipped); {epochs} epochs, lr {lr}",
+              f"{len(data.val)} val images ({data.skipped} unreadable skipped); {epochs} epochs, lr {lr}, "
+              f"{'bf16 autocast' if amp else 'fp32'}",
               file=sys.stderr)
     stop = epochs if spec.stop_after is None else min(epochs, start + spec.stop_after)
     for epoch in range(start, stop):
@@ -233,7 +236,7 @@ def train(spec: TrainSpec) -> Path:
         for step, (x, y) in enumerate(bar):
             x = data.colour_augment(x.to(device), gen).contiguous(memory_format=torch.channels_last)
             y = y.to(device)
-            loss, logits = train_step(net, optimizer, x, y, spec.amp)
+            loss, logits = train_step(net, optimizer, x, y, amp)
             value = float(loss)
             if not math.isfinite(value) or value > MAX_LOSS:
                 raise Divergence(
@@ -244,7 +247,7 @@ def train(spec: TrainSpec) -> Path:
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
         train_seconds = time.perf_counter() - t0
-        val1, val5 = validate(model, data, q_val, device, spec.amp, rank, world)
+        val1, val5 = validate(model, data, q_val, device, amp, rank, world)
         epoch_lr = optimizer.param_groups[0]["lr"]
         scheduler.step(1.0 - val1)
         rows.append({"epoch": epoch + 1, "lr": epoch_lr,
@@ -264,13 +267,13 @@ def train(spec: TrainSpec) -> Path:
 
 
 @torch.no_grad()
-def validate(model, data, q: int, device, amp: bool, rank: int = 0, world: int = 1) -> tuple[float, float]:
+def validate(model, data, q: int, device, amp: bool | None, rank: int = 0, world: int = 1) -> tuple[float, float]:
     """Per-epoch validation: centre crop of the image rescaled to Q (fast; for the lr schedule)."""
     model.eval()
     c1 = c5 = n = 0
     for x, y in data.val_center_crops(q, rank, world):
         x = data.colour.normalise(x.to(device)).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_amp(amp, device.type)):
             logits = model(x).float()
         k1, k5 = topk_correct(logits.cpu(), y, (1, 5))
         c1, c5, n = c1 + k1, c5 + k5, n + len(y)
