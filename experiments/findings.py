@@ -194,6 +194,10 @@ def findings(args) -> None:
     by_seed = load_correctness(folder)  # {} unless experiments/seeds.py ran
     geometry_csv = folder / "dense_geometry.csv"  # the measured dense penalty, where made
     geometry = pd.read_csv(geometry_csv) if geometry_csv.exists() else None
+    if geometry is not None and not {"tested_in_tables", "dense_minus_crop"} <= set(geometry.columns):
+        print(f"warning: {geometry_csv} predates the measured-penalty columns; its penalties are not "
+              f"used (rerun `make dense_geometry PRESET={args.preset}`, then `make findings`)", file=sys.stderr)
+        geometry = None
     rows = []
     for c in cs.itertuples():
         a, b = pick(tables, c.table_a, c.row_a), pick(tables, c.table_b, c.row_b)
