@@ -52,7 +52,7 @@ def epoch_times(args) -> None:
     df["chain_nets"] = ";".join(n.name for n in CHAIN)
     df["chain_total_min"] = round(total / 60, 1)
     write_table(df, Path(args.results) / preset.name / "epoch_times.csv",
-                {"preset": preset.name, "batch": preset.batch, "dtype": "bf16 autocast, channels_last",
+                {"preset": preset.name, "batch": preset.batch, "layout": "channels_last",
                  "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
                  "torch": torch.__version__, "note": "model step on tensors (fwd+bwd+SGD), epoch = 50,000 images"})
 

@@ -44,7 +44,7 @@ def eval_cost(args) -> None:
             for m, s in med.items()]
     write_table(pd.DataFrame(rows), Path(args.results) / preset.name / "eval_cost.csv",
                 {"preset": preset.name, "net": "D", "test_scales_paper": ";".join(map(str, SCALES)),
-                 "test_scales_px": ";".join(map(str, qs)), "dtype": "bf16 autocast", "images": IMAGES,
+                 "test_scales_px": ";".join(map(str, qs)), "images": IMAGES,
                  "repeats_median_of": REPEATS, "threads": torch.get_num_threads(), "torch": torch.__version__})
 
 
