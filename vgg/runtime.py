@@ -12,8 +12,8 @@ MALLOC_TRIM_THRESHOLD_, which only take effect at process start).
 from __future__ import annotations
 
 import ctypes
-import functools
 import ctypes.util
+import functools
 import os
 import sys
 
