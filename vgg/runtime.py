@@ -17,6 +17,8 @@ import functools
 import os
 import sys
 
+from .errors import UserError
+
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4
 _done = False
 
@@ -67,27 +69,24 @@ def bf16_is_fast(device_type: str = "cpu") -> bool:
         return False
 
 
-def amp_setting() -> str:
-    """VGG_AMP: 'auto' (default), 'bf16' or 'fp32'."""
-    value = os.environ.get("VGG_AMP", "auto").strip().lower() or "auto"
+def _checked(value: str, where: str) -> str:
     if value not in AMP_CHOICES:
-        from .errors import UserError
-        raise UserError(f"VGG_AMP={value!r}: use one of {', '.join(AMP_CHOICES)}")
+        raise UserError(f"{where}={value!r}: use one of {', '.join(AMP_CHOICES)}")
     return value
 
 
+def amp_setting() -> str:
+    """VGG_AMP: 'auto' (default), 'bf16' or 'fp32'."""
+    return _checked(os.environ.get("VGG_AMP", "auto").strip().lower() or "auto", "VGG_AMP")
+
+
 def resolve_amp(amp: bool | str | None, device_type: str = "cpu") -> bool:
-    """True for bf16 autocast.  ``amp``: True/False, 'bf16'/'fp32', or None/'auto' (VGG_AMP, else
-    bf16 exactly where :func:`bf16_is_fast`)."""
+    """True for bf16 autocast.  ``amp``: True/False, 'bf16'/'fp32'/'auto', or None (VGG_AMP);
+    'auto' is bf16 exactly where :func:`bf16_is_fast`."""
     if isinstance(amp, bool):
         return amp
-    choice = amp_setting() if amp in (None, "auto") else amp
-    if choice == "auto":
-        return bf16_is_fast(device_type)
-    if choice not in AMP_CHOICES:
-        from .errors import UserError
-        raise UserError(f"precision {choice!r}: use one of {', '.join(AMP_CHOICES)}")
-    return choice == "bf16"
+    choice = amp_setting() if amp is None else _checked(amp, "--precision")
+    return bf16_is_fast(device_type) if choice == "auto" else choice == "bf16"
 
 
 def precision_name(amp: bool | str | None = None, device_type: str = "cpu") -> str:

@@ -34,7 +34,7 @@ from .io import atomic_torch_save, atomic_write_text
 from .metrics import topk_correct
 from .model import VGG
 from .protocol import get_preset, single_test_scale
-from .runtime import keep_freed_memory, resolve_amp
+from .runtime import keep_freed_memory, precision_name, resolve_amp
 
 LOG_COLUMNS = ["epoch", "lr", "train_loss", "train_top1_err", "val_top1_err", "val_top5_err", "seconds"]
 MAX_LOSS = 100.0  # a cross-entropy above this has exploded (ln 1000 = 6.9 at init)
@@ -214,13 +214,13 @@ def train(spec: TrainSpec) -> Path:
     meta = {"spec": {**asdict(spec), "how": how, "lr": lr, "epochs": epochs, "scale_px": [smin, smax],
                      "init_source": source_stamp(source),
                      "q_val_px": q_val, "world": world, "weight_decay_on_biases": True,
-                     "amp": amp, "precision": "bf16 autocast" if amp else "fp32"},
+                     "amp": amp, "precision": precision_name(amp)},
             "preset": preset.as_dict(), "classes": data.classes, "colour": data.colour.as_dict(),
             "skipped_images": data.skipped}
     if rank == 0 and start == 0:
         print(f"[{out.stem}] {config} S={spec.scale} ({smin}-{smax} px) init: {how}; {len(data.train)} train / "
               f"{len(data.val)} val images ({data.skipped} unreadable skipped); {epochs} epochs, lr {lr}, "
-              f"{'bf16 autocast' if amp else 'fp32'}",
+              f"{precision_name(amp)}",
               file=sys.stderr)
     stop = epochs if spec.stop_after is None else min(epochs, start + spec.stop_after)
     for epoch in range(start, stop):
