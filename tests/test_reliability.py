@@ -142,3 +142,22 @@ def test_export_gives_a_plain_state_dict(small_data, tmp_path):
     net = VGG(**src["hparams"]).eval()
     net.load_state_dict(sd, strict=True)
     assert all(torch.equal(sd[k], src["state_dict"][k]) for k in sd)
+
+
+def test_results_record_a_dirty_commit_when_the_code_differs_from_it(tmp_path):
+    from vgg.results import git_commit
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    (tmp_path / "vgg").mkdir()
+    (tmp_path / "vgg" / "protocol.py").write_text("patience = 0\n")
+    (tmp_path / "results.csv").write_text("a\n")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=tmp_path, check=True)
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / "results.csv").write_text("b\n")  # results change during a run: still clean
+    assert git_commit(tmp_path) == head
+    (tmp_path / "vgg" / "protocol.py").write_text("patience = 1\n")  # the code does not match HEAD
+    assert git_commit(tmp_path) == head + "-dirty"
+    (tmp_path.parent / "not_a_repo").mkdir(exist_ok=True)
+    assert git_commit(tmp_path.parent / "not_a_repo") == "unknown"

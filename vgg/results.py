@@ -22,10 +22,19 @@ def paper_table(name: str) -> pd.DataFrame:
         return pd.read_csv(f, dtype={"train_scale": str, "test_scale": str, "test_scales": str})
 
 
-def git_commit() -> str:
+# What makes the numbers: a results CSV made with uncommitted changes here is marked "<commit>-dirty".
+CODE_PATHS = ("vgg", "experiments", "Makefile")
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """HEAD's short hash, with '-dirty' when the code (CODE_PATHS) differs from it."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        return out.stdout.strip() or "unknown"
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+        commit = out.stdout.strip()
+        if not commit:
+            return "unknown"
+        diff = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", *CODE_PATHS], cwd=root, capture_output=True)
+        return commit + ("-dirty" if diff.returncode == 1 else "")
     except OSError:
         return "unknown"
 
