@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from vgg.errors import UserError  # noqa: E402
-from vgg.experiment import Experiment, main, members, net_name, scales_of  # noqa: E402
+from vgg.experiment import DENSE_GAP_LIMIT, Experiment, main, members, net_name, scales_of  # noqa: E402
 from vgg.io import atomic_save_npz  # noqa: E402
 from vgg.model import feature_size  # noqa: E402
 from vgg.protocol import get_preset  # noqa: E402
@@ -97,9 +97,6 @@ def row_nets(table: str, row: pd.Series) -> list[tuple[str, list[int]]]:
         return members(row.models)
     train_scale = "256-512" if table == "table5" else row.train_scale
     return [(net_name(row.config, train_scale), row_scales(table, row))]
-
-
-DENSE_GAP_LIMIT = 3.0  # points: dense minus centre crop beyond this is a measured dense penalty
 
 
 def measured_dense_penalty(geometry: pd.DataFrame | None, table: str, row: pd.Series) -> list[str]:

@@ -17,6 +17,11 @@ from .evaluate import cached_posteriors, fuse
 from .metrics import topk_error
 from .model import feature_size
 from .protocol import PRESETS, get_preset
+from .results import paper_table
+
+# Points: dense evaluation more than this worse than a centre crop of the same rescaled image is a
+# measured dense penalty (the imagenette issue's bound; findings.csv flags rows that rest on one).
+DENSE_GAP_LIMIT = 3.0
 
 
 def arguments(description: str, needs_data: bool = True, extra=None) -> argparse.Namespace:
@@ -118,6 +123,16 @@ def members(models: str) -> list[tuple[str, list[int]]]:
     for m in models.split(" + "):
         config, train_scale, scales = m.strip().split("/")
         out.append((net_name(config, train_scale), scales_of(scales)))
+    return out
+
+
+def dense_tested_scales() -> dict[str, set[int]]:
+    """net -> the Q (paper pixels) Tables 3 and 4 evaluate it at with dense evaluation."""
+    out: dict[str, set[int]] = {}
+    for r in paper_table("table3_single_scale").itertuples():
+        out.setdefault(net_name(r.config, r.train_scale), set()).add(int(r.test_scale))
+    for r in paper_table("table4_multi_scale").itertuples():
+        out.setdefault(net_name(r.config, r.train_scale), set()).update(scales_of(r.test_scales))
     return out
 
 
