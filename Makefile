@@ -11,7 +11,7 @@ PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
 	elif python3 scripts/env_matches_lock.py 2>/dev/null; then echo python3; else echo .venv/bin/python; fi)
 RUN = PYTHONPATH=. $(PYTHON)
 
-.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings seeds plateau_study compare_presets init_study dense_geometry schedule_study bench clean
+.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings seeds plateau_study finetune_study compare_presets init_study dense_geometry schedule_study bench clean
 
 install:
 	@if [ ! -x .venv/bin/python ] && python3 scripts/env_matches_lock.py; then \
@@ -80,6 +80,11 @@ plateau_study:
 # Nets A-E at S=256 continued to twice the preset's epochs: does the depth ordering hold?
 schedule_study:
 	$(RUN) experiments/schedule_study.py --preset $(PRESET)
+
+# The S=384 and jittered D and E nets continued to FACTOR x the preset's fine-tuning epochs: does
+# the dense penalty above the training scale (and Table 5's dense vs multi-crop gap) shrink?
+finetune_study:
+	$(RUN) experiments/finetune_study.py --preset $(PRESET) $(if $(FACTOR),--factor $(FACTOR))
 
 bench:
 	$(RUN) experiments/bench.py

@@ -6,7 +6,9 @@ lr state are in the checkpoint, so the continuation is the run a longer preset w
 (B..E keep the 10-epoch net A as their init, as the chain does).
 
 Writes results/<preset>/schedule_study.csv (each net at both lengths: dense top-1/top-5 at
-Q = S as Table 3, centre-crop top-1, lr drops taken) and figures/<preset>/schedule_study.png.
+Q = S as Table 3, centre-crop top-1, lr drops taken), schedule_study_claims.csv (the paper's depth
+claims at both lengths, tested paired as findings.py tests them: bootstrap interval, McNemar,
+verdict) and figures/<preset>/schedule_study.png.
 The longer runs go to runs/<preset>/schedule_study/ and resume.
 """
 import sys
@@ -27,11 +29,12 @@ from vgg.experiment import Experiment, main  # noqa: E402
 from vgg.metrics import two_standard_errors  # noqa: E402
 from vgg.plots import save_figure  # noqa: E402
 from vgg.results import paper_table, write_table  # noqa: E402
+from vgg.stats import compare, correct_top1, verdict  # noqa: E402
 from vgg.train import TrainSpec, train  # noqa: E402
 
 NETS = ["A", "B", "C", "D", "E"]
-# The paper's claims on these nets (a beats b: lower top-1 error), as in vgg/paper/findings.csv.
-CLAIMS = [("B", "A"), ("D", "B"), ("E", "D"), ("D", "C")]
+# The paper's claims on these nets (a, b, claim type: a beats b, or a ties b), as in vgg/paper/findings.csv.
+CLAIMS = [("B", "A", "better"), ("D", "B", "better"), ("E", "D", "tie"), ("D", "C", "better")]
 
 
 def longer(ex: Experiment, config: str, chain: Path, epochs: int) -> Path:
@@ -53,14 +56,16 @@ def schedule_study(args) -> None:
     ex = Experiment(args)
     paper = paper_table("table3_single_scale").query("train_scale == '256'").set_index("config").top1_val_err
     n_val = len(ex.data.val)
-    rows = []
+    rows, correct = [], {}
     for config in NETS:
         chain = ex.checkpoint(f"{config}_S256")
         base = load_training_checkpoint(chain)["epoch"]
         for schedule, path in (("preset", chain), ("2x preset", longer(ex, config, chain, 2 * base))):
             ckpt = load_training_checkpoint(path)
             lrs = [r["lr"] for r in ckpt["log"]]
-            e1, e5 = ex.errors(*cached_posteriors(path, "dense", [256], ex.data))
+            p, y = cached_posteriors(path, "dense", [256], ex.data)
+            correct[config, schedule] = correct_top1(p, y)
+            e1, e5 = ex.errors(p, y)
             c1, _ = ex.errors(*cached_posteriors(path, "center-crop", [256], ex.data))
             rows.append({"config": config, "layers": layers(config), "schedule": schedule, "epochs": ckpt["epoch"],
                          "lr_drops": sum(b < a for a, b in zip(lrs, lrs[1:])), "last_lr": lrs[-1],
@@ -71,17 +76,21 @@ def schedule_study(args) -> None:
     df = pd.DataFrame(rows)
     write_table(df, ex.out("results", "schedule_study.csv"), ex.provenance())
 
+    # The depth claims, tested paired on the same images as findings.py tests them.
     schedules = ("preset", "2x preset")
-    print("| claim | " + " | ".join(f"{s}: a / b (gain, 2 SE)" for s in schedules) + " |")
-    print("| --- | --- | --- |")
-    for a, b in CLAIMS:
-        cells = []
+    claims = []
+    for a, b, kind in CLAIMS:
         for sched in schedules:
-            ra, rb = (df[(df.config == c) & (df.schedule == sched)].iloc[0] for c in (a, b))
-            gap = round(rb.ours_top1_err - ra.ours_top1_err, 2)
-            se2 = round(two_standard_errors(n_val, ra.ours_top1_err / 100, rb.ours_top1_err / 100), 2)
-            cells.append(f"{ra.ours_top1_err:.2f} / {rb.ours_top1_err:.2f} ({gap:+.2f}, {se2:.2f})")
-        print(f"| {a} beats {b} | " + " | ".join(cells) + " |")
+            c = compare(correct[a, sched], correct[b, sched])
+            claims.append({"claim": f"{a} {'ties' if kind == 'tie' else 'beats'} {b}", "claim_type": kind,
+                           "schedule": sched, "ours_a": round(c.ours_a, 2), "ours_b": round(c.ours_b, 2),
+                           "diff": round(c.diff, 2), "ci_low": round(c.ci_low, 2), "ci_high": round(c.ci_high, 2),
+                           "p_value": float(f"{c.p_value:.2g}"), "verdict": verdict(kind, c.ci_low, c.ci_high)})
+    claims = pd.DataFrame(claims)
+    write_table(claims, ex.out("results", "schedule_study_claims.csv"), ex.provenance())
+    for r in claims.itertuples():
+        print(f"{r.claim} ({r.claim_type}), {r.schedule}: {r.ours_a:.2f} / {r.ours_b:.2f}, {r.diff:+.2f} "
+              f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}], McNemar p {r.p_value:.2g}: {r.verdict}")
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     x = range(len(NETS))

@@ -186,6 +186,45 @@ def test_schedule_study_continues_the_chain_nets_and_agrees_with_table3(tables, 
     longer = load_training_checkpoint(cwd / "runs" / "tiny" / "schedule_study" / "D_S256_2ep.pt")
     assert longer["log"][0] == chain["log"][0] and longer["epoch"] == 2  # continued, not restarted
     assert (cwd / "figures" / "tiny" / "schedule_study.png").stat().st_size > 10_000
+    claims = pd.read_csv(cwd / "results" / "tiny" / "schedule_study_claims.csv")
+    assert len(claims) == 8 and set(claims.verdict) <= {"reproduced", "opposite", "inconclusive"}
+    by = s.set_index(["config", "schedule"]).ours_top1_err
+    for r in claims.itertuples():  # the paired rows are the study's own errors, a - b
+        a, b = r.claim.split()[0], r.claim.split()[-1]
+        assert abs(r.ours_a - by[a, r.schedule]) < 0.011 and abs(r.ours_b - by[b, r.schedule]) < 0.011
+        assert r.ci_low <= r.diff <= r.ci_high
+
+
+def test_finetune_study_continues_the_finetuned_nets_and_agrees_with_the_tables(tables, small_data):
+    from vgg.checkpoint import load_training_checkpoint
+    cwd, _ = tables
+    args = [str(ROOT / "experiments" / "finetune_study.py"), "--preset", "tiny", "--data", str(small_data),
+            "--runs", "runs", "--results", "results", "--figures", "figures"]
+    bad = run_cli(args + ["--factor", "1"], cwd=cwd)
+    assert bad.returncode == 2 and "--factor must be 2 or more" in bad.stderr
+    r = run_cli(args + ["--factor", "2"], cwd=cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "training runs/tiny/" not in r.stderr  # the chain's nets are reused, not retrained
+    s = pd.read_csv(cwd / "results" / "tiny" / "finetune_study.csv", dtype={"test_scales": str})
+    assert s.groupby("schedule").epochs.unique().map(list).to_dict() == {"preset": [1], "2x preset": [2]}
+    geo = s[s.evaluation == "dense vs centre crop"]
+    assert len(geo) == 2 * 4 * 3  # 2 schedules x 4 nets x the 3 Q Tables 3-4 test each at
+    assert (geo.dense_minus_crop - (geo.ours_top1_err - geo.center_crop_top1_err)).abs().max() < 0.011
+    # the preset rows are the tables' own numbers: Table 5 for the jittered nets, dense_geometry's Q
+    t5 = pd.read_csv(cwd / "results" / "tiny" / "table5.csv").set_index(["config", "method"]).ours_top1_err
+    mine = s[(s.schedule == "preset") & s.evaluation.str.startswith("Table 5")]
+    assert len(mine) == 6
+    for row in mine.itertuples():
+        assert abs(row.ours_top1_err - t5[(row.net[0], row.evaluation.removeprefix("Table 5 "))]) < 0.011
+    t3 = pd.read_csv(cwd / "results" / "tiny" / "table3.csv", dtype={"train_scale": str, "test_scale": str})
+    d384 = t3[(t3.config == "D") & (t3.train_scale == "384") & (t3.method == "dense")].ours_top1_err.iloc[0]
+    assert abs(geo[(geo.schedule == "preset") & (geo.net == "D_S384") & (geo.test_scales == "384")]
+               .ours_top1_err.iloc[0] - d384) < 0.011
+    chain = load_training_checkpoint(cwd / "runs" / "tiny" / "D_S256-512.pt")
+    longer = load_training_checkpoint(cwd / "runs" / "tiny" / "finetune_study" / "D_S256-512_2ep.pt")
+    assert longer["log"][0] == chain["log"][0] and longer["epoch"] == 2  # continued, not restarted
+    assert longer["optimizer"]["param_groups"][0]["lr"] <= 1e-3  # the fine-tuning lr, not a fresh 1e-2
+    assert (cwd / "figures" / "tiny" / "finetune_study.png").stat().st_size > 10_000
 
 
 def test_dense_geometry_covers_every_tested_scale_of_every_net(tables, small_data):

@@ -1,0 +1,124 @@
+"""Fine-tuning study: is dense evaluation's penalty above the training scale, and Table 5's gap
+between dense and multi-crop, a matter of how briefly the nets trained at the larger scales?
+
+The paper trains every net for about 74 epochs, at S=384 and with scale jitter too; the
+imagenette preset gives each fine-tuning stage 2 epochs. Here the chain's S=384 and jittered
+nets of D and E are continued from their chain checkpoints to ``--factor`` times the preset's
+fine-tuning epochs (same seed, the same plateau rule, lr state from the checkpoint; the jittered
+nets keep the chain's S=384 net as their init, so each longer run is the one a preset with
+longer fine-tuning stages would give from there). Each net, at both lengths, is scored as
+dense_geometry.py scores it (dense vs a centre crop of the same rescaled image at every Q that
+Tables 3-4 test it at) and the jittered nets as Table 5 scores them (dense, multi-crop and both
+at Q = 256, 384, 512, on the preset's multi-crop subset).
+
+Writes results/<preset>/finetune_study.csv and figures/<preset>/finetune_study.png; the longer
+runs go to runs/<preset>/finetune_study/ and resume.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from vgg.checkpoint import load_training_checkpoint  # noqa: E402
+from vgg.errors import UserError  # noqa: E402
+from vgg.evaluate import cached_posteriors  # noqa: E402
+from vgg.experiment import DENSE_GAP_LIMIT, Experiment, dense_tested_scales, main  # noqa: E402
+from vgg.plots import save_figure  # noqa: E402
+from vgg.results import write_table  # noqa: E402
+from vgg.train import TrainSpec, train  # noqa: E402
+
+NETS = ["D_S384", "D_S256-512", "E_S384", "E_S256-512"]
+TABLE5_SCALES = [256, 384, 512]
+TABLE5_METHODS = ["dense", "multi-crop", "multi-crop & dense"]
+
+
+def longer(ex: Experiment, net: str, chain: Path, epochs: int) -> Path:
+    """The chain's checkpoint of ``net`` continued to ``epochs`` epochs (resumes an interrupted run)."""
+    config, scale = net.split("_S")
+    out = Path(ex.args.runs) / ex.preset.name / "finetune_study" / f"{net}_{epochs}ep.pt"
+    start = "auto" if out.exists() else str(chain)
+    train(TrainSpec(config=config, scale=scale, preset=ex.preset.name, data=str(ex.root), out=str(out),
+                    resume=start, lr=ex.preset.finetune_lr, seed=ex.args.seed, epochs=epochs,
+                    progress=sys.stderr.isatty()))
+    return out
+
+
+def finetune_study(args) -> None:
+    if args.factor < 2:
+        raise UserError(f"--factor must be 2 or more (the preset's fine-tuning epochs times it), got {args.factor}")
+    ex = Experiment(args)
+    tested = dense_tested_scales()
+    subset = ex.multi_crop_subset
+    rows = []
+    for net in NETS:
+        chain = ex.checkpoint(net)
+        base = load_training_checkpoint(chain)["epoch"]
+        extended = longer(ex, net, chain, args.factor * base)
+        for schedule, path in (("preset", chain), (f"{args.factor}x preset", extended)):
+            ckpt = load_training_checkpoint(path)
+            lrs = [r["lr"] for r in ckpt["log"]]
+            common = {"net": net, "schedule": schedule, "epochs": ckpt["epoch"],
+                      "lr_drops": sum(b < a for a, b in zip(lrs, lrs[1:])), "last_lr": lrs[-1]}
+            for q in sorted(tested[net]):
+                dense, crop = (100 * ex.errors(*cached_posteriors(path, m, [q], ex.data))[0]
+                               for m in ("dense", "center-crop"))
+                rows.append({**common, "evaluation": "dense vs centre crop", "test_scales": str(q),
+                             "test_scales_px": str(ex.preset.px(q)), "val_images": len(ex.data.val),
+                             "ours_top1_err": round(dense, 2), "center_crop_top1_err": round(crop, 2),
+                             "dense_minus_crop": round(dense - crop, 2)})
+            if net.endswith("256-512"):
+                for method in TABLE5_METHODS:
+                    e1, e5 = ex.errors(*cached_posteriors(path, method, TABLE5_SCALES, ex.data, subset=subset))
+                    rows.append({**common, "evaluation": f"Table 5 {method}",
+                                 "test_scales": ";".join(map(str, TABLE5_SCALES)),
+                                 "test_scales_px": ";".join(str(ex.preset.px(q)) for q in TABLE5_SCALES),
+                                 "val_images": len(ex.data.val) if subset is None else len(subset),
+                                 "ours_top1_err": round(100 * e1, 2), "ours_top5_err": round(100 * e5, 2)})
+    df = pd.DataFrame(rows)
+    write_table(df, ex.out("results", "finetune_study.csv"), {**ex.provenance(), "factor": args.factor})
+
+    schedules = list(dict.fromkeys(df.schedule))
+    geo = df[df.evaluation == "dense vs centre crop"]
+    for sched in schedules:
+        g = geo[geo.schedule == sched]
+        above = int((g.dense_minus_crop > DENSE_GAP_LIMIT).sum())
+        print(f"{sched}: dense minus centre crop above {DENSE_GAP_LIMIT:g} points at {above} of {len(g)} (net, Q); "
+              f"max {g.dense_minus_crop.max():+.2f}")
+    for net in NETS[1::2]:
+        for sched in schedules:
+            t5 = df[(df.net == net) & (df.schedule == sched) & df.evaluation.str.startswith("Table 5")]
+            if len(t5):
+                v = dict(zip(t5.evaluation.str.removeprefix("Table 5 "), t5.ours_top1_err))
+                print(f"{net} {sched}: Table 5 dense {v['dense']:.2f} / multi-crop {v['multi-crop']:.2f} / both "
+                      f"{v['multi-crop & dense']:.2f} (dense minus multi-crop {v['dense'] - v['multi-crop']:+.2f})")
+
+    fig, axes = plt.subplots(1, len(NETS), figsize=(13, 4), sharey=True)
+    for ax, net in zip(axes, NETS):
+        for sched, marker in zip(schedules, "os"):
+            g = geo[(geo.net == net) & (geo.schedule == sched)]
+            g = g.assign(px=g.test_scales_px.astype(int)).sort_values("px")
+            ax.plot(g.px, g.dense_minus_crop, marker=marker, label=f"{g.epochs.iloc[0]} epochs")
+        ax.axhline(DENSE_GAP_LIMIT, color="grey", ls="--", lw=1)
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_title(net, fontsize=10)
+        ax.set_xlabel("test scale Q (px)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("dense minus centre-crop top-1 error (points)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Longer fine-tuning stages and the dense penalty ({ex.preset.name}, {ex.root.name}; "
+                 "not ImageNet numbers; dashed: the 3-point bound)", fontsize=10)
+    save_figure(fig, ex.out("figures", "finetune_study.png"))
+
+
+def extra(p) -> None:
+    p.add_argument("--factor", type=int, default=3, help="fine-tuning epochs x this (default 3)")
+
+
+if __name__ == "__main__":
+    main(finetune_study, extra=extra)
