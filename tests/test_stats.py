@@ -154,3 +154,24 @@ def test_paired_correctness_breaks_ties_as_the_tables_error_does():
     tied = (p == top).sum(1) > 1
     assert tied.sum() > 10 and (p.topk(1, 1).indices.ravel().numpy() != p.numpy().argmax(1)).any()
     assert (1 - correct_top1(p.numpy(), y.numpy())).sum() == round(topk_error(p, y, 1) * 4000)
+
+
+def test_summary_counts_seed_flipped_verdicts_as_inconclusive(tmp_path):
+    """summary.md's count line: 'inconclusive (flips between seeds)' is an inconclusive verdict."""
+    import re
+    import shutil
+
+    import pandas as pd
+    from conftest import ROOT, run_cli
+    shutil.copytree(ROOT / "results" / "imagenette", tmp_path / "imagenette")
+    fd = pd.read_csv(tmp_path / "imagenette" / "findings.csv")
+    assert fd.verdict.str.startswith("inconclusive (").any()  # the case this test is about
+    r = run_cli([str(ROOT / "experiments" / "summary.py"), "--preset", "imagenette", "--results", str(tmp_path)])
+    assert r.returncode == 0, r.stderr[-2000:]
+    line = re.search(r"(\d+) claims: (\d+) reproduced, (\d+) inconclusive, (\d+) opposite",
+                     (tmp_path / "imagenette" / "summary.md").read_text())
+    n, rep, inc, opp = map(int, line.groups())
+    assert (n, rep, inc, opp) == (len(fd), int((fd.verdict == "reproduced").sum()),
+                                  int(fd.verdict.str.startswith("inconclusive").sum()),
+                                  int(fd.verdict.str.startswith("opposite").sum()))
+    assert rep + inc + opp == n
