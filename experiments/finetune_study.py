@@ -69,7 +69,7 @@ def finetune_study(args) -> None:
                 dense, crop = (100 * ex.errors(*cached_posteriors(path, m, [q], ex.data))[0]
                                for m in ("dense", "center-crop"))
                 rows.append({**common, "evaluation": "dense vs centre crop", "test_scales": str(q),
-                             "test_scales_px": str(ex.preset.px(q)), "val_images": len(ex.data.val),
+                             "test_scales_px": str(ex.preset.px(q)), "images": len(ex.data.val),
                              "ours_top1_err": round(dense, 2), "center_crop_top1_err": round(crop, 2),
                              "dense_minus_crop": round(dense - crop, 2)})
             if net.endswith("256-512"):
@@ -78,7 +78,7 @@ def finetune_study(args) -> None:
                     rows.append({**common, "evaluation": f"Table 5 {method}",
                                  "test_scales": ";".join(map(str, TABLE5_SCALES)),
                                  "test_scales_px": ";".join(str(ex.preset.px(q)) for q in TABLE5_SCALES),
-                                 "val_images": len(ex.data.val) if subset is None else len(subset),
+                                 "images": len(ex.data.val) if subset is None else len(subset),
                                  "ours_top1_err": round(100 * e1, 2), "ours_top5_err": round(100 * e5, 2)})
     df = pd.DataFrame(rows)
     write_table(df, ex.out("results", "finetune_study.csv"), {**ex.provenance(), "factor": args.factor})

@@ -161,3 +161,13 @@ def test_results_record_a_dirty_commit_when_the_code_differs_from_it(tmp_path):
     assert git_commit(tmp_path) == head + "-dirty"
     (tmp_path.parent / "not_a_repo").mkdir(exist_ok=True)
     assert git_commit(tmp_path.parent / "not_a_repo") == "unknown"
+
+
+def test_write_table_refuses_a_provenance_column_that_would_replace_the_tables_own(tmp_path):
+    from vgg.results import write_table
+    df = pd.DataFrame({"net": ["D"], "val_images": [1000]})  # e.g. a multi-crop subset's row
+    with pytest.raises(ValueError, match="val_images"):
+        write_table(df, tmp_path / "t.csv", {"val_images": 3925})
+    assert not (tmp_path / "t.csv").exists()
+    write_table(df.rename(columns={"val_images": "images"}), tmp_path / "t.csv", {"val_images": 3925})
+    assert pd.read_csv(tmp_path / "t.csv")[["images", "val_images"]].iloc[0].tolist() == [1000, 3925]

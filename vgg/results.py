@@ -92,6 +92,9 @@ def write_table(df: pd.DataFrame, path: str | Path, provenance: dict | None = No
     """Write ``df`` with provenance columns (commit, command, ...) atomically; print it."""
     df = df.copy()
     extra = {**(provenance or {}), **environment(), "commit": git_commit(), "command": command_line()}
+    clash = sorted(set(extra) & set(df.columns))
+    if clash:  # a provenance column would silently replace the table's own values
+        raise ValueError(f"table columns {clash} clash with provenance columns: rename them")
     for key, value in extra.items():
         df[key] = value
     atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
