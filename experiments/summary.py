@@ -57,7 +57,8 @@ def summary(args) -> None:
     f = folder / "findings.csv"
     if f.exists():
         fd = pd.read_csv(f)
-        counts = fd.verdict.str.split(" (", regex=False).str[0].value_counts().to_dict()  # "inconclusive (flips ...)" too
+        # "inconclusive (flips between seeds)" is an inconclusive verdict
+        counts = fd.verdict.str.split(" (", regex=False).str[0].value_counts().to_dict()
         lines += ["", "## Findings: the paper's claims, tested paired on the same images", "",
                   f"{len(fd)} claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
                                                     ("reproduced", "inconclusive", "opposite"))
