@@ -28,25 +28,13 @@ import pandas as pd  # noqa: E402
 from vgg.checkpoint import load_training_checkpoint  # noqa: E402
 from vgg.errors import UserError  # noqa: E402
 from vgg.evaluate import cached_posteriors  # noqa: E402
-from vgg.experiment import DENSE_GAP_LIMIT, Experiment, dense_tested_scales, main  # noqa: E402
+from vgg.experiment import DENSE_GAP_LIMIT, Experiment, dense_tested_scales, main, schedule_taken  # noqa: E402
 from vgg.plots import save_figure  # noqa: E402
 from vgg.results import write_table  # noqa: E402
-from vgg.train import TrainSpec, train  # noqa: E402
 
 NETS = ["D_S384", "D_S256-512", "E_S384", "E_S256-512"]
 TABLE5_SCALES = [256, 384, 512]
 TABLE5_METHODS = ["dense", "multi-crop", "multi-crop & dense"]
-
-
-def longer(ex: Experiment, net: str, chain: Path, epochs: int) -> Path:
-    """The chain's checkpoint of ``net`` continued to ``epochs`` epochs (resumes an interrupted run)."""
-    config, scale = net.split("_S")
-    out = Path(ex.args.runs) / ex.preset.name / "finetune_study" / f"{net}_{epochs}ep.pt"
-    start = "auto" if out.exists() else str(chain)
-    train(TrainSpec(config=config, scale=scale, preset=ex.preset.name, data=str(ex.root), out=str(out),
-                    resume=start, lr=ex.preset.finetune_lr, seed=ex.args.seed, epochs=epochs,
-                    progress=sys.stderr.isatty()))
-    return out
 
 
 def finetune_study(args) -> None:
@@ -59,12 +47,9 @@ def finetune_study(args) -> None:
     for net in NETS:
         chain = ex.checkpoint(net)
         base = load_training_checkpoint(chain)["epoch"]
-        extended = longer(ex, net, chain, args.factor * base)
+        extended = ex.continued(net, chain, args.factor * base, "finetune_study")
         for schedule, path in (("preset", chain), (f"{args.factor}x preset", extended)):
-            ckpt = load_training_checkpoint(path)
-            lrs = [r["lr"] for r in ckpt["log"]]
-            common = {"net": net, "schedule": schedule, "epochs": ckpt["epoch"],
-                      "lr_drops": sum(b < a for a, b in zip(lrs, lrs[1:])), "last_lr": lrs[-1]}
+            common = {"net": net, "schedule": schedule, **schedule_taken(load_training_checkpoint(path))}
             for q in sorted(tested[net]):
                 dense, crop = (100 * ex.errors(*cached_posteriors(path, m, [q], ex.data))[0]
                                for m in ("dense", "center-crop"))

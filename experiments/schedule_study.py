@@ -25,26 +25,15 @@ import pandas as pd  # noqa: E402
 from vgg.checkpoint import load_training_checkpoint  # noqa: E402
 from vgg.configs import Conv, blocks  # noqa: E402
 from vgg.evaluate import cached_posteriors  # noqa: E402
-from vgg.experiment import Experiment, main  # noqa: E402
+from vgg.experiment import Experiment, main, schedule_taken  # noqa: E402
 from vgg.metrics import two_standard_errors  # noqa: E402
 from vgg.plots import save_figure  # noqa: E402
 from vgg.results import paper_table, write_table  # noqa: E402
 from vgg.stats import compare, correct_top1, verdict  # noqa: E402
-from vgg.train import TrainSpec, train  # noqa: E402
 
 NETS = ["A", "B", "C", "D", "E"]
 # The paper's claims on these nets (a, b, claim type: a beats b, or a ties b), as in vgg/paper/findings.csv.
 CLAIMS = [("B", "A", "better"), ("D", "B", "better"), ("E", "D", "tie"), ("D", "C", "better")]
-
-
-def longer(ex: Experiment, config: str, chain: Path, epochs: int) -> Path:
-    """The chain's checkpoint ``chain`` of <config>_S256 continued to ``epochs`` epochs (resumes an
-    interrupted run)."""
-    out = Path(ex.args.runs) / ex.preset.name / "schedule_study" / f"{config}_S256_{epochs}ep.pt"
-    start = "auto" if out.exists() else str(chain)
-    train(TrainSpec(config=config, scale="256", preset=ex.preset.name, data=str(ex.root), out=str(out),
-                    resume=start, seed=ex.args.seed, epochs=epochs, progress=sys.stderr.isatty()))
-    return out
 
 
 def layers(config: str) -> int:
@@ -60,15 +49,14 @@ def schedule_study(args) -> None:
     for config in NETS:
         chain = ex.checkpoint(f"{config}_S256")
         base = load_training_checkpoint(chain)["epoch"]
-        for schedule, path in (("preset", chain), ("2x preset", longer(ex, config, chain, 2 * base))):
-            ckpt = load_training_checkpoint(path)
-            lrs = [r["lr"] for r in ckpt["log"]]
+        extended = ex.continued(f"{config}_S256", chain, 2 * base, "schedule_study")
+        for schedule, path in (("preset", chain), ("2x preset", extended)):
             p, y = cached_posteriors(path, "dense", [256], ex.data)
             correct[config, schedule] = correct_top1(p, y)
             e1, e5 = ex.errors(p, y)
             c1, _ = ex.errors(*cached_posteriors(path, "center-crop", [256], ex.data))
-            rows.append({"config": config, "layers": layers(config), "schedule": schedule, "epochs": ckpt["epoch"],
-                         "lr_drops": sum(b < a for a, b in zip(lrs, lrs[1:])), "last_lr": lrs[-1],
+            rows.append({"config": config, "layers": layers(config), "schedule": schedule,
+                         **schedule_taken(load_training_checkpoint(path)),
                          "ours_top1_err": round(100 * e1, 2), "ours_top5_err": round(100 * e5, 2),
                          "ours_top1_err_center_crop": round(100 * c1, 2),
                          "two_se": round(two_standard_errors(n_val, e1), 2),

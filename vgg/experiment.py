@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .chain import build_chain, checkpoint_path
+from .chain import BY_NAME, build_chain, checkpoint_path
+from .checkpoint import load_training_checkpoint
 from .data import data_root
 from .datasets import load_datasets, val_subset
 from .errors import Divergence, UserError
@@ -18,6 +19,7 @@ from .metrics import topk_error
 from .model import feature_size
 from .protocol import PRESETS, get_preset
 from .results import paper_table
+from .train import TrainSpec, train
 
 # Points: dense evaluation more than this worse than a centre crop of the same rescaled image is a
 # measured dense penalty (the imagenette issue's bound; findings.csv flags rows that rest on one).
@@ -73,6 +75,19 @@ class Experiment:
                     loader=getattr(self.args, "loader", None), workers=getattr(self.args, "workers", None))
         return checkpoint_path(self.args.runs, self.preset.name, net, self.args.seed)
 
+    def continued(self, net: str, chain: Path, epochs: int, study: str) -> Path:
+        """The chain's checkpoint ``chain`` of ``net`` continued to ``epochs`` epochs as
+        runs/<preset>/<study>/<net>_<epochs>ep.pt: same seed and lr rule, optimiser and lr state from
+        the checkpoint, so it is the run a preset with that many epochs would give. Resumes an
+        interrupted run."""
+        n = BY_NAME[net]
+        out = Path(self.args.runs) / self.preset.name / study / f"{net}_{epochs}ep.pt"
+        start = "auto" if out.exists() else str(chain)
+        train(TrainSpec(config=n.config, scale=n.scale, preset=self.preset.name, data=str(self.root), out=str(out),
+                        resume=start, lr=load_training_checkpoint(chain)["spec"]["lr"], seed=self.args.seed,
+                        epochs=epochs, progress=sys.stderr.isatty()))
+        return out
+
     @property
     def multi_crop_subset(self):
         """Validation indices Tables 5-6 use (the preset's ``multi_crop_images``), or None for all."""
@@ -111,6 +126,12 @@ class Experiment:
         """Provenance of Tables 5-6, which run on the multi-crop subset of the val images."""
         subset = self.multi_crop_subset
         return {**self.provenance(), "val_images": len(self.data.val) if subset is None else len(subset)}
+
+
+def schedule_taken(ckpt: dict) -> dict:
+    """How a training checkpoint was trained: epochs, lr drops taken and the last lr (from its log)."""
+    lrs = [r["lr"] for r in ckpt["log"]]
+    return {"epochs": ckpt["epoch"], "lr_drops": sum(b < a for a, b in zip(lrs, lrs[1:])), "last_lr": lrs[-1]}
 
 
 def net_name(config: str, train_scale: str) -> str:
