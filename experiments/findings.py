@@ -39,7 +39,7 @@ from vgg.io import atomic_save_npz  # noqa: E402
 from vgg.model import feature_size  # noqa: E402
 from vgg.protocol import get_preset  # noqa: E402
 from vgg.results import findings_markdown, write_table  # noqa: E402
-from vgg.seeds import is_seed_row, load_correctness, seed_check, seeded_verdict  # noqa: E402
+from vgg.seeds import SEEDS_FILE, is_seed_row, load_correctness, seed_check, seeded_verdict, stale_seed_runs  # noqa: E402
 from vgg.stats import TIE_TOLERANCE, compare, correct_top1, unpaired_two_se, verdict  # noqa: E402
 
 SAVED = "per_image_top1.npz"
@@ -189,6 +189,14 @@ def findings(args) -> None:
     wanted = [(c.table_a, c.row_a) for c in cs.itertuples()] + [(c.table_b, c.row_b) for c in cs.itertuples()]
     correct = correctness(args, tables, wanted, folder)
     by_seed = load_correctness(folder)  # {} unless experiments/seeds.py ran
+    seed0_now = {pick(tables, t, q).config: correct[side_key(t, q)] for t, q in wanted
+                 if t == "table3" and is_seed_row(pick(tables, t, q))}
+    stale = stale_seed_runs(by_seed, seed0_now)
+    if stale:
+        print(f"warning: {folder / SEEDS_FILE} was made from another chain (seed 0 of {', '.join(stale)} is not "
+              f"the net Table 3 has now); the seed spread is not used (rerun `make seeds PRESET={args.preset}`)",
+              file=sys.stderr)
+        by_seed = {}
     geometry_csv = folder / "dense_geometry.csv"  # the measured dense penalty, where made
     geometry = pd.read_csv(geometry_csv) if geometry_csv.exists() else None
     if geometry is not None and not {"tested_in_tables", "dense_minus_crop"} <= set(geometry.columns):

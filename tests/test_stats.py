@@ -107,6 +107,19 @@ def test_a_finding_whose_seeds_disagree_is_inconclusive_and_one_that_agrees_keep
     assert seed_check({("B", 0): correct(30), ("A", 0): correct(33)}, "B", "A", "better", 2.0) is None
 
 
+def test_seed_runs_from_another_chain_are_found_stale():
+    from vgg.seeds import stale_seed_runs
+    rng = np.random.default_rng(1)
+    a0, b0, b1 = (rng.random(500) < 0.6 for _ in range(3))
+    saved = {("A", 0): a0, ("B", 0): b0, ("B", 1): b1}
+    assert stale_seed_runs(saved, {"A": a0.copy(), "B": b0.copy()}) == []
+    retrained = b0.copy()
+    retrained[7] = ~retrained[7]  # one image judged differently: another net
+    assert stale_seed_runs(saved, {"A": a0, "B": retrained}) == ["B"]
+    assert stale_seed_runs(saved, {"A": a0[:400]}) == ["A"]  # another validation set
+    assert stale_seed_runs({}, {"A": a0}) == []  # no seed runs: nothing stale
+
+
 @pytest.mark.parametrize("patience,threshold", [(0, 0.0), (1, 0.0), (2, 0.0), (1, 0.005)])
 def test_plateau_replay_lowers_the_lr_when_torchs_scheduler_does(patience, threshold):
     import torch

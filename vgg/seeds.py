@@ -90,3 +90,12 @@ def seeded_verdict(paired: str, check: SeedCheck | None) -> str:
     if check is None or check.consistent or paired == "inconclusive":
         return paired
     return "inconclusive (flips between seeds)"
+
+
+def stale_seed_runs(correct: dict[tuple[str, int], np.ndarray], seed0_now: dict[str, np.ndarray]) -> list[str]:
+    """Configs whose seed-0 correctness in the saved seed runs differs from the chain's seed-0 net
+    now (``seed0_now``: config -> correctness of Table 3's seed row): the chain was retrained
+    (another schedule, another machine) after experiments/seeds.py ran, so seeds 1, 2 belong to
+    another protocol and must not be mixed with it."""
+    return sorted(c for c, now in seed0_now.items()
+                  if (c, 0) in correct and (len(correct[(c, 0)]) != len(now) or (correct[(c, 0)] != now).any()))
