@@ -77,9 +77,10 @@ compare_presets:
 plateau_study:
 	$(RUN) experiments/plateau_study.py --preset $(PRESET)
 
-# Nets A-E at S=256 continued to twice the preset's epochs: does the depth ordering hold?
+# Nets A-E at S=256 continued to FACTOR (default 2) x the preset's epochs: does the depth ordering
+# hold, and does the dense penalty at S-32, S, S+32 shrink?
 schedule_study:
-	$(RUN) experiments/schedule_study.py --preset $(PRESET)
+	$(RUN) experiments/schedule_study.py --preset $(PRESET) $(if $(FACTOR),--factor $(FACTOR))
 
 # The S=384 and jittered D and E nets continued to FACTOR x the preset's fine-tuning epochs: does
 # the dense penalty above the training scale (and Table 5's dense vs multi-crop gap) shrink?

@@ -182,6 +182,9 @@ def test_schedule_study_continues_the_chain_nets_and_agrees_with_table3(tables, 
     t3 = t3[(t3.method == "dense") & (t3.train_scale == "256")].set_index("config").ours_top1_err
     preset_rows = s[s.schedule == "preset"].set_index("config").ours_top1_err
     assert (preset_rows - t3.loc[preset_rows.index]).abs().max() < 0.011
+    # the dense penalty at Q = S is the two error columns' difference; S-32 and S+32 are measured too
+    assert ((s.ours_top1_err - s.ours_top1_err_center_crop) - s.dense_minus_crop_Q256).abs().max() < 0.011
+    assert s[["dense_minus_crop_Q224", "dense_minus_crop_Q288"]].notna().all().all()
     chain = load_training_checkpoint(cwd / "runs" / "tiny" / "D_S256.pt")
     longer = load_training_checkpoint(cwd / "runs" / "tiny" / "schedule_study" / "D_S256_2ep.pt")
     assert longer["log"][0] == chain["log"][0] and longer["epoch"] == 2  # continued, not restarted
