@@ -11,7 +11,7 @@ PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
 	elif python3 scripts/env_matches_lock.py 2>/dev/null; then echo python3; else echo .venv/bin/python; fi)
 RUN = PYTHONPATH=. $(PYTHON)
 
-.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings seeds plateau_study finetune_study compare_presets init_study dense_geometry schedule_study bench clean
+.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings seeds plateau_study finetune_study compare_presets init_study dense_geometry schedule_study crop_study bench clean
 
 install:
 	@if [ ! -x .venv/bin/python ] && python3 scripts/env_matches_lock.py; then \
@@ -86,6 +86,11 @@ schedule_study:
 # the dense penalty above the training scale (and Table 5's dense vs multi-crop gap) shrink?
 finetune_study:
 	$(RUN) experiments/finetune_study.py --preset $(PRESET) $(if $(FACTOR),--factor $(FACTOR))
+
+# The D line (S=256, 384, jitter) at crop 128 (PRESET) and crop 160 (the imagenette160 diagnostic):
+# dense minus centre crop at every tested Q and Table 5, at both crops.
+crop_study:
+	$(RUN) experiments/crop_study.py --preset $(PRESET) $(if $(AGAINST),--against $(AGAINST))
 
 bench:
 	$(RUN) experiments/bench.py

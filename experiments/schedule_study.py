@@ -24,13 +24,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from vgg.checkpoint import load_training_checkpoint  # noqa: E402
-from vgg.errors import UserError  # noqa: E402
 from vgg.configs import Conv, blocks  # noqa: E402
+from vgg.errors import UserError  # noqa: E402
 from vgg.evaluate import cached_posteriors  # noqa: E402
 from vgg.experiment import Experiment, main, schedule_taken  # noqa: E402
 from vgg.metrics import two_standard_errors  # noqa: E402
-from vgg.protocol import multi_test_scales  # noqa: E402
 from vgg.plots import save_figure  # noqa: E402
+from vgg.protocol import multi_test_scales  # noqa: E402
 from vgg.results import paper_table, write_table  # noqa: E402
 from vgg.stats import compare, correct_top1, verdict  # noqa: E402
 

@@ -230,6 +230,33 @@ def test_finetune_study_continues_the_finetuned_nets_and_agrees_with_the_tables(
     assert (cwd / "figures" / "tiny" / "finetune_study.png").stat().st_size > 10_000
 
 
+def test_crop_study_scores_the_d_line_as_the_tables_do(tables, small_data):
+    cwd, _ = tables
+    args = [str(ROOT / "experiments" / "crop_study.py"), "--preset", "tiny", "--data", str(small_data),
+            "--runs", "runs", "--results", "results", "--figures", "figures"]
+    bad = run_cli(args + ["--against", "tiny99"], cwd=cwd)
+    assert bad.returncode == 2 and "unknown preset 'tiny99'" in bad.stderr
+    r = run_cli(args + ["--against", "tiny"], cwd=cwd)  # the same preset twice: two equal halves
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "training runs/tiny/" not in r.stderr  # the chain's nets are reused
+    s = pd.read_csv(cwd / "results" / "tiny" / "crop_study.csv", dtype={"test_scales": str})
+    geo = s[s.evaluation == "dense vs centre crop"]
+    assert len(geo) == 2 * 3 * 3  # 2 presets x 3 nets x the 3 Q Tables 3-4 test each at
+    assert (geo.dense_minus_crop - (geo.ours_top1_err - geo.center_crop_top1_err)).abs().max() < 0.011
+    half = len(s) // 2
+    cols = ["net", "evaluation", "test_scales", "ours_top1_err"]
+    assert s[cols].iloc[:half].reset_index(drop=True).equals(s[cols].iloc[half:].reset_index(drop=True))
+    t5 = pd.read_csv(cwd / "results" / "tiny" / "table5.csv").set_index(["config", "method"]).ours_top1_err
+    mine = s.iloc[:half][s.iloc[:half].evaluation.str.startswith("Table 5")]
+    assert len(mine) == 3
+    for row in mine.itertuples():
+        assert abs(row.ours_top1_err - t5[("D", row.evaluation.removeprefix("Table 5 "))]) < 0.011
+    t3 = pd.read_csv(cwd / "results" / "tiny" / "table3.csv", dtype={"train_scale": str, "test_scale": str})
+    d256 = t3[(t3.config == "D") & (t3.train_scale == "256") & (t3.method == "dense")].ours_top1_err.iloc[0]
+    assert abs(geo[(geo.net == "D_S256") & (geo.test_scales == "256")].ours_top1_err.iloc[0] - d256) < 0.011
+    assert (cwd / "figures" / "tiny" / "crop_study.png").stat().st_size > 10_000
+
+
 def test_dense_geometry_covers_every_tested_scale_of_every_net(tables, small_data):
     cwd, _ = tables
     r = run_cli([str(ROOT / "experiments" / "dense_geometry.py"), "--preset", "tiny", "--data", str(small_data),

@@ -29,18 +29,22 @@ def imagenette_small(tmp_path_factory) -> Path:
     return dst
 
 
-def test_every_size_is_a_multiple_of_32_and_keeps_the_papers_order():
-    p = get_preset("imagenette")
-    assert p.crop == 128 and p.px(PAPER["crop"]) == 128
+@pytest.mark.parametrize("name,crop,scales", [
+    ("imagenette", 128, [(160, 160), (224, 224), (160, 288)]),
+    ("imagenette160", 160, [(192, 192), (288, 288), (192, 352)]),  # the crop-160 diagnostic
+])
+def test_every_size_is_a_multiple_of_32_and_keeps_the_papers_order(name, crop, scales):
+    p = get_preset(name)
+    assert p.crop == crop and p.px(PAPER["crop"]) == crop
     sizes = [p.px(s) for s in PAPER_SIZES]
     assert all(s % 32 == 0 for s in sizes)
     assert sizes == sorted(sizes)
-    assert [p.scale_px(s) for s in ("256", "384", "256-512")] == [(160, 160), (224, 224), (160, 288)]
+    assert [p.scale_px(s) for s in ("256", "384", "256-512")] == scales
     # Table 4's three test scales stay three distinct scales, one pool5 cell (32 px) apart
     for s in ("256", "384", "256-512"):
         qs = [p.px(q) for q in multi_test_scales(s)]
         assert len(set(qs)) == 3 and qs == sorted(qs)
-    assert p.px(single_test_scale("256-512")) == 224
+    assert p.px(single_test_scale("256-512")) == {128: 224, 160: 288}[crop]
 
 
 def test_geometry_on_real_imagenette_images(imagenette_small):
@@ -69,10 +73,11 @@ def test_geometry_on_real_imagenette_images(imagenette_small):
         assert torch.allclose(dense_eval(net, x128, amp=False), crop, atol=1e-5)
 
 
-def test_fast_lrn_equals_pytorchs_forward_and_backward():
+@pytest.mark.parametrize("beta", [0.75, 0.6])  # the paper's beta (rsqrt path) and any other (exp-log path)
+def test_fast_lrn_equals_pytorchs_forward_and_backward(beta):
     torch.manual_seed(0)
-    ref = nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
-    ours = LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
+    ref = nn.LocalResponseNorm(5, alpha=5e-4, beta=beta, k=2.0)
+    ours = LocalResponseNorm(5, alpha=5e-4, beta=beta, k=2.0)
     for c in (7, 16):  # window clipped at both ends
         x = (torch.randn(3, c, 9, 11) * 40).contiguous(memory_format=torch.channels_last)
         g = torch.randn_like(x)
@@ -87,6 +92,8 @@ def test_fast_lrn_equals_pytorchs_forward_and_backward():
         yb = ours(xb)
         assert yb.dtype == torch.bfloat16
         assert (yb.float() - yr).abs().max() <= 0.01 * yr.abs().max()
+        yb.float().backward(g)
+        assert (xb.grad.float() - xr.grad).abs().max() <= 0.02 * xr.grad.abs().max()
 
 
 def test_compiled_lrn_equals_eager():

@@ -134,6 +134,9 @@ _PROXY = Preset(
 # 1.71 / [1.14, 2.29]); Table 4's Q +-32 stays one pool5 cell, as in the paper.
 IMAGENETTE_SIZES = {224: 128, 256: 160, 288: 192, 352: 192, 384: 224, 416: 256, 512: 288}
 
+# crop 160 (the imagenette160 diagnostic): paper x 5/7 rounded to multiples of 32, Table 4's +-32 one cell.
+IMAGENETTE160_SIZES = {224: 160, 256: 192, 288: 224, 352: 256, 384: 288, 416: 320, 512: 352}
+
 _IMAGENETTE = replace(
     _PROXY, name="imagenette", crop=128, sizes=IMAGENETTE_SIZES, batch=64,
     scratch_epochs=8, from_a_epochs=8, finetune_epochs=2, patience=1, plateau_threshold=0.0,
@@ -162,6 +165,14 @@ PRESETS: dict[str, Preset] = {
     # evaluation's penalty off the training geometry shrink as the conv5 map grows?
     "proxy64": replace(_PROXY, name="proxy64", crop=64,
                        notes=["the proxy preset with crop 64 instead of 32 (dense-geometry diagnostic)"]),
+    # Diagnostic: the imagenette preset at crop 160 (conv5 10x10, pool5 5x5 in training; FC6 a 5x5 conv
+    # in the dense head), sizes multiples of 32 as there (paper x 5/7, rounded; S = 192 / 288 /
+    # [192, 352]). Only for experiments/crop_study.py: does a larger crop shrink the dense penalty?
+    # Imagenette's copies are 224 px, so every S above 224 upsamples them (S=384 -> 288 px: 1.3x).
+    "imagenette160": replace(
+        _IMAGENETTE, name="imagenette160", crop=160, sizes=IMAGENETTE160_SIZES,
+        notes=["the imagenette preset with crop 160 instead of 128 (dense-geometry diagnostic; "
+               "paper -> here: 224->160, 256->192, 288->224, 352->256, 384->288, 416->320, 512->352)"]),
     "tiny": Preset(
         name="tiny", crop=32, width=0.0625, batch=32, patience=0,
         scratch_epochs=1, from_a_epochs=1, finetune_epochs=1,
