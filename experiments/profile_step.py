@@ -2,7 +2,9 @@
 (crop 128, width 1/4, the preset's batch, bf16 autocast, channels_last, synthetic tensors) and
 (2) D's 150-crop multi-crop evaluation of a few images (Q = 160 / 224 / 288 px), this code as the
 chain runs it (malloc keeps freed memory). Writes results/<preset>/profile.csv: per phase, the
-operators by self CPU time (top ``--top``) with their share of the phase, and the phase's step time.
+operators by self CPU time (top ``--top``) with their share of the phase, and the phase's step time;
+and results/<preset>/conv_layers.csv: each conv layer of the step timed alone (forward, forward +
+backward) with its achieved GFLOP/s beside a 4096x4096 bf16 matmul's, so the limit has a number.
 """
 import sys
 from pathlib import Path
@@ -34,6 +36,59 @@ def top_ops(prof, phase: str, seconds: float, top: int) -> list[dict]:
     return [{"phase": phase, "op": e.key, "calls": e.count, "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 1),
              "share": round(e.self_cpu_time_total / total, 3), "phase_seconds_per_step": round(seconds, 3)}
             for e in events[:top]]
+
+
+def timed(fn, repeats: int = 5) -> float:
+    """Seconds per call of fn after two warm-up calls."""
+    fn()
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def matmul_gflop_s(n: int = 4096) -> float:
+    """A bf16 n x n matmul's GFLOP/s: this machine's peak as PyTorch reaches it."""
+    a = torch.randn(n, n, dtype=torch.bfloat16)
+    return 2 * n ** 3 / timed(lambda: a @ a, 3) / 1e9
+
+
+def conv_layer_rates(model: VGG, batch: int, crop: int) -> list[dict]:
+    """Each conv layer of the training step alone (bf16 autocast, channels_last, the step's batch):
+    forward and forward+backward time and achieved GFLOP/s (backward: weight and, but for the first
+    layer, input gradient, each as costly as the forward) beside the matmul's GFLOP/s."""
+    peak = matmul_gflop_s()
+    rows, side, i = [], crop, 0
+    for layer in model.features:
+        if isinstance(layer, torch.nn.MaxPool2d):
+            side //= 2
+        if not isinstance(layer, torch.nn.Conv2d):
+            continue
+        i += 1
+        conv = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, padding=layer.padding)
+        conv = conv.to(memory_format=torch.channels_last)
+        x = torch.randn(batch, layer.in_channels, side, side).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(i > 1)
+        macs = batch * side * side * layer.in_channels * layer.out_channels * layer.kernel_size[0] ** 2
+
+        def fwd():
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                conv(x)
+
+        def fwd_bwd():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = conv(x)
+            out.backward(torch.ones_like(out))
+
+        t_f, t_fb = timed(fwd), timed(fwd_bwd)
+        passes = 3 if i > 1 else 2  # forward, weight gradient, input gradient
+        rows.append({"layer": f"conv{i}", "in_channels": layer.in_channels, "out_channels": layer.out_channels,
+                     "map": f"{side}x{side}", "forward_ms": round(1e3 * t_f, 2),
+                     "forward_backward_ms": round(1e3 * t_fb, 2), "forward_gflop_s": round(2 * macs / t_f / 1e9),
+                     "forward_backward_gflop_s": round(2 * passes * macs / t_fb / 1e9),
+                     "matmul_gflop_s": round(peak)})
+    return rows
 
 
 def profile_step(args) -> None:
@@ -69,6 +124,12 @@ def profile_step(args) -> None:
     for phase, g in df.groupby("phase", sort=False):
         print(f"{phase}: {g.phase_seconds_per_step.iloc[0]:.3f} s per step/image")
         print(g[["op", "calls", "self_cpu_ms", "share"]].to_string(index=False))
+    layers = pd.DataFrame(conv_layer_rates(model, preset.batch, preset.crop))
+    write_table(layers, Path(args.results) / preset.name / "conv_layers.csv",
+                {"preset": preset.name, "threads": torch.get_num_threads()})
+    print(layers.to_string(index=False))
+    print(f"sum of the conv layers' forward+backward: {layers.forward_backward_ms.sum():.1f} ms "
+          f"of a {1e3 * step:.1f} ms step")
 
 
 def extra(p) -> None:

@@ -395,3 +395,15 @@ def test_compare_presets_puts_each_presets_row_beside_the_papers(tables):
     rows = sum(len(pd.read_csv(cwd / "results" / "tiny" / f"table{n}.csv")) for n in (3, 4, 5, 6))
     assert md.count("\n| ") == rows + 4 * 2  # every row once (matched, not duplicated) + 2 header lines a table
     assert "not ImageNet numbers" in md
+
+
+def test_profile_step_names_where_the_time_goes(tmp_path):
+    r = run_cli([str(ROOT / "experiments" / "profile_step.py"), "--preset", "tiny", "--images", "1", "--top", "5",
+                 "--results", "results", "--figures", "figures"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    prof = pd.read_csv(tmp_path / "results" / "tiny" / "profile.csv")
+    assert prof.phase.nunique() == 2 and (prof.groupby("phase").share.sum() <= 1.0001).all()
+    layers = pd.read_csv(tmp_path / "results" / "tiny" / "conv_layers.csv")
+    assert len(layers) == 13  # D's conv layers, each timed alone
+    assert layers["map"].tolist() == ["32x32"] * 2 + ["16x16"] * 2 + ["8x8"] * 3 + ["4x4"] * 3 + ["2x2"] * 3
+    assert (layers.forward_backward_ms > layers.forward_ms).all() and (layers.matmul_gflop_s > 0).all()
