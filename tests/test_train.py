@@ -2,6 +2,7 @@
 import sys
 
 import pandas as pd
+import pytest
 import torch
 from conftest import ROOT, run_cli
 
@@ -69,3 +70,56 @@ def test_a_config_the_preset_gives_its_own_lr_trains_at_it(small_data, tmp_path,
         train(TrainSpec(config=config, preset="tiny", data=str(small_data), out=str(out), epochs=1, progress=False))
         ck = load_training_checkpoint(out)
         assert ck["spec"]["lr"] == lr and ck["log"][0]["lr"] == lr
+
+
+def test_plateau_stop_replays_torchs_rule():
+    from vgg.plateau import first_drop, plateau_stop, rule_firings
+    acc = [0.1, 0.2, 0.2, 0.3, 0.3, 0.3, 0.25]
+    assert rule_firings(acc, patience=0) == [3, 5, 6, 7] and first_drop(acc, 0) == 3
+    assert plateau_stop(acc, 0, 0.0, drops=1) == 5
+    assert rule_firings(acc, patience=1) == [6]  # bad epochs 3; 5, 6 (fires, restarts); 7
+    assert plateau_stop(acc, 1, 0.0, drops=0) == 6 and plateau_stop(acc, 1, 0.0, drops=1) is None
+    assert rule_firings([0.1, 0.15, 0.3], patience=0, threshold=0.1) == [2]  # +0.05 is no gain
+
+
+def test_a_net_stops_when_the_plateau_rule_fires_after_its_last_drop(small_data, tmp_path, monkeypatch):
+    """stop_after_drops: the run ends at the epoch where the rule fires again after k lr drops (an
+    independent replay of the logged accuracies says which), the chain then reuses it, and an explicit
+    --epochs trains on past the stop."""
+    from dataclasses import replace
+
+    from vgg import protocol
+    from vgg.chain import build_chain, checkpoint_path
+    from vgg.experiment import schedule_taken
+    from vgg.plateau import plateau_stop
+    monkeypatch.setitem(protocol.PRESETS, "tiny", replace(protocol.PRESETS["tiny"], scratch_epochs=12, patience=0,
+                                                          lr_drops=1, stop_after_drops=1))
+    said = []
+    build_chain("tiny", str(small_data), tmp_path, only=["A_S256"], progress=False, log=said.append)
+    a = checkpoint_path(tmp_path, "tiny", "A_S256")
+    ckpt = torch.load(a, weights_only=False)
+    acc = [1 - r["val_top1_err"] for r in ckpt["log"]]
+    expected = plateau_stop(acc, patience=0, threshold=0.0, drops=1)
+    assert expected is not None and expected < 12, acc  # it stopped before the cap
+    assert ckpt["epoch"] == expected and ckpt["complete"] and ckpt["stopped_after_drops"] == 1
+    assert schedule_taken(ckpt)["lr_drops"] == 1
+    said.clear()
+    build_chain("tiny", str(small_data), tmp_path, only=["A_S256"], progress=False, log=said.append)
+    assert said == []  # a stopped net is finished
+    train(TrainSpec(config="A", preset="tiny", data=str(small_data), out=str(a), resume="auto",
+                    epochs=expected + 1, progress=False))
+    on = torch.load(a, weights_only=False)
+    assert on["epoch"] == expected + 1  # explicit epochs: trained on
+    assert on["log"][-1]["lr"] == on["log"][-2]["lr"]  # at the floor the rule leaves the lr alone
+
+
+def test_the_lr_floor_is_exact_after_the_last_drop():
+    from vgg.train import make_scheduler
+    w = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.01)
+    sched = make_scheduler(opt, get_preset("tiny", patience=0, lr_drops=2), 0.01)
+    lrs = []
+    for _ in range(6):  # accuracy never improves after the first epoch: the rule fires every epoch
+        sched.step(0.5)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[:3] == [0.01, 0.001, pytest.approx(1e-4)] and lrs[3:] == [lrs[2]] * 3

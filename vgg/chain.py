@@ -77,7 +77,11 @@ def plan(net: Net, path: Path, preset: str, runs: str | Path, seed: int = 0,
                 return f"stale: {net.parent} is newer"
         elif recorded != source_stamp(parent):
             return f"stale: {net.parent} has changed since this net started from it"
-    want = default_epochs(get_preset(preset, max_per_class=max_per_class), net.config, parent)
+    p = get_preset(preset, max_per_class=max_per_class)
+    want = default_epochs(p, net.config, parent)
+    stopped = ckpt.get("stopped_after_drops")
+    if stopped is not None and stopped == p.stop_after_drops and ckpt["epoch"] <= want:
+        return "reuse"  # stopped by the preset's plateau rule before its cap
     if ckpt["epoch"] > want:
         return f"stale: trained {ckpt['epoch']} epochs, the preset asks {want}"
     if ckpt["epoch"] < want or not ckpt.get("complete"):

@@ -33,6 +33,28 @@ def first_drops(accuracy: np.ndarray, patience: int, threshold: float = 0.0) -> 
     return out
 
 
+def rule_firings(accuracy, patience: int, threshold: float = 0.0) -> list[int]:
+    """Every 1-based epoch after which torch's ReduceLROnPlateau fires on this accuracy curve (after
+    a firing the count of bad epochs restarts and the best so far is kept, as torch does)."""
+    best, bad, out = -np.inf, 0, []
+    for t, a in enumerate(np.asarray(accuracy, dtype=float), start=1):
+        if a > best + threshold:
+            best, bad = a, 0
+        else:
+            bad += 1
+        if bad > patience:
+            out.append(t)
+            bad = 0
+    return out
+
+
+def plateau_stop(accuracy, patience: int, threshold: float, drops: int) -> int | None:
+    """The epoch at which a run that stops once the lr has been lowered ``drops`` times and the
+    rule fires again (``Preset.stop_after_drops``) stops, or None if it runs on."""
+    firings = rule_firings(accuracy, patience, threshold)
+    return firings[drops] if len(firings) > drops else None
+
+
 def _decay(t, floor, span, tau):
     return floor + span * np.exp(-t / tau)
 

@@ -74,6 +74,10 @@ class Preset:
     dropout: float = PAPER["dropout"]
     lr_drops: int = PAPER["lr_drops"]
     patience: int = 2             # epochs without val-accuracy gain before lr /= 10
+    # Nets from scratch and from net A stop at the end of the epoch where the plateau rule fires
+    # once more after lowering the lr this many times (the paper stopped after its third drop);
+    # scratch_epochs / from_a_epochs are then caps. None: train exactly those epochs.
+    stop_after_drops: int | None = None
     plateau_threshold: float = 0.0  # a gain in val accuracy below this (absolute) counts as no gain
     scratch_epochs: int = PAPER["epochs"]   # nets from random init (A, A-LRN, B-5x5)
     from_a_epochs: int = PAPER["epochs"]    # B, C, D, E initialised from net A

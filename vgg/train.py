@@ -33,6 +33,7 @@ from .init import init_from, initialise
 from .io import atomic_torch_save, atomic_write_text
 from .metrics import topk_correct
 from .model import VGG
+from .plateau import rule_firings
 from .protocol import get_preset, single_test_scale
 from .runtime import keep_freed_memory, precision_name, resolve_amp
 
@@ -107,10 +108,13 @@ def make_optimizer(model, preset, lr: float):
 
 
 def make_scheduler(optimizer, preset, lr: float):
-    """lr /= 10 when validation accuracy stops improving, at most ``lr_drops`` times."""
+    """lr /= 10 when validation accuracy stops improving, at most ``lr_drops`` times.  The floor sits
+    0.1% under lr / 10^lr_drops (float rounding); eps (torch's smallest applied change) at 1% of it,
+    so firing at the floor leaves the lr as it is instead of trimming it by that 0.1%."""
+    floor = lr * 0.1 ** preset.lr_drops
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=0.1, patience=preset.patience, threshold=preset.plateau_threshold,
-        threshold_mode="abs", min_lr=lr * 0.1 ** preset.lr_drops * 0.999)
+        threshold_mode="abs", min_lr=floor * 0.999, eps=floor * 0.01)
 
 
 def log_csv(rows: list[dict]) -> str:
@@ -172,6 +176,9 @@ def train(spec: TrainSpec) -> Path:
     out = Path(spec.out or f"runs/{preset.name}/{run_name(config, spec.scale)}.pt")
     source = ck.load_training_checkpoint(spec.init_from) if spec.init_from else None
     epochs = spec.epochs or default_epochs(preset, config, source)
+    finetuning = source is not None and source["hparams"]["config"] == config
+    # the preset's stop rule (nets from scratch and from net A; an explicit --epochs means exactly that many)
+    stop_drops = preset.stop_after_drops if spec.epochs is None and not finetuning else None
     lr = spec.lr or (preset.finetune_lr if source and source["hparams"]["config"] == config
                      else preset.lr_by_config.get(config, preset.lr))
 
@@ -184,6 +191,10 @@ def train(spec: TrainSpec) -> Path:
             resume_from = ck.load_training_checkpoint(resume_from, config)
     elif out.exists():
         raise UserError(f"{out} exists: pass --resume to continue it, or choose another --out")
+    if resume_from is not None and stop_drops is not None and resume_from.get("stopped_after_drops") == stop_drops:
+        print(f"[{out.stem}] stopped by the plateau rule at epoch {resume_from['epoch']}: nothing to train",
+              file=sys.stderr)
+        return out
     rank, world, device = setup_distributed()
     if preset.batch % world:
         raise UserError(f"batch {preset.batch} does not split evenly over {world} processes")
@@ -219,8 +230,10 @@ def train(spec: TrainSpec) -> Path:
             "skipped_images": data.skipped}
     if rank == 0 and start == 0:
         print(f"[{out.stem}] {config} S={spec.scale} ({smin}-{smax} px) init: {how}; {len(data.train)} train / "
-              f"{len(data.val)} val images ({data.skipped} unreadable skipped); {epochs} epochs, lr {lr}, "
-              f"{precision_name(amp)}",
+              f"{len(data.val)} val images ({data.skipped} unreadable skipped); "
+              + (f"{epochs} epochs" if stop_drops is None else
+                 f"until the plateau rule fires after {stop_drops} lr drops (at most {epochs} epochs)")
+              + f", lr {lr}, {precision_name(amp)}",
               file=sys.stderr)
     stop = epochs if spec.stop_after is None else min(epochs, start + spec.stop_after)
     for epoch in range(start, stop):
@@ -249,6 +262,12 @@ def train(spec: TrainSpec) -> Path:
         train_seconds = time.perf_counter() - t0
         val1, val5 = validate(model, data, q_val, device, amp, rank, world)
         epoch_lr = optimizer.param_groups[0]["lr"]
+        # does the rule fire after this epoch? (vgg.plateau replays torch's ReduceLROnPlateau on the log)
+        fires = epoch + 1 in rule_firings([1 - r["val_top1_err"] for r in rows] + [1.0 - val1], preset.patience,
+                                          preset.plateau_threshold)
+        lrs = [r["lr"] for r in rows] + [epoch_lr]
+        drops_taken = sum(b < a for a, b in zip(lrs, lrs[1:]))
+        stopped = stop_drops is not None and fires and drops_taken >= stop_drops
         scheduler.step(1.0 - val1)
         rows.append({"epoch": epoch + 1, "lr": epoch_lr,
                      "train_loss": float(loss_sum) / max(seen, 1), "train_top1_err": 1 - correct / max(seen, 1),
@@ -256,11 +275,21 @@ def train(spec: TrainSpec) -> Path:
         if rank == 0:
             state = {"format": ck.FORMAT, "hparams": model.hparams(), "state_dict": model.state_dict(),
                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "epoch": epoch + 1, "complete": epoch + 1 >= epochs, "log": rows, **meta}
+                     "epoch": epoch + 1, "complete": stopped or epoch + 1 >= epochs, "log": rows, **meta}
+            if stopped:
+                state["stopped_after_drops"] = stop_drops
             atomic_torch_save(state, out)
             atomic_write_text(out.with_suffix(".log.csv"), log_csv(rows))
             print(f"[{out.stem}] epoch {epoch + 1}/{epochs} lr {rows[-1]['lr']:g} loss {rows[-1]['train_loss']:.4f} "
                   f"val top-1 {val1:.4f} top-5 {val5:.4f} ({train_seconds:.0f} s)", file=sys.stderr)
+            if stopped:
+                print(f"[{out.stem}] stopped: the lr was lowered {drops_taken} times and validation accuracy "
+                      f"stalled again", file=sys.stderr)
+            elif stop_drops is not None and epoch + 1 == epochs:
+                print(f"[{out.stem}] warning: reached the cap of {epochs} epochs after {drops_taken} of the "
+                      f"{stop_drops} lr drops the preset asks for", file=sys.stderr)
+        if stopped:
+            break
     if world > 1:
         dist.barrier()
     return out
