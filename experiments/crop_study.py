@@ -24,15 +24,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from vgg.evaluate import cached_posteriors  # noqa: E402
 from vgg.experiment import DENSE_GAP_LIMIT, Experiment, dense_tested_scales, main  # noqa: E402
-from vgg.plots import save_figure  # noqa: E402
+from vgg.plots import dense_penalty_figure  # noqa: E402
 from vgg.protocol import PAPER  # noqa: E402
 from vgg.results import write_table  # noqa: E402
 
 NETS = ["D_S256", "D_S384", "D_S256-512"]
-TABLE5_SCALES = [256, 384, 512]
-TABLE5_METHODS = ["dense", "multi-crop", "multi-crop & dense"]
 
 
 def scored(ex: Experiment, tested: dict) -> list[dict]:
@@ -42,22 +39,9 @@ def scored(ex: Experiment, tested: dict) -> list[dict]:
         path = ex.checkpoint(net)
         common = {"trained_preset": ex.preset.name, "trained_crop_px": ex.preset.crop,
                   "train_conv5_map": ex.conv5_map(PAPER["crop"]), "net": net}
-        for q in sorted(tested[net]):
-            dense, crop = (100 * ex.errors(*cached_posteriors(path, m, [q], ex.data))[0]
-                           for m in ("dense", "center-crop"))
-            rows.append({**common, "evaluation": "dense vs centre crop", "test_scales": str(q),
-                         "test_scales_px": str(ex.preset.px(q)), "conv5_map": ex.conv5_map(q),
-                         "images": len(ex.data.val), "ours_top1_err": round(dense, 2),
-                         "center_crop_top1_err": round(crop, 2), "dense_minus_crop": round(dense - crop, 2)})
+        rows += [{**common, **r} for r in ex.dense_vs_crop_rows(path, tested[net])]
         if net.endswith("256-512"):
-            subset = ex.multi_crop_subset
-            for method in TABLE5_METHODS:
-                e1, e5 = ex.errors(*cached_posteriors(path, method, TABLE5_SCALES, ex.data, subset=subset))
-                rows.append({**common, "evaluation": f"Table 5 {method}",
-                             "test_scales": ";".join(map(str, TABLE5_SCALES)),
-                             "test_scales_px": ";".join(str(ex.preset.px(q)) for q in TABLE5_SCALES),
-                             "images": len(ex.data.val) if subset is None else len(subset),
-                             "ours_top1_err": round(100 * e1, 2), "ours_top5_err": round(100 * e5, 2)})
+            rows += [{**common, **r} for r in ex.table5_rows(path)]
     return rows
 
 
@@ -84,16 +68,9 @@ def crop_study(args) -> None:
             # x: the test scale relative to the crop, so both crops share an axis
             ax.plot(g.px / g.trained_crop_px, g.dense_minus_crop, marker=marker,
                     label=f"crop {g.trained_crop_px.iloc[0]} (conv5 {g.train_conv5_map.iloc[0]} in training)")
-        ax.axhline(DENSE_GAP_LIMIT, color="grey", ls="--", lw=1)
-        ax.axhline(0, color="black", lw=0.5)
-        ax.set_title(net, fontsize=10)
-        ax.set_xlabel("test scale Q / crop")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("dense minus centre-crop top-1 error (points)")
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"Training crop and the dense penalty ({base.preset.name} vs {args.against}, {base.root.name}; "
-                 "not ImageNet numbers; dashed: the 3-point bound)", fontsize=10)
-    save_figure(fig, base.out("figures", "crop_study.png"))
+    dense_penalty_figure(fig, axes, NETS, "test scale Q / crop", DENSE_GAP_LIMIT,
+                         f"Training crop and the dense penalty ({base.preset.name} vs {args.against}, "
+                         f"{base.root.name})", base.out("figures", "crop_study.png"))
 
 
 def extra(p) -> None:

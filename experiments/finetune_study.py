@@ -27,14 +27,11 @@ import pandas as pd  # noqa: E402
 
 from vgg.checkpoint import load_training_checkpoint  # noqa: E402
 from vgg.errors import UserError  # noqa: E402
-from vgg.evaluate import cached_posteriors  # noqa: E402
 from vgg.experiment import DENSE_GAP_LIMIT, Experiment, dense_tested_scales, main, schedule_taken  # noqa: E402
-from vgg.plots import save_figure  # noqa: E402
+from vgg.plots import dense_penalty_figure  # noqa: E402
 from vgg.results import write_table  # noqa: E402
 
 NETS = ["D_S384", "D_S256-512", "E_S384", "E_S256-512"]
-TABLE5_SCALES = [256, 384, 512]
-TABLE5_METHODS = ["dense", "multi-crop", "multi-crop & dense"]
 
 
 def finetune_study(args) -> None:
@@ -42,7 +39,6 @@ def finetune_study(args) -> None:
         raise UserError(f"--factor must be 2 or more (the preset's fine-tuning epochs times it), got {args.factor}")
     ex = Experiment(args)
     tested = dense_tested_scales()
-    subset = ex.multi_crop_subset
     rows = []
     for net in NETS:
         chain = ex.checkpoint(net)
@@ -50,21 +46,9 @@ def finetune_study(args) -> None:
         extended = ex.continued(net, chain, args.factor * base, "finetune_study")
         for schedule, path in (("preset", chain), (f"{args.factor}x preset", extended)):
             common = {"net": net, "schedule": schedule, **schedule_taken(load_training_checkpoint(path))}
-            for q in sorted(tested[net]):
-                dense, crop = (100 * ex.errors(*cached_posteriors(path, m, [q], ex.data))[0]
-                               for m in ("dense", "center-crop"))
-                rows.append({**common, "evaluation": "dense vs centre crop", "test_scales": str(q),
-                             "test_scales_px": str(ex.preset.px(q)), "images": len(ex.data.val),
-                             "ours_top1_err": round(dense, 2), "center_crop_top1_err": round(crop, 2),
-                             "dense_minus_crop": round(dense - crop, 2)})
+            rows += [{**common, **r} for r in ex.dense_vs_crop_rows(path, tested[net])]
             if net.endswith("256-512"):
-                for method in TABLE5_METHODS:
-                    e1, e5 = ex.errors(*cached_posteriors(path, method, TABLE5_SCALES, ex.data, subset=subset))
-                    rows.append({**common, "evaluation": f"Table 5 {method}",
-                                 "test_scales": ";".join(map(str, TABLE5_SCALES)),
-                                 "test_scales_px": ";".join(str(ex.preset.px(q)) for q in TABLE5_SCALES),
-                                 "images": len(ex.data.val) if subset is None else len(subset),
-                                 "ours_top1_err": round(100 * e1, 2), "ours_top5_err": round(100 * e5, 2)})
+                rows += [{**common, **r} for r in ex.table5_rows(path)]
     df = pd.DataFrame(rows)
     write_table(df, ex.out("results", "finetune_study.csv"), {**ex.provenance(), "factor": args.factor})
 
@@ -89,16 +73,9 @@ def finetune_study(args) -> None:
             g = geo[(geo.net == net) & (geo.schedule == sched)]
             g = g.assign(px=g.test_scales_px.astype(int)).sort_values("px")
             ax.plot(g.px, g.dense_minus_crop, marker=marker, label=f"{g.epochs.iloc[0]} epochs")
-        ax.axhline(DENSE_GAP_LIMIT, color="grey", ls="--", lw=1)
-        ax.axhline(0, color="black", lw=0.5)
-        ax.set_title(net, fontsize=10)
-        ax.set_xlabel("test scale Q (px)")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("dense minus centre-crop top-1 error (points)")
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"Longer fine-tuning stages and the dense penalty ({ex.preset.name}, {ex.root.name}; "
-                 "not ImageNet numbers; dashed: the 3-point bound)", fontsize=10)
-    save_figure(fig, ex.out("figures", "finetune_study.png"))
+    dense_penalty_figure(fig, axes, NETS, "test scale Q (px)", DENSE_GAP_LIMIT,
+                         f"Longer fine-tuning stages and the dense penalty ({ex.preset.name}, {ex.root.name})",
+                         ex.out("figures", "finetune_study.png"))
 
 
 def extra(p) -> None:

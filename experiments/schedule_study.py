@@ -44,13 +44,6 @@ def layers(config: str) -> int:
     return sum(isinstance(layer, Conv) for block in blocks(config) for layer in block) + 3
 
 
-def dense_minus_crop(path, q: int, data, errors) -> float:
-    """Dense minus centre-crop top-1 error (points) of one checkpoint at test scale q (paper pixels)."""
-    dense, _ = errors(*cached_posteriors(path, "dense", [q], data))
-    crop, _ = errors(*cached_posteriors(path, "center-crop", [q], data))
-    return round(100 * (dense - crop), 2)
-
-
 def schedule_study(args) -> None:
     if args.factor < 2:
         raise UserError(f"--factor must be 2 or more (the preset's epochs times it), got {args.factor}")
@@ -74,7 +67,8 @@ def schedule_study(args) -> None:
                          "ours_top1_err": round(100 * e1, 2), "ours_top5_err": round(100 * e5, 2),
                          "ours_top1_err_center_crop": round(100 * c1, 2),
                          "two_se": round(two_standard_errors(n_val, e1), 2),
-                         **{f"dense_minus_crop_Q{q}": dense_minus_crop(path, q, ex.data, ex.errors) for q in tested_q},
+                         **{f"dense_minus_crop_Q{r['test_scales']}": r["dense_minus_crop"]
+                            for r in ex.dense_vs_crop_rows(path, tested_q)},
                          "paper_top1_err": paper[config]})
     df = pd.DataFrame(rows)
     write_table(df, ex.out("results", "schedule_study.csv"), {**ex.provenance(), "factor": args.factor})

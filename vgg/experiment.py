@@ -24,6 +24,9 @@ from .train import TrainSpec, train
 # Points: dense evaluation more than this worse than a centre crop of the same rescaled image is a
 # measured dense penalty (the imagenette issue's bound; findings.csv flags rows that rest on one).
 DENSE_GAP_LIMIT = 3.0
+# Table 5: the jittered nets at Q = 256, 384, 512 (paper pixels) by each evaluation method.
+TABLE5_SCALES = [256, 384, 512]
+TABLE5_METHODS = ["dense", "multi-crop", "multi-crop & dense"]
 
 
 def arguments(description: str, needs_data: bool = True, extra=None) -> argparse.Namespace:
@@ -97,6 +100,31 @@ class Experiment:
         """Cached posteriors; ``multi_crop_subset``: on the images Tables 5-6 use (all by default)."""
         subset = self.multi_crop_subset if multi_crop_subset else None
         return cached_posteriors(self.checkpoint(net), method, scales_paper, self.data, subset=subset)
+
+    def dense_vs_crop_rows(self, path: Path, scales_paper) -> list[dict]:
+        """One checkpoint scored as dense_geometry scores a net: dense and centre-crop top-1 error of
+        the same rescaled images at each test scale (paper pixels), and their difference."""
+        rows = []
+        for q in sorted(scales_paper):
+            dense, crop = (100 * self.errors(*cached_posteriors(path, m, [q], self.data))[0]
+                           for m in ("dense", "center-crop"))
+            rows.append({"evaluation": "dense vs centre crop", "test_scales": str(q),
+                         "test_scales_px": str(self.preset.px(q)), "conv5_map": self.conv5_map(q),
+                         "images": len(self.data.val), "ours_top1_err": round(dense, 2),
+                         "center_crop_top1_err": round(crop, 2), "dense_minus_crop": round(dense - crop, 2)})
+        return rows
+
+    def table5_rows(self, path: Path) -> list[dict]:
+        """One jittered checkpoint scored as Table 5 scores it: dense, multi-crop and both at
+        Q = 256, 384, 512, on the preset's multi-crop subset."""
+        subset, rows = self.multi_crop_subset, []
+        for method in TABLE5_METHODS:
+            e1, e5 = self.errors(*cached_posteriors(path, method, TABLE5_SCALES, self.data, subset=subset))
+            rows.append({"evaluation": f"Table 5 {method}", "test_scales": ";".join(map(str, TABLE5_SCALES)),
+                         "test_scales_px": ";".join(str(self.preset.px(q)) for q in TABLE5_SCALES),
+                         "images": len(self.data.val) if subset is None else len(subset),
+                         "ours_top1_err": round(100 * e1, 2), "ours_top5_err": round(100 * e5, 2)})
+        return rows
 
     def fused_posteriors(self, models: str, method: str, multi_crop_subset: bool = True):
         """Fusion (Table 6 notation 'D/256-512/256;384;512 + E/...'): the mean of the members' posteriors."""

@@ -22,6 +22,22 @@ def save_figure(fig, path: str | Path) -> Path:
     return Path(path)
 
 
+def dense_penalty_figure(fig, axes, titles: list[str], xlabel: str, limit: float, suptitle: str,
+                         path: str | Path) -> Path:
+    """Finish panels of dense minus centre-crop error (one per net): the bound as a dashed line,
+    zero, titles, labels, a legend in the first panel; then save."""
+    for ax, title in zip(axes, titles):
+        ax.axhline(limit, color="grey", ls="--", lw=1)
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("dense minus centre-crop top-1 error (points)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{suptitle}; not ImageNet numbers; dashed: the {limit:g}-point bound", fontsize=10)
+    return save_figure(fig, path)
+
+
 def ours_vs_paper(df: pd.DataFrame, labels: list[str], path: str | Path, title: str, note: str = "") -> Path:
     """Grouped bars of top-1 and top-5 error per row: ours next to the paper's."""
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.9 * len(labels) + 4), 4.8), sharey=False)
