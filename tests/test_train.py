@@ -123,3 +123,19 @@ def test_the_lr_floor_is_exact_after_the_last_drop():
         sched.step(0.5)
         lrs.append(opt.param_groups[0]["lr"])
     assert lrs[:3] == [0.01, 0.001, pytest.approx(1e-4)] and lrs[3:] == [lrs[2]] * 3
+
+
+def test_a_net_trained_under_another_lr_rule_is_stale(small_data, tmp_path, monkeypatch):
+    """Resuming would keep the checkpoint's scheduler (its patience, floor) under the new preset's
+    stop rule: a changed lr rule retrains the net."""
+    from dataclasses import replace
+
+    from vgg import protocol
+    from vgg.chain import build_chain, checkpoint_path
+    build_chain("tiny", str(small_data), tmp_path, only=["A_S256"], progress=False, log=lambda m: None)
+    monkeypatch.setitem(protocol.PRESETS, "tiny", replace(protocol.PRESETS["tiny"], patience=2))
+    said = []
+    build_chain("tiny", str(small_data), tmp_path, only=["A_S256"], progress=False, log=said.append)
+    a = checkpoint_path(tmp_path, "tiny", "A_S256")
+    assert said == [f"retraining {a} (stale: trained under another lr rule (patience 0 -> 2))"]
+    assert torch.load(a, weights_only=False)["preset"]["patience"] == 2

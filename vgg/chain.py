@@ -9,7 +9,8 @@ Each checkpoint is ``<runs>/<preset>/<config>_S<scale>.pt``; a finished one is r
 an unfinished one resumed, so an interrupted ``make table3`` continues where it was.
 A checkpoint trained for fewer epochs than the preset now asks is trained on (the schedule
 is extended); one whose parent has changed since it started (or that ran longer than
-asked) is stale and trained again, like make's out-of-date targets.
+asked) is stale and trained again, like make's out-of-date targets; so is one trained under another
+learning-rate rule (patience, threshold, number of drops, stop rule, learning rates).
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from .errors import UserError
 from .locks import file_lock
 from .protocol import get_preset
 from .train import TrainSpec, default_epochs, run_name, source_stamp, train
+
+# The preset fields that make the learning-rate rule; a checkpoint trained under other values is stale.
+LR_RULE = ("patience", "plateau_threshold", "lr_drops", "stop_after_drops", "lr", "finetune_lr")
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,12 @@ def plan(net: Net, path: Path, preset: str, runs: str | Path, seed: int = 0,
     ckpt = load_training_checkpoint(path)
     if ckpt["spec"]["seed"] != seed:
         return f"stale: trained with seed {ckpt['spec']['seed']}, this run asks {seed}"
+    p = get_preset(preset, max_per_class=max_per_class)
+    trained_under = ckpt.get("preset", {})
+    changed = [k for k in LR_RULE if k in trained_under and trained_under[k] != getattr(p, k)]
+    if changed:  # the scheduler in the checkpoint keeps its old rule: resuming would mix two rules
+        return "stale: trained under another lr rule (" + ", ".join(
+            f"{k} {trained_under[k]} -> {getattr(p, k)}" for k in changed) + ")"
     parent = None
     if net.parent:
         parent_path = checkpoint_path(runs, preset, net.parent, seed)
@@ -77,7 +87,6 @@ def plan(net: Net, path: Path, preset: str, runs: str | Path, seed: int = 0,
                 return f"stale: {net.parent} is newer"
         elif recorded != source_stamp(parent):
             return f"stale: {net.parent} has changed since this net started from it"
-    p = get_preset(preset, max_per_class=max_per_class)
     want = default_epochs(p, net.config, parent)
     stopped = ckpt.get("stopped_after_drops")
     if stopped is not None and stopped == p.stop_after_drops and ckpt["epoch"] <= want:
