@@ -156,7 +156,7 @@ _IMAGENETTE = replace(
            "nets from scratch and from net A train until the plateau rule (lr / 10 after 3 epochs without "
            "a new best val accuracy, patience 2) has lowered the lr twice and fires again, at most 50 "
            "epochs (the paper stopped after its third drop, 74 epochs; measured with patience 1: first "
-           "drops at epochs 6-18, one D none by 24); 2 epochs per fine-tuning stage",
+           "drops after epochs 5-17, one D none in 24); 2 epochs per fine-tuning stage",
            "patience 2 (CIFAR-10 proxy: 1): validation error moves 2.8 points (sd) from epoch to epoch here, "
            "and the plateau study found noise deciding the first drop in 5-49% of replays (median 27%) with patience 1 "
            "and 0-14% (median 4%) with 2; E with patience 1 dropped at epoch 9 and ended 14.6 points behind D",
