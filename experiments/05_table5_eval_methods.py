@@ -8,23 +8,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from vgg.experiment import Experiment, main  # noqa: E402
+from vgg.experiment import TABLE5_SCALES, Experiment, main  # noqa: E402
 from vgg.plots import ours_vs_paper  # noqa: E402
 from vgg.results import paper_table, with_errors, write_table  # noqa: E402
-
-SCALES = [256, 384, 512]
 
 
 def table5(args) -> None:
     ex = Experiment(args)
     rows = []
     for r in paper_table("table5_eval_methods").itertuples():
-        e1, e5 = ex.errors(*ex.posteriors(f"{r.config}_S256-512", r.method, SCALES, multi_crop_subset=True))
+        e1, e5 = ex.errors(*ex.posteriors(f"{r.config}_S256-512", r.method, TABLE5_SCALES, multi_crop_subset=True))
         rows.append(with_errors({"config": r.config, "train_scale": "256-512", "method": r.method,
-                                 "test_scales": ";".join(map(str, SCALES)),
-                                 "test_scales_px": ";".join(str(ex.preset.px(q)) for q in SCALES)},
+                                 "test_scales": ";".join(map(str, TABLE5_SCALES)),
+                                 "test_scales_px": ";".join(str(ex.preset.px(q)) for q in TABLE5_SCALES)},
                                 e1, e5, r.top1_val_err, r.top5_val_err)
-                    | {"conv5_maps": ";".join(ex.conv5_map(q) for q in SCALES)})
+                    | {"conv5_maps": ";".join(ex.conv5_map(q) for q in TABLE5_SCALES)})
     df = pd.DataFrame(rows)
     write_table(df, ex.out("results", "table5.csv"), ex.provenance_multi_crop())
     ours_vs_paper(df, [f"{r.config} {r.method}" for r in df.itertuples()], ex.out("figures", "table5.png"),

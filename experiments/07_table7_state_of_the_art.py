@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from vgg.experiment import Experiment, main, members  # noqa: E402
+from vgg.experiment import TABLE5_SCALES, Experiment, main, members  # noqa: E402
 from vgg.plots import ours_vs_paper  # noqa: E402
 from vgg.results import paper_table, with_errors, write_table  # noqa: E402
 
@@ -16,13 +16,12 @@ HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("table6", HERE / "06_table6_fusion.py")
 table6 = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(table6)
-T5_SCALES = [256, 384, 512]
 
 
 def table7(args) -> None:
     ex = Experiment(args)
     paper = paper_table("table7_state_of_the_art")
-    singles = {(c, m): ex.errors(*ex.posteriors(f"{c}_S256-512", m, T5_SCALES, multi_crop_subset=True))
+    singles = {(c, m): ex.errors(*ex.posteriors(f"{c}_S256-512", m, TABLE5_SCALES, multi_crop_subset=True))
                for c in ("D", "E") for m in ("dense", "multi-crop", "multi-crop & dense")}
     (cfg, method), best1 = min(singles.items(), key=lambda kv: kv[1][0])
     fusions = {(r.models, r.method): table6.fused_errors(ex, r.models, r.method)

@@ -240,8 +240,8 @@ def bench(args) -> None:
     df = pd.DataFrame(rows)
     df["ratio"] = (df.ours_img_s / df.baseline_img_s).round(3)
     # row 7 holds step-time ratios (about 1-7), the others rates: keep 3 significant figures or 1 decimal
-    df["ours_img_s"] = df.ours_img_s.map(lambda v: round(v, 2) if v < 100 else round(v, 1))
-    df["baseline_img_s"] = df.baseline_img_s.map(lambda v: round(v, 2) if v < 100 else round(v, 1))
+    for col in ("ours_img_s", "baseline_img_s"):
+        df[col] = df[col].map(lambda v: round(v, 2) if v < 100 else round(v, 1))
     df["date"] = datetime.date.today().isoformat()
     write_table(df, Path(args.results) / "bench.csv", {"preset": preset.name, "repeats_median_of": REPEATS})
     import matplotlib

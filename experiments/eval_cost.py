@@ -9,13 +9,12 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from vgg.evaluate import dense_eval, multi_crop  # noqa: E402
-from vgg.experiment import main  # noqa: E402
+from vgg.experiment import TABLE5_SCALES, main  # noqa: E402
 from vgg.init import init_glorot  # noqa: E402
 from vgg.model import VGG  # noqa: E402
 from vgg.protocol import get_preset  # noqa: E402
 from vgg.results import write_table  # noqa: E402
 
-SCALES = [256, 384, 512]  # Table 5's Q, paper pixels
 IMAGES = 64
 REPEATS = 5
 
@@ -25,7 +24,7 @@ def eval_cost(args) -> None:
     torch.manual_seed(0)
     net = init_glorot(VGG("D", num_classes=10, width=preset.width, crop_size=preset.crop)).eval()
     net.to(memory_format=torch.channels_last)
-    qs = [preset.px(q) for q in SCALES]
+    qs = [preset.px(q) for q in TABLE5_SCALES]
     images = {q: torch.randn(IMAGES, 3, q, q) for q in qs}
     methods = {"dense (3 scales x 2 flips)": lambda x: dense_eval(net, x),
                "multi-crop (3 scales x 25 crops x 2 flips = 150)": lambda x: multi_crop(net, x)}
@@ -43,7 +42,7 @@ def eval_cost(args) -> None:
     rows = [{"method": m, "ms_per_image": round(s * 1e3, 3), "relative_to_dense": round(s * 1e3 / dense_ms, 2)}
             for m, s in med.items()]
     write_table(pd.DataFrame(rows), Path(args.results) / preset.name / "eval_cost.csv",
-                {"preset": preset.name, "net": "D", "test_scales_paper": ";".join(map(str, SCALES)),
+                {"preset": preset.name, "net": "D", "test_scales_paper": ";".join(map(str, TABLE5_SCALES)),
                  "test_scales_px": ";".join(map(str, qs)), "images": IMAGES,
                  "repeats_median_of": REPEATS, "threads": torch.get_num_threads(), "torch": torch.__version__})
 

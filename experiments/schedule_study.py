@@ -1,7 +1,7 @@
 """Schedule study: does the paper's depth ordering at S=256 (A, B, C, D, E) depend on how
 long the proxy trains? Every S=256 net of the chain is continued from its chain checkpoint
 to ``--factor`` times the preset's epochs (default 2), same seed and the same lr rule (divide by 10 when validation
-accuracy stalls, at most 3 times). Epochs are seeded by their index and the optimiser and
+accuracy stalls, at most the preset's lr_drops times). Epochs are seeded by their index and the optimiser and
 lr state are in the checkpoint, so the continuation is the run a longer preset would give
 (B..E keep the 10-epoch net A as their init, as the chain does).
 

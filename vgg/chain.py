@@ -88,9 +88,8 @@ def plan(net: Net, path: Path, preset: str, runs: str | Path, seed: int = 0,
         elif recorded != source_stamp(parent):
             return f"stale: {net.parent} has changed since this net started from it"
     want = default_epochs(p, net.config, parent)
-    stopped = ckpt.get("stopped_after_drops")
-    if stopped is not None and stopped == p.stop_after_drops and ckpt["epoch"] <= want:
-        return "reuse"  # stopped by the preset's plateau rule before its cap
+    if ckpt.get("stopped_after_drops") is not None and ckpt["epoch"] <= want:
+        return "reuse"  # stopped by the preset's plateau rule (the same rule: LR_RULE above) before its cap
     if ckpt["epoch"] > want:
         return f"stale: trained {ckpt['epoch']} epochs, the preset asks {want}"
     if ckpt["epoch"] < want or not ckpt.get("complete"):

@@ -17,6 +17,7 @@ from .errors import Divergence, UserError
 from .evaluate import cached_posteriors, fuse
 from .metrics import topk_error
 from .model import feature_size
+from .plateau import drops_taken
 from .protocol import PRESETS, get_preset
 from .results import paper_table
 from .train import TrainSpec, train
@@ -161,7 +162,7 @@ class Experiment:
 def schedule_taken(ckpt: dict) -> dict:
     """How a training checkpoint was trained: epochs, lr drops taken and the last lr (from its log)."""
     lrs = [r["lr"] for r in ckpt["log"]]
-    return {"epochs": ckpt["epoch"], "lr_drops": sum(b < a for a, b in zip(lrs, lrs[1:])), "last_lr": lrs[-1]}
+    return {"epochs": ckpt["epoch"], "lr_drops": drops_taken(lrs), "last_lr": lrs[-1]}
 
 
 def net_name(config: str, train_scale: str) -> str:

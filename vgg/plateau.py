@@ -33,6 +33,11 @@ def first_drops(accuracy: np.ndarray, patience: int, threshold: float = 0.0) -> 
     return out
 
 
+def drops_taken(lrs) -> int:
+    """How many times a logged per-epoch lr sequence was lowered."""
+    return sum(b < a for a, b in zip(lrs, lrs[1:]))
+
+
 def rule_firings(accuracy, patience: int, threshold: float = 0.0) -> list[int]:
     """Every 1-based epoch after which torch's ReduceLROnPlateau fires on this accuracy curve (after
     a firing the count of bad epochs restarts and the best so far is kept, as torch does)."""

@@ -33,7 +33,7 @@ from .init import init_from, initialise
 from .io import atomic_torch_save, atomic_write_text
 from .metrics import topk_correct
 from .model import VGG
-from .plateau import rule_firings
+from .plateau import drops_taken, rule_firings
 from .protocol import get_preset, single_test_scale
 from .runtime import keep_freed_memory, precision_name, resolve_amp
 
@@ -179,8 +179,7 @@ def train(spec: TrainSpec) -> Path:
     finetuning = source is not None and source["hparams"]["config"] == config
     # the preset's stop rule (nets from scratch and from net A; an explicit --epochs means exactly that many)
     stop_drops = preset.stop_after_drops if spec.epochs is None and not finetuning else None
-    lr = spec.lr or (preset.finetune_lr if source and source["hparams"]["config"] == config
-                     else preset.lr_by_config.get(config, preset.lr))
+    lr = spec.lr or (preset.finetune_lr if finetuning else preset.lr_by_config.get(config, preset.lr))
 
     resume_from = None
     if spec.resume:
@@ -265,9 +264,8 @@ def train(spec: TrainSpec) -> Path:
         # does the rule fire after this epoch? (vgg.plateau replays torch's ReduceLROnPlateau on the log)
         fires = epoch + 1 in rule_firings([1 - r["val_top1_err"] for r in rows] + [1.0 - val1], preset.patience,
                                           preset.plateau_threshold)
-        lrs = [r["lr"] for r in rows] + [epoch_lr]
-        drops_taken = sum(b < a for a, b in zip(lrs, lrs[1:]))
-        stopped = stop_drops is not None and fires and drops_taken >= stop_drops
+        drops = drops_taken([r["lr"] for r in rows] + [epoch_lr])
+        stopped = stop_drops is not None and fires and drops >= stop_drops
         scheduler.step(1.0 - val1)
         rows.append({"epoch": epoch + 1, "lr": epoch_lr,
                      "train_loss": float(loss_sum) / max(seen, 1), "train_top1_err": 1 - correct / max(seen, 1),
@@ -283,10 +281,10 @@ def train(spec: TrainSpec) -> Path:
             print(f"[{out.stem}] epoch {epoch + 1}/{epochs} lr {rows[-1]['lr']:g} loss {rows[-1]['train_loss']:.4f} "
                   f"val top-1 {val1:.4f} top-5 {val5:.4f} ({train_seconds:.0f} s)", file=sys.stderr)
             if stopped:
-                print(f"[{out.stem}] stopped: the lr was lowered {drops_taken} times and validation accuracy "
+                print(f"[{out.stem}] stopped: the lr was lowered {drops} times and validation accuracy "
                       f"stalled again", file=sys.stderr)
             elif stop_drops is not None and epoch + 1 == epochs:
-                print(f"[{out.stem}] warning: reached the cap of {epochs} epochs after {drops_taken} of the "
+                print(f"[{out.stem}] warning: reached the cap of {epochs} epochs after {drops} of the "
                       f"{stop_drops} lr drops the preset asks for", file=sys.stderr)
         if stopped:
             break
