@@ -113,6 +113,20 @@ def measured_dense_penalty(geometry: pd.DataFrame | None, table: str, row: pd.Se
     return out
 
 
+def stale_geometry_nets(geometry: pd.DataFrame, table3: pd.DataFrame) -> list[str]:
+    """Nets whose dense error at Q = S in dense_geometry.csv is not Table 3's dense error for the
+    same net and Q: the chain was retrained after dense_geometry.py ran (another schedule or
+    machine), so its measured penalties belong to other nets and must not annotate these."""
+    stale = []
+    for row in table3[table3.method == "dense"].itertuples():
+        net = net_name(row.config, row.train_scale)
+        g = geometry[(geometry.net == net) & (geometry.test_scale.astype(str) == str(row.test_scale))
+                     & geometry.tested_in_tables]
+        if len(g) and abs(g.dense_top1_err.iloc[0] - row.ours_top1_err) > 0.005:
+            stale.append(net)
+    return sorted(set(stale))
+
+
 def caveat(preset, geometry, sides, train_map: str) -> str:
     """Why a comparison may not test the paper's effect: dense evaluation off the training
     geometry (conv5 maps unlike training's, or pools that floor), or a dense penalty
@@ -202,6 +216,12 @@ def findings(args) -> None:
     if geometry is not None and not {"tested_in_tables", "dense_minus_crop"} <= set(geometry.columns):
         print(f"warning: {geometry_csv} predates the measured-penalty columns; its penalties are not "
               f"used (rerun `make dense_geometry PRESET={args.preset}`, then `make findings`)", file=sys.stderr)
+        geometry = None
+    stale_nets = stale_geometry_nets(geometry, tables["table3"]) if geometry is not None else []
+    if stale_nets:
+        print(f"warning: {geometry_csv} was made from another chain (its dense error of {', '.join(stale_nets)} "
+              f"is not Table 3's); its penalties are not used (rerun `make dense_geometry PRESET={args.preset}`, "
+              "then `make findings`)", file=sys.stderr)
         geometry = None
     rows = []
     for c in cs.itertuples():

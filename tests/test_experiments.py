@@ -136,6 +136,15 @@ def test_dense_geometry_flags_only_what_is_not_the_papers_geometry():
     assert mod.caveat(nette, geometry, [("table3", t3)], "8x8") == ""
     assert "D_S256-512 Q=512 +7.2" in mod.caveat(nette, geometry, [("table3", t3), ("table5", t5)], "8x8")
     assert mod.caveat(nette, None, [("table5", t5)], "8x8") == ""
+    # a dense_geometry.csv made from another chain (its Q = S error is not Table 3's) is found stale
+    geometry["dense_top1_err"] = [44.0, 43.95, 50.1, 60.0, 57.61, 70.2]
+    table3 = pd.DataFrame({"config": ["D", "E", "B"], "train_scale": ["256-512"] * 2 + ["256"],
+                           "test_scale": ["384"] * 2 + ["256"], "method": "dense",
+                           "ours_top1_err": [43.95, 57.61, 42.93]})
+    assert mod.stale_geometry_nets(geometry, table3) == []  # B is not in this dense_geometry: nothing to compare
+    table3.loc[1, "ours_top1_err"] = 41.2  # E retrained
+    assert mod.stale_geometry_nets(geometry, table3) == ["E_S256-512"]
+    assert mod.stale_geometry_nets(geometry, table3.assign(method="center-crop")) == []
 
 
 def test_combined_method_from_cache_equals_running_both_methods(tables, small_data):
