@@ -33,14 +33,20 @@ RUNS = [
 ]
 
 
-def checkpoint_for(ex: Experiment, config: str, how: str, epochs: int) -> Path:
+def checkpoint_for(ex: Experiment, config: str, how: str, epochs: int | None) -> Path:
+    """The run's checkpoint, trained if missing. epochs None: the preset's own schedule (with its
+    stop rule where it has one), so the chain's A and D are exactly two of the runs."""
     preset, runs = ex.preset, Path(ex.args.runs)
     chain_net = {("A", preset.scratch_init): "A_S256", ("D", "from A"): "D_S256"}.get((config, how))
-    if chain_net and preset.scratch_epochs == preset.from_a_epochs and epochs <= preset.scratch_epochs:
+    if chain_net and (epochs is None or (preset.stop_after_drops is None
+                                         and preset.scratch_epochs == preset.from_a_epochs
+                                         and epochs <= preset.scratch_epochs)):
         # the chain's own run has this init, schedule and seed; its first `epochs` epochs are
         # exactly an `epochs`-epoch run (same seeds per epoch, same plateau decisions so far)
         return ex.checkpoint(chain_net)
-    out = runs / preset.name / "init_study" / f"{config}_{how.replace(' ', '_')}_{epochs}ep.pt"
+    length = f"until{preset.stop_after_drops}drops" if epochs is None and preset.stop_after_drops else \
+        f"{epochs or preset.scratch_epochs}ep"
+    out = runs / preset.name / "init_study" / f"{config}_{how.replace(' ', '_')}_{length}.pt"
     train(TrainSpec(config=config, scale="256", preset=preset.name, data=str(ex.root), out=str(out),
                     resume="auto", init=None if how == "from A" else how, seed=ex.args.seed,
                     init_from=str(ex.checkpoint("A_S256")) if how == "from A" else None,
@@ -50,7 +56,7 @@ def checkpoint_for(ex: Experiment, config: str, how: str, epochs: int) -> Path:
 
 def init_study(args) -> None:
     ex = Experiment(args)
-    epochs = args.epochs or ex.preset.scratch_epochs
+    epochs = args.epochs  # None: the preset's schedule, stop rule included
     frames = []
     for config, label, how in RUNS:
         ckpt = load_training_checkpoint(checkpoint_for(ex, config, how, epochs))
@@ -62,7 +68,10 @@ def init_study(args) -> None:
     df = pd.concat(frames, ignore_index=True).drop(columns=["seconds"])  # times vary run to run
     for c in ("train_loss", "train_top1_err", "val_top1_err", "val_top5_err"):
         df[c] = df[c].round(4)
-    write_table(df, ex.out("results", "init_study.csv"), {**ex.provenance(), "study_epochs": epochs})
+    schedule = (epochs if epochs is not None else
+                f"preset's: until the plateau rule fires after {ex.preset.stop_after_drops} lr drops, "
+                f"at most {ex.preset.scratch_epochs}" if ex.preset.stop_after_drops else ex.preset.scratch_epochs)
+    write_table(df, ex.out("results", "init_study.csv"), {**ex.provenance(), "study_epochs": schedule})
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
     for col, config in enumerate(("A", "D")):
@@ -85,8 +94,8 @@ def init_study(args) -> None:
 
 
 def extra(p) -> None:
-    p.add_argument("--epochs", type=int, help="epochs per run (default: the preset's; fewer = the first "
-                                               "epochs of each, the chain's nets included)")
+    p.add_argument("--epochs", type=int, help="epochs per run, no stop rule (default: the preset's schedule, its stop "
+                                               "rule included; the chain's A and D are then two of the runs)")
 
 
 if __name__ == "__main__":

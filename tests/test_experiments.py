@@ -290,6 +290,16 @@ def test_init_study_with_fewer_epochs_takes_the_chain_nets_first_epochs(tables, 
     s = pd.read_csv(cwd / "results" / "tiny" / "init_study.csv")
     assert len(s) == 5 and (s.epoch == 1).all() and (s.study_epochs == 1).all()
     assert set(s.init) == {"N(0, 1e-2)", "Glorot", "from trained A"}
+    # without --epochs: the preset's schedule, so the chain's A and D are two of the runs
+    r = run_cli([str(ROOT / "experiments" / "init_study.py"), "--preset", "tiny", "--data", str(small_data),
+                 "--runs", "runs", "--results", "results", "--figures", "figures"], cwd=cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = pd.read_csv(cwd / "results" / "tiny" / "init_study.csv")
+    chain_a = pd.read_csv(cwd / "runs" / "tiny" / "A_S256.log.csv")
+    glorot_a = s[(s.config == "A") & (s.init == "Glorot")]
+    assert glorot_a.val_top1_err.tolist() == chain_a.val_top1_err.round(4).tolist()
+    assert sorted(p.name for p in (cwd / "runs" / "tiny" / "init_study").glob("*.pt")) == [
+        "A_normal_1ep.pt", "D_glorot_1ep.pt", "D_normal_1ep.pt"]
 
 
 def test_summary_has_every_table_and_the_findings(tables, small_data):
