@@ -20,6 +20,13 @@ def with_seed_spread(df: pd.DataFrame, seeds_csv: Path) -> pd.DataFrame:
     if not seeds_csv.exists():
         return df
     s = pd.read_csv(seeds_csv, dtype={"seed": str})
+    seed0 = {r.config: r.ours_top1_err for r in s[s.seed == "0"].itertuples()}
+    stale = sorted(r.config for r in df.itertuples()
+                   if is_seed_row(r) and r.config in seed0 and abs(seed0[r.config] - r.ours_top1_err) > 0.005)
+    if stale:  # the chain was retrained after experiments/seeds.py ran: its seeds 1, 2 belong to another protocol
+        print(f"warning: {seeds_csv} was made from another chain (seed 0 of {', '.join(stale)} is not this table's); "
+              "its seed spread is left out (rerun `make seeds`)", file=sys.stderr)
+        return df
     stat = {(r.config, r.seed): r.ours_top1_err for r in s.itertuples() if r.seed in ("mean", "sd")}
     n = s[~s.seed.isin(["mean", "sd"])].groupby("config").seed.apply(lambda v: ";".join(v))
     df = df.copy()

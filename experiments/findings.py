@@ -91,6 +91,9 @@ def dense_off_geometry(preset, method: str, scales_paper: list[int]) -> bool:
     return False
 
 
+CHANCE_MARGIN = 2.0  # points
+
+
 def row_nets(table: str, row: pd.Series) -> list[tuple[str, list[int]]]:
     """The nets behind one table row and the test scales Q (paper pixels) each is evaluated at."""
     if table == "table6":
@@ -127,6 +130,12 @@ def stale_geometry_nets(geometry: pd.DataFrame, table3: pd.DataFrame) -> list[st
     return sorted(set(stale))
 
 
+def at_chance(top1_err: float, classes: int | None) -> bool:
+    """A net within CHANCE_MARGIN points of chance (1 - 1/classes) did not train: a comparison with
+    it tests nothing the paper claims, whichever way it comes out."""
+    return classes is not None and top1_err >= 100 * (1 - 1 / classes) - CHANCE_MARGIN
+
+
 def caveat(preset, geometry, sides, train_map: str) -> str:
     """Why a comparison may not test the paper's effect: dense evaluation off the training
     geometry (conv5 maps unlike training's, or pools that floor), or a dense penalty
@@ -155,8 +164,9 @@ def side_key(table: str, query: str) -> str:
     return f"{table}: {query}"
 
 
-def correctness(args, tables, wanted: list[tuple[str, str]], folder: Path) -> dict[str, np.ndarray]:
-    """Per-image top-1 correctness of each (table, query) row: from the cached posteriors, or saved."""
+def correctness(args, tables, wanted: list[tuple[str, str]], folder: Path) -> tuple[dict[str, np.ndarray], int | None]:
+    """Per-image top-1 correctness of each (table, query) row, from the cached posteriors or saved,
+    and the number of classes (None from a file saved before it was recorded)."""
     if args.from_saved:
         path = folder / SAVED
         if not path.exists():
@@ -168,13 +178,14 @@ def correctness(args, tables, wanted: list[tuple[str, str]], folder: Path) -> di
         missing = [side_key(*w) for w in wanted if side_key(*w) not in saved]
         if missing:
             raise UserError(f"{path} lacks {missing[0]!r}: rerun `make findings PRESET={args.preset}`")
-        return saved
+        return saved, (int(z["classes"]) if "classes" in z.files else None)
     ex = Experiment(args)
     out = {}
     for table, query in dict.fromkeys(wanted):
         row = pick(tables, table, query)
         p, y = row_posteriors(ex, table, row)
         c = correct_top1(p, y)
+        classes = p.shape[1]
         if abs(100 * (1 - c.mean()) - row.ours_top1_err) > 0.006:
             raise UserError(f"{table} row {query!r} says {row.ours_top1_err}% but its cached posteriors give "
                             f"{100 * (1 - c.mean()):.2f}%: rerun `make {table} PRESET={args.preset}`")
@@ -183,8 +194,9 @@ def correctness(args, tables, wanted: list[tuple[str, str]], folder: Path) -> di
     # rows differ in length where Tables 5-6 use the multi-crop subset: pad the bits, keep each n
     longest = max(len(v) for v in out.values())
     atomic_save_npz(folder / SAVED, keys=np.array(keys), n=np.array([len(out[k]) for k in keys], np.int64),
-                    bits=np.stack([np.packbits(np.pad(out[k], (0, longest - len(out[k])))) for k in keys]))
-    return out
+                    bits=np.stack([np.packbits(np.pad(out[k], (0, longest - len(out[k])))) for k in keys]),
+                   classes=np.int64(classes))
+    return out, classes
 
 
 def findings(args) -> None:
@@ -201,7 +213,7 @@ def findings(args) -> None:
     train_map = f"{side}x{side}"
     cs = claims()
     wanted = [(c.table_a, c.row_a) for c in cs.itertuples()] + [(c.table_b, c.row_b) for c in cs.itertuples()]
-    correct = correctness(args, tables, wanted, folder)
+    correct, classes = correctness(args, tables, wanted, folder)
     by_seed = load_correctness(folder)  # {} unless experiments/seeds.py ran
     seed0_now = {pick(tables, t, q).config: correct[side_key(t, q)] for t, q in wanted
                  if t == "table3" and is_seed_row(pick(tables, t, q))}
@@ -232,6 +244,8 @@ def findings(args) -> None:
         paper_diff = (round(a.paper_top1_err - b.paper_top1_err, 2) if pd.notna(a.paper_top1_err)
                       and pd.notna(b.paper_top1_err) else None)
         paired = verdict(c.claim_type, r.ci_low, r.ci_high)
+        untrained = [f"{getattr(row, 'config', 'fusion')} at chance ({err:.2f}%): it did not train"
+                     for row, err in ((a, r.ours_a), (b, r.ours_b)) if at_chance(err, classes)]
         seeds = (seed_check(by_seed, a.config, b.config, c.claim_type, TIE_TOLERANCE)
                  if c.table_a == c.table_b == "table3" and is_seed_row(a) and is_seed_row(b) else None)
         rows.append({"claim": c.claim, "claim_type": c.claim_type, "paper_section": c.paper_section,
@@ -239,12 +253,14 @@ def findings(args) -> None:
                      "ours_a": round(r.ours_a, 2), "ours_b": round(r.ours_b, 2), "diff": round(r.diff, 2),
                      "ci_low": round(r.ci_low, 2), "ci_high": round(r.ci_high, 2),
                      "p_value": float(f"{r.p_value:.3g}"), "discordant": r.discordant, "images": len(ca),
-                     "verdict": seeded_verdict(paired, seeds), "seed0_verdict": paired,
+                     "verdict": "inconclusive (a net at chance)" if untrained else seeded_verdict(paired, seeds),
+                     "seed0_verdict": paired,
                      "seeds": "" if seeds is None else ";".join(map(str, seeds.seeds)),
                      "seed_diffs": "" if seeds is None else seeds.text,
                      "seed_sd_diff": None if seeds is None else seeds.sd,
                      "two_se": round(two_se, 2), "two_se_verdict": two_se_verdict(c.claim_type, r.diff, two_se),
-                     "caveat": caveat(preset, geometry, ((c.table_a, a), (c.table_b, b)), train_map),
+                     "caveat": "; ".join(untrained + [caveat(preset, geometry, ((c.table_a, a), (c.table_b, b)),
+                                                             train_map)]).strip("; "),
                      "quote": c.quote})
     df = pd.DataFrame(rows)
     write_table(df, folder / "findings.csv", {"preset": args.preset,
