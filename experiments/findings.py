@@ -259,8 +259,8 @@ def findings(args) -> None:
                      "seed_diffs": "" if seeds is None else seeds.text,
                      "seed_sd_diff": None if seeds is None else seeds.sd,
                      "two_se": round(two_se, 2), "two_se_verdict": two_se_verdict(c.claim_type, r.diff, two_se),
-                     "caveat": "; ".join(untrained + [caveat(preset, geometry, ((c.table_a, a), (c.table_b, b)),
-                                                             train_map)]).strip("; "),
+                     "caveat": "; ".join(filter(None, untrained + [
+                         caveat(preset, geometry, ((c.table_a, a), (c.table_b, b)), train_map)])),
                      "quote": c.quote})
     df = pd.DataFrame(rows)
     write_table(df, folder / "findings.csv", {"preset": args.preset,

@@ -33,6 +33,17 @@ RUNS = [
 ]
 
 
+def run_length(preset, epochs: int | None) -> tuple[str, int | str]:
+    """How long each run trains: its checkpoint-name suffix and the study_epochs column."""
+    if epochs is not None:
+        return f"{epochs}ep", epochs
+    if preset.stop_after_drops:
+        return (f"until{preset.stop_after_drops}drops",
+                f"preset's: until the plateau rule fires after {preset.stop_after_drops} lr drops, "
+                f"at most {preset.scratch_epochs}")
+    return f"{preset.scratch_epochs}ep", preset.scratch_epochs
+
+
 def checkpoint_for(ex: Experiment, config: str, how: str, epochs: int | None) -> Path:
     """The run's checkpoint, trained if missing. epochs None: the preset's own schedule (with its
     stop rule where it has one), so the chain's A and D are exactly two of the runs."""
@@ -44,9 +55,7 @@ def checkpoint_for(ex: Experiment, config: str, how: str, epochs: int | None) ->
         # the chain's own run has this init, schedule and seed; its first `epochs` epochs are
         # exactly an `epochs`-epoch run (same seeds per epoch, same plateau decisions so far)
         return ex.checkpoint(chain_net)
-    length = f"until{preset.stop_after_drops}drops" if epochs is None and preset.stop_after_drops else \
-        f"{epochs or preset.scratch_epochs}ep"
-    out = runs / preset.name / "init_study" / f"{config}_{how.replace(' ', '_')}_{length}.pt"
+    out = runs / preset.name / "init_study" / f"{config}_{how.replace(' ', '_')}_{run_length(preset, epochs)[0]}.pt"
     train(TrainSpec(config=config, scale="256", preset=preset.name, data=str(ex.root), out=str(out),
                     resume="auto", init=None if how == "from A" else how, seed=ex.args.seed,
                     init_from=str(ex.checkpoint("A_S256")) if how == "from A" else None,
@@ -68,10 +77,8 @@ def init_study(args) -> None:
     df = pd.concat(frames, ignore_index=True).drop(columns=["seconds"])  # times vary run to run
     for c in ("train_loss", "train_top1_err", "val_top1_err", "val_top5_err"):
         df[c] = df[c].round(4)
-    schedule = (epochs if epochs is not None else
-                f"preset's: until the plateau rule fires after {ex.preset.stop_after_drops} lr drops, "
-                f"at most {ex.preset.scratch_epochs}" if ex.preset.stop_after_drops else ex.preset.scratch_epochs)
-    write_table(df, ex.out("results", "init_study.csv"), {**ex.provenance(), "study_epochs": schedule})
+    write_table(df, ex.out("results", "init_study.csv"),
+                {**ex.provenance(), "study_epochs": run_length(ex.preset, epochs)[1]})
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
     for col, config in enumerate(("A", "D")):
