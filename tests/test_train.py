@@ -63,7 +63,7 @@ def test_a_config_the_preset_gives_its_own_lr_trains_at_it(small_data, tmp_path,
 
     from vgg import protocol
     from vgg.checkpoint import load_training_checkpoint
-    assert protocol.get_preset("imagenette").lr_by_config == {"B-5x5": 5e-3}  # it diverges at 1e-2 there
+    assert protocol.get_preset("imagenette").lr_by_config == {"B-5x5": 2.5e-3}  # 1e-2 diverges, 5e-3 collapses
     monkeypatch.setitem(protocol.PRESETS, "tiny", replace(protocol.PRESETS["tiny"], lr_by_config={"B-5x5": 3e-3}))
     for config, lr in (("B-5x5", 3e-3), ("A", 1e-2)):
         out = tmp_path / f"{config}.pt"
@@ -113,6 +113,29 @@ def test_a_net_stops_when_the_plateau_rule_fires_after_its_last_drop(small_data,
     assert on["log"][-1]["lr"] == on["log"][-2]["lr"]  # at the floor the rule leaves the lr alone
 
 
+def test_a_fine_tuning_stage_stops_under_the_same_plateau_rule(small_data, tmp_path, monkeypatch):
+    """S=384 from S=256 starts at the fine-tuning lr and ends where the rule fires after its last drop,
+    as the stages before it do (finetune_epochs is then a cap, not a length)."""
+    from dataclasses import replace
+
+    from vgg import protocol
+    from vgg.plateau import plateau_stop
+    monkeypatch.setitem(protocol.PRESETS, "tiny", replace(protocol.PRESETS["tiny"], finetune_epochs=12, patience=0,
+                                                          lr_drops=1, stop_after_drops=1))
+    parent = tmp_path / "A_S256.pt"
+    train(TrainSpec(config="A", preset="tiny", data=str(small_data), out=str(parent), epochs=1, progress=False))
+    child = tmp_path / "A_S384.pt"
+    train(TrainSpec(config="A", scale="384", preset="tiny", data=str(small_data), out=str(child),
+                    init_from=str(parent), progress=False))
+    ckpt = torch.load(child, weights_only=False)
+    acc = [1 - r["val_top1_err"] for r in ckpt["log"]]
+    expected = plateau_stop(acc, patience=0, threshold=0.0, drops=1)
+    assert expected is not None and expected < 12, acc
+    assert ckpt["epoch"] == expected and ckpt["stopped_after_drops"] == 1
+    assert ckpt["log"][0]["lr"] == protocol.PRESETS["tiny"].finetune_lr
+    assert ckpt["log"][-1]["lr"] == pytest.approx(protocol.PRESETS["tiny"].finetune_lr / 10)
+
+
 def test_the_lr_floor_is_exact_after_the_last_drop():
     from vgg.train import make_scheduler
     w = torch.zeros(1, requires_grad=True)
@@ -139,3 +162,20 @@ def test_a_net_trained_under_another_lr_rule_is_stale(small_data, tmp_path, monk
     a = checkpoint_path(tmp_path, "tiny", "A_S256")
     assert said == [f"retraining {a} (stale: trained under another lr rule (patience 0 -> 2))"]
     assert torch.load(a, weights_only=False)["preset"]["patience"] == 2
+
+
+def test_a_changed_lr_for_one_config_retrains_that_net_only(small_data, tmp_path, monkeypatch):
+    """lr_by_config is not part of the shared lr rule: changing B-5x5's lr makes B-5x5 stale and
+    leaves net A (and everything trained from it) as it is."""
+    from dataclasses import replace
+
+    from vgg import protocol
+    from vgg.chain import build_chain, checkpoint_path
+    only = ["A_S256", "B-5x5_S256"]
+    build_chain("tiny", str(small_data), tmp_path, only=only, progress=False, log=lambda m: None)
+    monkeypatch.setitem(protocol.PRESETS, "tiny", replace(protocol.PRESETS["tiny"], lr_by_config={"B-5x5": 3e-3}))
+    said = []
+    build_chain("tiny", str(small_data), tmp_path, only=only, progress=False, log=said.append)
+    b5 = checkpoint_path(tmp_path, "tiny", "B-5x5_S256")
+    assert said == [f"retraining {b5} (stale: started at lr 0.01, the preset starts B-5x5_S256 at 0.003)"]
+    assert torch.load(b5, weights_only=False)["log"][0]["lr"] == 3e-3

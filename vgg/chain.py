@@ -10,7 +10,8 @@ an unfinished one resumed, so an interrupted ``make table3`` continues where it 
 A checkpoint trained for fewer epochs than the preset now asks is trained on (the schedule
 is extended); one whose parent has changed since it started (or that ran longer than
 asked) is stale and trained again, like make's out-of-date targets; so is one trained under another
-learning-rate rule (patience, threshold, number of drops, stop rule, learning rates).
+learning-rate rule (patience, threshold, number of drops, stop rule, learning rates) or started
+at another learning rate than the preset now gives its config.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .checkpoint import load_training_checkpoint
 from .errors import UserError
 from .locks import file_lock
 from .protocol import get_preset
-from .train import TrainSpec, default_epochs, run_name, source_stamp, train
+from .train import TrainSpec, default_epochs, run_name, source_stamp, stage_lr, train
 
 # The preset fields that make the learning-rate rule; a checkpoint trained under other values is stale.
 LR_RULE = ("patience", "plateau_threshold", "lr_drops", "stop_after_drops", "lr", "finetune_lr")
@@ -36,6 +37,11 @@ class Net:
     @property
     def name(self) -> str:
         return run_name(self.config, self.scale)
+
+    @property
+    def finetuning(self) -> bool:
+        """Fine-tuned from a net of its own config (S=384 from S=256, jitter from S=384)."""
+        return self.parent is not None and BY_NAME[self.parent].config == self.config
 
 
 CHAIN: list[Net] = [
@@ -77,6 +83,9 @@ def plan(net: Net, path: Path, preset: str, runs: str | Path, seed: int = 0,
     if changed:  # the scheduler in the checkpoint keeps its old rule: resuming would mix two rules
         return "stale: trained under another lr rule (" + ", ".join(
             f"{k} {trained_under[k]} -> {getattr(p, k)}" for k in changed) + ")"
+    start_lr = stage_lr(p, net.config, net.finetuning)
+    if ckpt["spec"]["lr"] != start_lr:  # e.g. the preset's lr_by_config changed for this config
+        return f"stale: started at lr {ckpt['spec']['lr']:g}, the preset starts {net.name} at {start_lr:g}"
     parent = None
     if net.parent:
         parent_path = checkpoint_path(runs, preset, net.parent, seed)

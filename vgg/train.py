@@ -141,6 +141,11 @@ def default_epochs(preset, config: str, source: dict | None) -> int:
     return preset.finetune_epochs if source["hparams"]["config"] == config else preset.from_a_epochs
 
 
+def stage_lr(preset, config: str, finetuning: bool) -> float:
+    """The learning rate a stage starts at: the fine-tuning lr, or the preset's lr for this config."""
+    return preset.finetune_lr if finetuning else preset.lr_by_config.get(config, preset.lr)
+
+
 def initial_weights(model: VGG, spec: TrainSpec, preset, src: dict | None) -> str:
     """Random init, or weights from --init-from; returns a description for the log."""
     initialise(model, spec.init or preset.scratch_init, spec.init_std)
@@ -177,9 +182,10 @@ def train(spec: TrainSpec) -> Path:
     source = ck.load_training_checkpoint(spec.init_from) if spec.init_from else None
     epochs = spec.epochs or default_epochs(preset, config, source)
     finetuning = source is not None and source["hparams"]["config"] == config
-    # the preset's stop rule (nets from scratch and from net A; an explicit --epochs means exactly that many)
-    stop_drops = preset.stop_after_drops if spec.epochs is None and not finetuning else None
-    lr = spec.lr or (preset.finetune_lr if finetuning else preset.lr_by_config.get(config, preset.lr))
+    # the preset's stop rule, for every stage (from scratch, from net A, fine-tuning at S=384 and with
+    # jitter: the paper lowers the lr the same way in each); an explicit --epochs means exactly that many
+    stop_drops = preset.stop_after_drops if spec.epochs is None else None
+    lr = spec.lr or stage_lr(preset, config, finetuning)
 
     resume_from = None
     if spec.resume:
