@@ -2,7 +2,8 @@
 between dense and multi-crop, a matter of how briefly the nets trained at the larger scales?
 
 The paper trains every net for about 74 epochs, at S=384 and with scale jitter too; the
-imagenette preset gives each fine-tuning stage 2 epochs. Here the chain's S=384 and jittered
+imagenette preset gave each fine-tuning stage 2 epochs when this study was published (it now
+trains them under the plateau stop rule, as the other stages). Here the chain's S=384 and jittered
 nets of D and E are continued from their chain checkpoints to ``--factor`` times the preset's
 fine-tuning epochs (same seed, the same plateau rule, lr state from the checkpoint; the jittered
 nets keep the chain's S=384 net as their init, so each longer run is the one a preset with

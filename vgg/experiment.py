@@ -149,7 +149,7 @@ class Experiment:
         p = self.preset
         return {"preset": p.name, "dataset": self.root.name, "crop_px": p.crop, "width": p.width,
                 "epochs_scratch/from_A/finetune": f"{p.scratch_epochs}/{p.from_a_epochs}/{p.finetune_epochs}"
-                + (f" (scratch and from A: at most; stop after {p.stop_after_drops} lr drops)"
+                + (f" (at most; every stage stops after {p.stop_after_drops} lr drops)"
                    if p.stop_after_drops is not None else ""),
                 "seed": self.args.seed, "val_images": len(self.data.val)}
 
