@@ -26,7 +26,7 @@ STEPS = 12
 def epochs_of(net, preset) -> int:
     if net.parent is None:
         return preset.scratch_epochs
-    return preset.finetune_epochs if net.parent.split("_")[0] == net.config else preset.from_a_epochs
+    return preset.finetune_epochs if net.finetuning else preset.from_a_epochs
 
 
 def epoch_times(args) -> None:
