@@ -62,12 +62,15 @@ init_study:
 dense_geometry:
 	$(RUN) experiments/dense_geometry.py --preset $(PRESET) --unrounded
 
-# Table 3's S=256 nets A-E with seeds 0, 1, 2 (each seed its own chain): results/$(PRESET)/seeds.csv;
-# then table3 and findings again, which add the seed spread (mean, sd; flips -> inconclusive).
+# Table 3's S=256 nets (A, A-LRN, B-E) with seeds 0, 1, 2 (each seed its own chain):
+# results/$(PRESET)/seeds.csv; then the seed spread beside Table 3 and the findings again, from the
+# saved per-image correctness (no checkpoint needed: seeds already saved under this protocol and the
+# published seed 0 are reused, so a fresh clone trains only the missing seeds). NETS=A,A-LRN: fewer.
 seeds:
-	$(RUN) experiments/seeds.py --preset $(PRESET) $(if $(SEEDS),--seeds $(SEEDS))
-	$(RUN) experiments/03_table3_single_scale.py --preset $(PRESET)
-	$(MAKE) findings
+	$(RUN) experiments/seeds.py --preset $(PRESET) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(NETS),--nets $(NETS))
+	$(RUN) experiments/03_table3_single_scale.py --preset $(PRESET) --seed-spread-only
+	$(RUN) experiments/findings.py --preset $(PRESET) --from-saved
+	$(RUN) experiments/summary.py --preset $(PRESET)
 
 # Tables 3-6 of the imagenette and CIFAR-10 proxies beside the paper: results/presets_side_by_side.md
 compare_presets:

@@ -1,5 +1,10 @@
 """Table 3: single test scale (dense evaluation at Q = S, or Q = 0.5(Smin+Smax) for jitter),
-plus the shallow B-5x5 control (the paper: +7% top-1 over B, centre crop)."""
+plus the shallow B-5x5 control (the paper: +7% top-1 over B, centre crop).
+
+--seed-spread-only: refresh only the seed columns (mean, sd over seeds.csv's seeds) of the
+table3.csv already written, and its figure; evaluates nothing, so it needs no checkpoints (`make
+seeds` after a fresh clone). The table's own provenance (commit, command) is kept: its numbers
+are still that run's; seeds.csv carries the seeds' provenance."""
 import sys
 from pathlib import Path
 
@@ -7,7 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
+from vgg.errors import UserError  # noqa: E402
 from vgg.experiment import Experiment, main, net_name  # noqa: E402
+from vgg.io import atomic_write_text  # noqa: E402
 from vgg.plots import ours_vs_paper, training_curves  # noqa: E402
 from vgg.results import paper_table, with_errors, write_table  # noqa: E402
 from vgg.seeds import is_seed_row  # noqa: E402
@@ -37,7 +44,36 @@ def with_seed_spread(df: pd.DataFrame, seeds_csv: Path) -> pd.DataFrame:
     return df
 
 
+SEED_COLUMNS = ["seeds", "ours_top1_err_seed_mean", "ours_top1_err_seed_sd"]
+
+
+def labels_of(df: pd.DataFrame) -> list[str]:
+    return [f"{r.config} S={r.train_scale} Q={r.test_scale}" + (" crop" if r.method == "center-crop" else "")
+            for r in df.itertuples()]
+
+
+def plot(df: pd.DataFrame, path: Path, preset: str, dataset: str) -> None:
+    ours_vs_paper(df, labels_of(df), path,
+                  f"Table 3, single test scale: paper (ImageNet) vs ours ({preset}, {dataset})",
+                  "proxy errors are not ImageNet errors: compare the ordering, not the values")
+
+
+def seed_spread_only(args) -> None:
+    path = Path(args.results) / args.preset / "table3.csv"
+    if not path.exists():
+        raise UserError(f"{path} is missing: run `make table3 PRESET={args.preset}` first")
+    df = pd.read_csv(path, dtype={"train_scale": str, "seeds": str}).drop(columns=SEED_COLUMNS, errors="ignore")
+    first = list(df.columns).index("preset")  # provenance columns start here (Experiment.provenance)
+    body, provenance = df.iloc[:, :first], df.iloc[:, first:]
+    df = pd.concat([with_seed_spread(body, path.with_name("seeds.csv")), provenance], axis=1)
+    atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
+    print(f"wrote {path} (seed columns only)")
+    plot(df, Path(args.figures) / args.preset / "table3.png", args.preset, df.dataset.iloc[0])
+
+
 def table3(args) -> None:
+    if args.seed_spread_only:
+        return seed_spread_only(args)
     ex = Experiment(args)
     rows = []
     for r in paper_table("table3_single_scale").itertuples():
@@ -67,11 +103,7 @@ def table3(args) -> None:
                             delta, None, 7.0, None))
     df = with_seed_spread(pd.DataFrame(rows), ex.out("results", "seeds.csv"))
     write_table(df, ex.out("results", "table3.csv"), ex.provenance())
-    labels = [f"{r.config} S={r.train_scale} Q={r.test_scale}" + (" crop" if r.method == "center-crop" else "")
-              for r in df.itertuples()]
-    ours_vs_paper(df, labels, ex.out("figures", "table3.png"),
-                  f"Table 3, single test scale: paper (ImageNet) vs ours ({ex.preset.name}, {ex.root.name})",
-                  "proxy errors are not ImageNet errors: compare the ordering, not the values")
+    plot(df, ex.out("figures", "table3.png"), ex.preset.name, ex.root.name)
     logs = {}
     for path in sorted(Path(args.runs, ex.preset.name).glob("*.log.csv")):
         log = pd.read_csv(path)
@@ -82,5 +114,10 @@ def table3(args) -> None:
                     "validation: centre crop of the image rescaled to Q)")
 
 
+def extra(p) -> None:
+    p.add_argument("--seed-spread-only", action="store_true",
+                   help="refresh the seed columns of the written table3.csv from seeds.csv; evaluate nothing")
+
+
 if __name__ == "__main__":
-    main(table3)
+    main(table3, extra=extra)

@@ -39,10 +39,18 @@ from vgg.io import atomic_save_npz  # noqa: E402
 from vgg.model import feature_size  # noqa: E402
 from vgg.protocol import get_preset  # noqa: E402
 from vgg.results import findings_markdown, write_table  # noqa: E402
-from vgg.seeds import SEEDS_FILE, is_seed_row, load_correctness, seed_check, seeded_verdict, stale_seed_runs  # noqa: E402
+from vgg.seeds import (  # noqa: E402
+    PER_IMAGE_FILE,
+    SEEDS_FILE,
+    is_seed_row,
+    load_correctness,
+    seed_check,
+    seeded_verdict,
+    stale_seed_runs,
+)
 from vgg.stats import TIE_TOLERANCE, compare, correct_top1, unpaired_two_se, verdict  # noqa: E402
 
-SAVED = "per_image_top1.npz"
+SAVED = PER_IMAGE_FILE
 
 
 def claims() -> pd.DataFrame:

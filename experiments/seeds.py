@@ -1,4 +1,4 @@
-"""Seed variance: Table 3's S=256 nets (A, B, C, D, E by default) trained with several seeds,
+"""Seed variance: Table 3's S=256 nets (A, A-LRN, B, C, D, E by default) trained with several seeds,
 each seed its own chain (runs/<preset>/seed<k>/; seed 0 is the main chain), and scored as Table 3
 scores them (dense evaluation at Q=256, cached posteriors).
 
@@ -7,6 +7,12 @@ the mean and sample sd over the seeds), the per-image correctness behind it (see
 findings.py reads to mark a finding that flips between seeds inconclusive, and table3.py to add
 the mean and sd beside seed 0) and figures/<preset>/seeds.png. Resumable: every checkpoint and
 posterior is built once.
+
+Across sessions and fresh clones (checkpoints are not published): an entry of seeds_top1.npz made
+under the preset's current protocol (same fingerprint: lr, schedule, stop rule, sizes, dataset) is
+reused, not trained again, and seed 0 is taken from the published chain (per_image_top1.npz, which
+findings.py wrote, where it matches table3.csv). So `--seeds 0,1` in one session and `--seeds 0,1,2`
+in the next trains seed 2 only. Delete seeds_top1.npz to train every seed again.
 """
 import sys
 from pathlib import Path
@@ -22,11 +28,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from vgg.checkpoint import load_training_checkpoint  # noqa: E402
 from vgg.errors import UserError  # noqa: E402
 from vgg.experiment import Experiment, main, net_name  # noqa: E402
 from vgg.plots import save_figure  # noqa: E402
-from vgg.results import paper_table, write_table  # noqa: E402
-from vgg.seeds import SEED_ROW, save_correctness  # noqa: E402
+from vgg.results import device_name, paper_table, write_table  # noqa: E402
+from vgg.seeds import SEED_ROW, load_reusable, protocol_fingerprint, published_seed0, save_correctness  # noqa: E402
 from vgg.stats import correct_top1  # noqa: E402
 
 
@@ -48,18 +55,38 @@ def seeds(args) -> None:
         raise UserError(f"--nets: {', '.join(unknown)} has no S=256 row in Table 3; choose from "
                         f"{', '.join(paper.config)}")
     paper = paper.set_index("config")
-    rows, correct = [], {}
-    ex = None
+    folder = Path(args.results) / args.preset
+    ex = Experiment(argparse.Namespace(**{**vars(args), "seed": seed_list[0]}))
+    protocol = protocol_fingerprint(ex.preset, ex.root.name, len(ex.data.val))
+    known = load_reusable(folder, protocol, len(ex.data.val))  # (config, seed) -> (correct, top-5 %)
+    known.update({(c, 0): v for c, v in published_seed0(folder).items()})  # the chain's own seed 0
+    # what the store will hold: the requested nets already known, then each net as it is made (saved
+    # at once, so a run cut short keeps what it made and loses nothing it had)
+    correct = {k: known[k][0] for k in ((c, s) for s in seed_list for c in configs) if k in known}
+    top5 = {k: round(known[k][1], 2) for k in correct}
+    trained_with = {k: known[k][2] for k in correct}
+    rows = []
     for seed in seed_list:  # seed-major: a later seed never delays an earlier seed's results
         ex = Experiment(argparse.Namespace(**{**vars(args), "seed": seed}))
         for config in configs:
-            p, y = ex.posteriors(net_name(config, SEED_ROW["train_scale"]), SEED_ROW["method"],
-                                 [SEED_ROW["test_scale"]])
-            e1, e5 = ex.errors(p, y)
-            correct[(config, seed)] = correct_top1(p, y)
+            if (config, seed) in known:
+                e1, e5 = 1 - correct[(config, seed)].mean(), top5[(config, seed)]
+                print(f"{config} seed {seed}: saved ({folder}), not trained again", file=sys.stderr)
+            else:
+                net = net_name(config, SEED_ROW["train_scale"])
+                p, y = ex.posteriors(net, SEED_ROW["method"], [SEED_ROW["test_scale"]])
+                e1, e5 = ex.errors(p, y)
+                e5 *= 100
+                correct[(config, seed)] = correct_top1(p, y)
+                top5[(config, seed)] = round(e5, 2)
+                spec = load_training_checkpoint(ex.checkpoint(net))["spec"]
+                trained_with[(config, seed)] = f"{device_name()}, {spec.get('precision', '?')}"
+                save_correctness(folder, correct, top5, protocol, trained_with)
             rows.append({"config": config, "seed": str(seed), "ours_top1_err": round(100 * e1, 2),
-                         "ours_top5_err": round(100 * e5, 2), "paper_top1_err": paper.loc[config, "top1_val_err"],
-                         "paper_top5_err": paper.loc[config, "top5_val_err"]})
+                         "ours_top5_err": round(e5, 2), "paper_top1_err": paper.loc[config, "top1_val_err"],
+                         "paper_top5_err": paper.loc[config, "top5_val_err"],
+                         "trained_with": trained_with[(config, seed)]})
+    save_correctness(folder, correct, top5, protocol, trained_with)  # every entry under this fingerprint
     per_seed = pd.DataFrame(rows)
     summary = []
     for config in configs:
@@ -74,8 +101,6 @@ def seeds(args) -> None:
     df.insert(1, "train_scale", SEED_ROW["train_scale"])
     df.insert(2, "test_scale", SEED_ROW["test_scale"])
     df.insert(3, "method", SEED_ROW["method"])
-    folder = Path(args.results) / ex.preset.name
-    save_correctness(folder, correct)
     provenance = {k: v for k, v in ex.provenance().items() if k != "seed"}  # the seed is a column here
     write_table(df, folder / "seeds.csv", {**provenance, "seeds": ";".join(map(str, seed_list))})
     plot(per_seed, configs, ex.out("figures", "seeds.png"), ex.preset.name)
@@ -103,7 +128,8 @@ def plot(per_seed: pd.DataFrame, configs: list[str], path: Path, preset: str) ->
 
 def extra(p) -> None:
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
-    p.add_argument("--nets", default="A,B,C,D,E", help="configs at S=256 (default A,B,C,D,E)")
+    p.add_argument("--nets", default="A,A-LRN,B,C,D,E",
+                   help="configs at S=256 (default A,A-LRN,B,C,D,E: every net of a Table 3 claim at S=256)")
 
 
 if __name__ == "__main__":

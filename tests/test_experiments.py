@@ -406,6 +406,24 @@ def test_seeds_train_their_own_chains_and_feed_table3_and_findings(tables, small
                           else ba.seed0_verdict)
     assert (f.seeds.fillna("") != "").sum() == 1  # the only claim between two seeded S=256 rows
     assert f.loc["error decreases with depth: D (16 layers) beats B (13)"].seeds != "0;1"  # D has one seed
+    # A fresh clone (no checkpoints: runs-fresh is empty) asked for one more seed: seed 0 comes from
+    # the published chain (per_image_top1.npz), seed 1 from seeds_top1.npz; only seed 2 is trained.
+    fresh = [*common[:4], "--runs", "runs-fresh", *common[6:]]
+    r = run_cli([str(ROOT / "experiments" / "seeds.py"), *fresh, "--seeds", "0,1,2", "--nets", "A,B"], cwd=cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr.count("training runs-fresh/tiny/seed2/") == 2, r.stderr[-2000:]
+    assert r.stderr.count("training ") == 2  # nothing of seeds 0 and 1
+    s3 = pd.read_csv(out / "seeds.csv", dtype={"seed": str})
+    assert s3.seed.tolist() == ["0", "0", "1", "1", "2", "2", "mean", "sd", "mean", "sd"]
+    again = s3[s3.seed.isin(["0", "1"])].set_index(["config", "seed"]).ours_top1_err
+    pd.testing.assert_series_equal(again, per)
+    assert s3.trained_with.iloc[:6].str.contains(", ").all()  # machine and precision of every seed's net
+    r = run_cli([str(ROOT / "experiments" / SCRIPTS[3]), *fresh, "--seed-spread-only"], cwd=cwd)
+    assert r.returncode == 0 and "training" not in r.stderr, r.stderr[-2000:]
+    t3b = pd.read_csv(out / "table3.csv", dtype={"train_scale": str, "seeds": str})
+    assert (t3b[t3b.seeds.fillna("") != ""].seeds == "0;1;2").all()
+    assert list(t3b.columns) == list(t3.columns) and (t3b.commit == t3.commit).all()  # the table's own provenance
+    pd.testing.assert_series_equal(t3b.ours_top1_err, t3.ours_top1_err)
 
 
 def test_compare_presets_puts_each_presets_row_beside_the_papers(tables):

@@ -120,6 +120,63 @@ def test_seed_runs_from_another_chain_are_found_stale():
     assert stale_seed_runs({}, {"A": a0}) == []  # no seed runs: nothing stale
 
 
+def test_saved_seed_runs_are_reused_only_under_the_same_protocol(tmp_path):
+    """A seed's net saved in one session is reused in the next only if the protocol that trained it
+    (preset's training fields, dataset, val images) is the preset's now."""
+    import dataclasses
+
+    from vgg.protocol import get_preset
+    from vgg.seeds import SEEDS_FILE, load_reusable, protocol_fingerprint, save_correctness
+    preset = get_preset("imagenette")
+    fp = protocol_fingerprint(preset, "imagenette", 500)
+    # how images are read and by how many workers does not change what a net learns
+    assert protocol_fingerprint(dataclasses.replace(preset, loader="stream", workers=1), "imagenette", 500) == fp
+    for changed in (dataclasses.replace(preset, lr=preset.lr / 2), dataclasses.replace(preset, finetune_epochs=40),
+                    dataclasses.replace(preset, lr_by_config={})):
+        assert protocol_fingerprint(changed, "imagenette", 500) != fp
+    assert protocol_fingerprint(preset, "my-photos", 500) != fp
+    assert protocol_fingerprint(preset, "imagenette", 499) != fp
+    rng = np.random.default_rng(3)
+    a1, b1 = rng.random(500) < 0.7, rng.random(500) < 0.6
+    save_correctness(tmp_path, {("A", 1): a1, ("B", 1): b1}, {("A", 1): 9.5, ("B", 1): 8.25}, fp,
+                     {("A", 1): "cpu, fp32", ("B", 1): "cpu, fp32"})
+    got = load_reusable(tmp_path, fp, 500)
+    assert sorted(got) == [("A", 1), ("B", 1)]
+    assert np.array_equal(got[("B", 1)][0], b1) and got[("B", 1)][1:] == (8.25, "cpu, fp32")
+    assert load_reusable(tmp_path, protocol_fingerprint(preset, "imagenette", 499), 500) == {}
+    assert load_reusable(tmp_path, fp, 400) == {}
+    save_correctness(tmp_path, {("A", 1): a1})  # as files were written before fingerprints: never reused
+    assert load_reusable(tmp_path, fp, 500) == {} and load_reusable(tmp_path / "none", fp, 500) == {}
+    assert (tmp_path / SEEDS_FILE).exists()
+
+
+def test_published_seed0_is_table3s_seed_row_and_only_while_table3_agrees(tmp_path):
+    """Seed 0 without checkpoints: findings.py's saved correctness of the row Table 3 runs the seeds
+    at (S=256, dense, Q=256), kept only while it gives table3.csv's error to the hundredth."""
+    import pandas as pd
+
+    from vgg.seeds import PER_IMAGE_FILE, published_seed0
+    rng = np.random.default_rng(4)
+    a, b, b384 = (rng.random(400) < p_ for p_ in (0.7, 0.75, 0.8))
+    err = lambda c: round(100 * (1 - c.mean()), 2)  # noqa: E731
+    t3 = pd.DataFrame({"config": ["A", "B", "B", "B"], "train_scale": ["256", "256", "256", "384"],
+                       "test_scale": [256, 256, 256, 384], "method": ["dense", "dense", "center-crop", "dense"],
+                       "ours_top1_err": [err(a), err(b), 30.0, err(b384)], "ours_top5_err": [4.0, 3.5, 3.0, 2.0],
+                       "device": "AMD EPYC (2 threads)", "precision": "bf16 autocast"})
+    t3.to_csv(tmp_path / "table3.csv", index=False)
+    keys = ["table3: config == 'A'", "table3: config == 'B' and method == 'dense' and train_scale == '256'",
+            "table3: config == 'B' and train_scale == '384'", "table4: config == 'A'"]
+    np.savez(tmp_path / PER_IMAGE_FILE, keys=np.array(keys), n=np.array([400] * 4),
+             bits=np.stack([np.packbits(c) for c in (a, b, b384, a)]), classes=np.int64(10))
+    got = published_seed0(tmp_path)
+    assert sorted(got) == ["A", "B"]  # B at S=384 and table4's row are not the seed row
+    assert np.array_equal(got["B"][0], b) and got["B"][1:] == (3.5, "AMD EPYC (2 threads), bf16 autocast")
+    t3.loc[0, "ours_top1_err"] += 0.03  # table3.csv remade after findings.py saved: A no longer agrees
+    t3.to_csv(tmp_path / "table3.csv", index=False)
+    assert sorted(published_seed0(tmp_path)) == ["B"]
+    assert published_seed0(tmp_path / "none") == {}
+
+
 @pytest.mark.parametrize("patience,threshold", [(0, 0.0), (1, 0.0), (2, 0.0), (1, 0.005)])
 def test_plateau_replay_lowers_the_lr_when_torchs_scheduler_does(patience, threshold):
     import torch

@@ -3,28 +3,108 @@
 between two configs varies from seed to seed.
 
 A verdict that one seed's interval supports but another seed's difference contradicts is not
-evidence: ``seed_check`` calls such a finding *inconclusive (flips between seeds)*."""
+evidence: ``seed_check`` calls such a finding *inconclusive (flips between seeds)*.
+
+The saved correctness is also what lets the seed runs span sessions and fresh clones (checkpoints
+are not published): every entry carries the fingerprint of the training protocol that made it
+(``protocol_fingerprint``), and experiments/seeds.py reuses an entry whose fingerprint is the
+preset's now instead of training that net again; seed 0 is read from the published chain's
+per-image correctness (``published_seed0``) when it matches Table 3."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .io import atomic_save_npz
 
 SEEDS_FILE = "seeds_top1.npz"
+#: experiments/findings.py's per-image top-1 correctness of every row its claims compare
+PER_IMAGE_FILE = "per_image_top1.npz"
+#: Preset fields that do not change what a net learns (how images are read, how many threads,
+#: prose, which val images Tables 5-6 use): left out of the protocol fingerprint.
+NOT_PROTOCOL = {"loader", "workers", "notes", "multi_crop_images"}
 #: Table 3's row the seed runs repeat: each config trained at S=256, dense evaluation at Q=256.
 SEED_ROW = {"train_scale": "256", "test_scale": 256, "method": "dense"}
 
 
-def save_correctness(folder: str | Path, correct: dict[tuple[str, int], np.ndarray]) -> Path:
-    """``correct[(config, seed)]``: bool per validation image."""
+def protocol_fingerprint(preset, dataset: str, val_images: int) -> str:
+    """A short hash of everything that decides what a seed's nets learn and are scored on: the
+    preset's training fields (lr, schedule, stop rule, sizes, ...), the dataset's name and its
+    number of validation images. Two runs with the same fingerprint differ only by seed (and by the
+    machine's arithmetic: findings.py's stale check compares seed 0 with the chain's)."""
+    fields = {k: v for k, v in dataclasses.asdict(preset).items() if k not in NOT_PROTOCOL}
+    text = json.dumps({**fields, "dataset": dataset, "val_images": int(val_images)}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def save_correctness(folder: str | Path, correct: dict[tuple[str, int], np.ndarray],
+                     top5_err: dict[tuple[str, int], float] | None = None, protocol: str = "",
+                     trained_with: dict[tuple[str, int], str] | None = None) -> Path:
+    """``correct[(config, seed)]``: bool per validation image; ``top5_err``: its top-5 error (%);
+    ``protocol``: the fingerprint of the protocol that trained them (``protocol_fingerprint``);
+    ``trained_with``: the machine and precision each net was trained with ('AMD EPYC (2 threads), fp32')."""
     keys = list(correct)
+    top5_err, trained_with = top5_err or {}, trained_with or {}
     path = Path(folder) / SEEDS_FILE
     atomic_save_npz(path, configs=np.array([k[0] for k in keys]), seeds=np.array([k[1] for k in keys]),
-                    n=np.int64(len(correct[keys[0]])), bits=np.stack([np.packbits(correct[k]) for k in keys]))
+                    n=np.int64(len(correct[keys[0]])), bits=np.stack([np.packbits(correct[k]) for k in keys]),
+                    top5_err=np.array([top5_err.get(k, np.nan) for k in keys], dtype=float),
+                    protocol=np.array([protocol] * len(keys)),
+                    trained_with=np.array([trained_with.get(k, "") for k in keys]))
     return path
+
+
+#: one saved net of a seed run: (top-1 correctness per val image, top-5 error %, trained with)
+Entry = tuple[np.ndarray, float, str]
+
+
+def load_reusable(folder: str | Path, protocol: str, val_images: int) -> dict[tuple[str, int], Entry]:
+    """The saved entries a seed run may reuse instead of training: made under ``protocol`` (files
+    from before fingerprints were recorded have none and are never reused) on as many images.
+    (config, seed) -> (top-1 correctness, top-5 error %, trained with)."""
+    path = Path(folder) / SEEDS_FILE
+    if not path.exists():
+        return {}
+    z = np.load(path)
+    if "protocol" not in z.files or int(z["n"]) != val_images:
+        return {}
+    correct = load_correctness(folder)
+    return {(str(c), int(s)): (correct[(str(c), int(s))], float(t5), str(how))
+            for c, s, t5, fp, how in zip(z["configs"], z["seeds"], z["top5_err"], z["protocol"], z["trained_with"])
+            if str(fp) == protocol and np.isfinite(t5)}
+
+
+def published_seed0(folder: str | Path) -> dict[str, Entry]:
+    """Seed 0 of Table 3's seed row as the chain published it, without its checkpoints: the per-image
+    correctness findings.py saved (per_image_top1.npz) of each table3.csv row that is the seed row,
+    kept only where it gives exactly the error table3.csv states (else that table was remade after
+    findings ran). config -> (top-1 correctness, top-5 error % and device, precision from table3.csv)."""
+    folder = Path(folder)
+    saved, table = folder / PER_IMAGE_FILE, folder / "table3.csv"
+    if not (saved.exists() and table.exists()):
+        return {}
+    z = np.load(saved)
+    t3 = pd.read_csv(table, dtype={"train_scale": str, "test_scale": str})
+    ns = z["n"] if z["n"].ndim else np.full(len(z["keys"]), int(z["n"]))
+    out = {}
+    for key, bits, n in zip(z["keys"], z["bits"], ns):
+        key = str(key)
+        if not key.startswith("table3: "):
+            continue
+        rows = t3.query(key.removeprefix("table3: "))
+        if len(rows) != 1 or not is_seed_row(rows.iloc[0]):
+            continue
+        row, correct = rows.iloc[0], np.unpackbits(bits)[:int(n)].astype(bool)
+        if abs(100 * (1 - correct.mean()) - row.ours_top1_err) <= 0.006:
+            out[str(row.config)] = (correct, float(row.ours_top5_err),
+                                    ", ".join(str(row[k]) for k in ("device", "precision") if k in row.index))
+    return out
 
 
 def load_correctness(folder: str | Path) -> dict[tuple[str, int], np.ndarray]:
