@@ -226,6 +226,20 @@ def test_paired_correctness_breaks_ties_as_the_tables_error_does():
     assert (1 - correct_top1(p.numpy(), y.numpy())).sum() == round(topk_error(p, y, 1) * 4000)
 
 
+def test_findings_markdown_shows_every_seeds_difference_where_the_seed_runs_exist():
+    import pandas as pd
+
+    from vgg.results import findings_markdown
+    base = {"claim_type": "better", "paper_section": "4.1", "paper_a": 28.7, "paper_b": 29.6, "ours_a": 22.39,
+            "ours_b": 23.69, "diff": -1.3, "ci_low": -2.32, "ci_high": -0.28, "p_value": 0.01, "caveat": ""}
+    df = pd.DataFrame([{**base, "claim": "B beats A", "verdict": "inconclusive (flips between seeds)",
+                        "seeds": "0;1", "seed_diffs": "-1.30;+0.52"},
+                       {**base, "claim": "D beats B", "verdict": "opposite", "seeds": None, "seed_diffs": None}])
+    lines = findings_markdown(df).splitlines()
+    assert lines[2].endswith("| inconclusive (flips between seeds) (seeds 0, 1: -1.30, +0.52) |")
+    assert lines[3].endswith("| opposite |")
+
+
 def test_summary_counts_seed_flipped_verdicts_as_inconclusive(tmp_path):
     """summary.md's count line: 'inconclusive (flips between seeds)' is an inconclusive verdict."""
     import re

@@ -111,8 +111,17 @@ def caveat_tag(caveat) -> str:
     return " (dense geometry)" if "off the training geometry" in caveat else " (dense penalty)"
 
 
+def seed_tag(row) -> str:
+    """' (seeds 0, 1: -1.30, +0.52)' where findings.csv lists the seed runs' differences, else ''."""
+    seeds, diffs = getattr(row, "seeds", None), getattr(row, "seed_diffs", None)
+    if not isinstance(seeds, str) or not seeds or not isinstance(diffs, str):
+        return ""
+    return f" (seeds {seeds.replace(';', ', ')}: {diffs.replace(';', ', ')})"
+
+
 def findings_markdown(df: pd.DataFrame) -> str:
-    """findings.csv as a Markdown table: claim, paper, ours, paired 95% interval, McNemar p, verdict."""
+    """findings.csv as a Markdown table: claim, paper, ours, paired 95% interval, McNemar p, verdict
+    (with every seed's difference where the seed runs trained both nets)."""
     lines = ["| claim (type, section) | paper a / b | ours a / b | diff [95% CI] | McNemar p | verdict |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in df.itertuples():
@@ -121,5 +130,5 @@ def findings_markdown(df: pd.DataFrame) -> str:
             paper = "B-5x5 +7 (difference only)"
         lines.append(f"| {r.claim} ({r.claim_type}, {r.paper_section}) | {paper} | {r.ours_a:.2f} / {r.ours_b:.2f} | "
                      f"{r.diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.p_value:.2g} | {r.verdict}"
-                     f"{caveat_tag(r.caveat)} |")
+                     f"{caveat_tag(r.caveat)}{seed_tag(r)} |")
     return "\n".join(lines)
