@@ -43,6 +43,7 @@ from vgg.init import init_glorot  # noqa: E402
 from vgg.model import VGG  # noqa: E402
 from vgg.protocol import get_preset  # noqa: E402
 from vgg.results import write_table  # noqa: E402
+from vgg.runtime import resolve_amp  # noqa: E402
 from vgg.train import make_optimizer, train_step  # noqa: E402
 
 REPEATS = 5
@@ -190,7 +191,8 @@ def imagenette_measure(variant: str) -> dict:
     out = {}
     out["D_img_s"], d = step_rate("D")
     out["D_gflop_s"] = out["D_img_s"] * 6 * multiply_adds(d) / 1e9  # fwd 2 FLOP/MAC, bwd twice fwd
-    a = torch.randn(4096, 4096, dtype=torch.bfloat16)
+    # in the precision train_step runs in here: bf16 on a CPU without native bf16 times an emulation
+    a = torch.randn(4096, 4096, dtype=torch.bfloat16 if resolve_amp(None, "cpu") else torch.float32)
     a @ a
     t0 = time.perf_counter()
     for _ in range(3):

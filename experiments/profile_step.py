@@ -1,10 +1,13 @@
 """Where the time goes at the imagenette geometry: torch.profiler over (1) net D's training step
-(crop 128, width 1/4, the preset's batch, bf16 autocast, channels_last, synthetic tensors) and
+(crop 128, width 1/4, the preset's batch, channels_last, synthetic tensors, in the precision the
+chain uses here: bf16 autocast where the CPU has fast bf16, else fp32) and
 (2) D's 150-crop multi-crop evaluation of a few images (Q = 160 / 224 / 288 px), this code as the
 chain runs it (malloc keeps freed memory). Writes results/<preset>/profile.csv: per phase, the
 operators by self CPU time (top ``--top``) with their share of the phase, and the phase's step time;
 and results/<preset>/conv_layers.csv: each conv layer of the step timed alone (forward, forward +
-backward) with its achieved GFLOP/s beside a 4096x4096 bf16 matmul's, so the limit has a number.
+backward) with its achieved GFLOP/s beside a 4096x4096 matmul's in the same precision, so the limit
+has a number. (Timing bf16 on a CPU without native bf16 would measure an emulation the chain never
+runs, and takes minutes.)
 """
 import sys
 from pathlib import Path
@@ -23,7 +26,7 @@ from vgg.init import init_glorot  # noqa: E402
 from vgg.model import VGG  # noqa: E402
 from vgg.protocol import get_preset  # noqa: E402
 from vgg.results import write_table  # noqa: E402
-from vgg.runtime import keep_freed_memory  # noqa: E402
+from vgg.runtime import keep_freed_memory, resolve_amp  # noqa: E402
 from vgg.train import make_optimizer, train_step  # noqa: E402
 
 STEPS = 4
@@ -48,17 +51,18 @@ def timed(fn, repeats: int = 5) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
-def matmul_gflop_s(n: int = 4096) -> float:
-    """A bf16 n x n matmul's GFLOP/s: this machine's peak as PyTorch reaches it."""
-    a = torch.randn(n, n, dtype=torch.bfloat16)
+def matmul_gflop_s(amp: bool, n: int = 4096) -> float:
+    """An n x n matmul's GFLOP/s in the chain's precision (bf16 if ``amp``, else fp32): this
+    machine's peak as PyTorch reaches it."""
+    a = torch.randn(n, n, dtype=torch.bfloat16 if amp else torch.float32)
     return 2 * n ** 3 / timed(lambda: a @ a, 3) / 1e9
 
 
-def conv_layer_rates(model: VGG, batch: int, crop: int) -> list[dict]:
-    """Each conv layer of the training step alone (bf16 autocast, channels_last, the step's batch):
+def conv_layer_rates(model: VGG, batch: int, crop: int, amp: bool) -> list[dict]:
+    """Each conv layer of the training step alone (bf16 autocast if ``amp``, channels_last, the step's batch):
     forward and forward+backward time and achieved GFLOP/s (backward: weight and, but for the first
     layer, input gradient, each as costly as the forward) beside the matmul's GFLOP/s."""
-    peak = matmul_gflop_s()
+    peak = matmul_gflop_s(amp)
     rows, side, i = [], crop, 0
     for layer in model.features:
         if isinstance(layer, torch.nn.MaxPool2d):
@@ -73,11 +77,11 @@ def conv_layer_rates(model: VGG, batch: int, crop: int) -> list[dict]:
         macs = batch * side * side * layer.in_channels * layer.out_channels * layer.kernel_size[0] ** 2
 
         def fwd():
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
                 conv(x)
 
         def fwd_bwd():
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
                 out = conv(x)
             out.backward(torch.ones_like(out))
 
@@ -93,6 +97,7 @@ def conv_layer_rates(model: VGG, batch: int, crop: int) -> list[dict]:
 
 def profile_step(args) -> None:
     keep_freed_memory()
+    amp = resolve_amp(None, "cpu")  # as the chain trains here (VGG_AMP / --precision can force either)
     preset = get_preset(args.preset)
     torch.manual_seed(0)
     model = init_glorot(VGG(args.config, num_classes=10, width=preset.width, crop_size=preset.crop))
@@ -101,11 +106,11 @@ def profile_step(args) -> None:
     x = torch.randn(preset.batch, 3, preset.crop, preset.crop).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (preset.batch,))
     for _ in range(2):
-        train_step(model, opt, x, y)
+        train_step(model, opt, x, y, amp)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         t0 = time.perf_counter()
         for _ in range(STEPS):
-            train_step(model, opt, x, y)
+            train_step(model, opt, x, y, amp)
         step = (time.perf_counter() - t0) / STEPS
     rows = top_ops(prof, f"train step {args.config} (batch {preset.batch}, crop {preset.crop})", step, args.top)
     model.eval()
@@ -124,7 +129,7 @@ def profile_step(args) -> None:
     for phase, g in df.groupby("phase", sort=False):
         print(f"{phase}: {g.phase_seconds_per_step.iloc[0]:.3f} s per step/image")
         print(g[["op", "calls", "self_cpu_ms", "share"]].to_string(index=False))
-    layers = pd.DataFrame(conv_layer_rates(model, preset.batch, preset.crop))
+    layers = pd.DataFrame(conv_layer_rates(model, preset.batch, preset.crop, amp))
     write_table(layers, Path(args.results) / preset.name / "conv_layers.csv",
                 {"preset": preset.name, "threads": torch.get_num_threads()})
     print(layers.to_string(index=False))
