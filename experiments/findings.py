@@ -35,7 +35,6 @@ import pandas as pd  # noqa: E402
 
 from vgg.errors import UserError  # noqa: E402
 from vgg.experiment import DENSE_GAP_LIMIT, Experiment, main, members, net_name, scales_of  # noqa: E402
-from vgg.io import atomic_save_npz  # noqa: E402
 from vgg.model import feature_size  # noqa: E402
 from vgg.protocol import get_preset  # noqa: E402
 from vgg.results import findings_markdown, write_table  # noqa: E402
@@ -44,6 +43,8 @@ from vgg.seeds import (  # noqa: E402
     SEEDS_FILE,
     is_seed_row,
     load_correctness,
+    load_per_image,
+    save_per_image,
     seed_check,
     seeded_verdict,
     stale_seed_runs,
@@ -176,17 +177,14 @@ def correctness(args, tables, wanted: list[tuple[str, str]], folder: Path) -> tu
     """Per-image top-1 correctness of each (table, query) row, from the cached posteriors or saved,
     and the number of classes (None from a file saved before it was recorded)."""
     if args.from_saved:
-        path = folder / SAVED
-        if not path.exists():
-            raise UserError(f"{path} is missing: run `make findings PRESET={args.preset}` with the checkpoints "
-                            "(or posteriors) present once")
-        z = np.load(path)
-        ns = z["n"] if z["n"].ndim else np.full(len(z["keys"]), int(z["n"]))
-        saved = {k: np.unpackbits(v)[:int(n)].astype(bool) for k, v, n in zip(z["keys"], z["bits"], ns)}
+        saved, classes = load_per_image(folder)
+        if not saved:
+            raise UserError(f"{folder / SAVED} is missing: run `make findings PRESET={args.preset}` with the "
+                            "checkpoints (or posteriors) present once")
         missing = [side_key(*w) for w in wanted if side_key(*w) not in saved]
         if missing:
-            raise UserError(f"{path} lacks {missing[0]!r}: rerun `make findings PRESET={args.preset}`")
-        return saved, (int(z["classes"]) if "classes" in z.files else None)
+            raise UserError(f"{folder / SAVED} lacks {missing[0]!r}: rerun `make findings PRESET={args.preset}`")
+        return saved, classes
     ex = Experiment(args)
     out = {}
     for table, query in dict.fromkeys(wanted):
@@ -198,12 +196,7 @@ def correctness(args, tables, wanted: list[tuple[str, str]], folder: Path) -> tu
             raise UserError(f"{table} row {query!r} says {row.ours_top1_err}% but its cached posteriors give "
                             f"{100 * (1 - c.mean()):.2f}%: rerun `make {table} PRESET={args.preset}`")
         out[side_key(table, query)] = c
-    keys = list(out)
-    # rows differ in length where Tables 5-6 use the multi-crop subset: pad the bits, keep each n
-    longest = max(len(v) for v in out.values())
-    atomic_save_npz(folder / SAVED, keys=np.array(keys), n=np.array([len(out[k]) for k in keys], np.int64),
-                    bits=np.stack([np.packbits(np.pad(out[k], (0, longest - len(out[k])))) for k in keys]),
-                   classes=np.int64(classes))
+    save_per_image(folder, out, classes)
     return out, classes
 
 

@@ -177,6 +177,25 @@ def test_published_seed0_is_table3s_seed_row_and_only_while_table3_agrees(tmp_pa
     assert published_seed0(tmp_path / "none") == {}
 
 
+def test_per_image_file_keeps_rows_of_different_lengths_and_reads_old_files(tmp_path):
+    """findings.py's per-image file: rows of Tables 5-6 cover the multi-crop subset only, so each row
+    keeps its own n through the padded bits; a file from before n per row and classes were recorded
+    (one scalar n, no classes) still reads; a missing file reads as nothing."""
+    from vgg.seeds import PER_IMAGE_FILE, load_per_image, save_per_image
+    rng = np.random.default_rng(5)
+    rows = {"table3: config == 'A'": rng.random(403) < 0.7, "table5: config == 'D'": rng.random(37) < 0.6}
+    save_per_image(tmp_path, rows, classes=10)
+    got, classes = load_per_image(tmp_path)
+    assert classes == 10 and list(got) == list(rows)
+    assert all(np.array_equal(got[k], rows[k]) for k in rows)
+    old = {"table3: config == 'A'": rows["table3: config == 'A'"], "table3: config == 'B'": rng.random(403) < 0.5}
+    np.savez(tmp_path / PER_IMAGE_FILE, keys=np.array(list(old)), n=np.int64(403),
+             bits=np.stack([np.packbits(v) for v in old.values()]))
+    got, classes = load_per_image(tmp_path)
+    assert classes is None and all(np.array_equal(got[k], old[k]) for k in old)
+    assert load_per_image(tmp_path / "none") == ({}, None)
+
+
 @pytest.mark.parametrize("patience,threshold", [(0, 0.0), (1, 0.0), (2, 0.0), (1, 0.005)])
 def test_plateau_replay_lowers_the_lr_when_torchs_scheduler_does(patience, threshold):
     import torch

@@ -80,27 +80,50 @@ def load_reusable(folder: str | Path, protocol: str, val_images: int) -> dict[tu
             if str(fp) == protocol and np.isfinite(t5)}
 
 
+def save_per_image(folder: str | Path, correct: dict[str, np.ndarray], classes: int) -> Path:
+    """findings.py's per-image top-1 correctness of every row its claims compare (key: 'table3: <query>'),
+    and the number of classes. Rows differ in length where Tables 5-6 use the multi-crop subset: the
+    bits are padded and each row keeps its own n."""
+    keys = list(correct)
+    longest = max(len(v) for v in correct.values())
+    path = Path(folder) / PER_IMAGE_FILE
+    atomic_save_npz(path, keys=np.array(keys), n=np.array([len(correct[k]) for k in keys], np.int64),
+                    bits=np.stack([np.packbits(np.pad(correct[k], (0, longest - len(correct[k])))) for k in keys]),
+                    classes=np.int64(classes))
+    return path
+
+
+def load_per_image(folder: str | Path) -> tuple[dict[str, np.ndarray], int | None]:
+    """What ``save_per_image`` wrote: (row key -> top-1 correctness, number of classes), the classes
+    None in a file saved before they were recorded; ({}, None) when the file is missing. Reads files
+    from before each row kept its own n too (one n for all rows)."""
+    path = Path(folder) / PER_IMAGE_FILE
+    if not path.exists():
+        return {}, None
+    z = np.load(path)
+    ns = z["n"] if z["n"].ndim else np.full(len(z["keys"]), int(z["n"]))
+    correct = {str(k): np.unpackbits(b)[:int(n)].astype(bool) for k, b, n in zip(z["keys"], z["bits"], ns)}
+    return correct, (int(z["classes"]) if "classes" in z.files else None)
+
+
 def published_seed0(folder: str | Path) -> dict[str, Entry]:
     """Seed 0 of Table 3's seed row as the chain published it, without its checkpoints: the per-image
     correctness findings.py saved (per_image_top1.npz) of each table3.csv row that is the seed row,
     kept only where it gives exactly the error table3.csv states (else that table was remade after
     findings ran). config -> (top-1 correctness, top-5 error % and device, precision from table3.csv)."""
     folder = Path(folder)
-    saved, table = folder / PER_IMAGE_FILE, folder / "table3.csv"
-    if not (saved.exists() and table.exists()):
+    saved, table = load_per_image(folder)[0], folder / "table3.csv"
+    if not (saved and table.exists()):
         return {}
-    z = np.load(saved)
     t3 = pd.read_csv(table, dtype={"train_scale": str, "test_scale": str})
-    ns = z["n"] if z["n"].ndim else np.full(len(z["keys"]), int(z["n"]))
     out = {}
-    for key, bits, n in zip(z["keys"], z["bits"], ns):
-        key = str(key)
+    for key, correct in saved.items():
         if not key.startswith("table3: "):
             continue
         rows = t3.query(key.removeprefix("table3: "))
         if len(rows) != 1 or not is_seed_row(rows.iloc[0]):
             continue
-        row, correct = rows.iloc[0], np.unpackbits(bits)[:int(n)].astype(bool)
+        row = rows.iloc[0]
         if abs(100 * (1 - correct.mean()) - row.ours_top1_err) <= 0.006:
             out[str(row.config)] = (correct, float(row.ours_top5_err),
                                     ", ".join(str(row[k]) for k in ("device", "precision") if k in row.index))
