@@ -74,6 +74,29 @@ def test_mixed_sizes_aspect_ratios_and_modes_train_and_evaluate(tmp_path, capsys
     assert split.images.dtype == torch.uint8
 
 
+def test_a_changed_dataset_replaces_its_decoded_cache_and_keeps_other_subsets(tmp_path):
+    """A split whose files changed (a new copy: other mtimes) is decoded again, and its old cache --
+    a whole decoded split, 1.4 GB for Imagenette's train -- is deleted; a cached subset of the same
+    folder (another max_per_class) and another folder's cache are kept."""
+    import os
+    data = tree(tmp_path / "d", {"train": {"cat": simple(3), "dog": simple(3)}})
+    other = tree(tmp_path / "e", {"train": {"cat": simple(2), "dog": simple(2)}})
+    cache = tmp_path / "cache"
+    load_memory_split(data / "train", cache_dir=cache)
+    load_memory_split(data / "train", max_per_class=2, cache_dir=cache)
+    load_memory_split(other / "train", cache_dir=cache)
+    before = sorted(p.name for p in cache.glob("*.npz"))
+    assert len(before) == 3
+    load_memory_split(data / "train", cache_dir=cache)  # unchanged: the cache is read, nothing removed
+    assert sorted(p.name for p in cache.glob("*.npz")) == before
+    changed = next((data / "train" / "cat").iterdir())
+    os.utime(changed, (1e9, 1e9))
+    split = load_memory_split(data / "train", cache_dir=cache)
+    after = sorted(p.name for p in cache.glob("*.npz"))
+    assert len(split) == 6 and len(after) == 3 and len(set(after) - set(before)) == 1
+    assert not [p for p in cache.iterdir() if p.suffix == ".lock" and not p.with_suffix("").exists()]
+
+
 def test_canvas_crop_equals_the_crop_of_the_image_alone():
     img = torch.randint(0, 256, (1, 3, 30, 50), dtype=torch.uint8)
     canvas = torch.nn.functional.pad(img.float(), (0, 20, 0, 40), mode="replicate").to(torch.uint8)

@@ -34,7 +34,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 
 from .errors import UserError
 from .io import atomic_save_npz
-from .locks import file_lock
+from .locks import file_lock, lock_path
 
 LAYOUT = "ROOT/train/<class>/<image>.jpg and ROOT/val/<class>/<image>.jpg (ImageFolder layout)"
 
@@ -149,14 +149,35 @@ def load_memory_split(split_dir: Path, classes: list[str] | None = None, max_per
     paths, labels = subsample(paths, labels, max_per_class)
     if cache_dir is None:
         return _decode_split(split_dir, paths, labels, classes, None, max_side)
-    cache = Path(cache_dir) / f"{split_dir.name}-{_cache_key(paths, max_per_class)}-{max_side}.npz"
+    # <split>-<which folder, subset, size>-<its files' names, sizes, mtimes>-<size>.npz
+    family = f"{split_dir.name}-{_folder_key(split_dir, max_per_class, max_side)}"
+    cache = Path(cache_dir) / f"{family}-{_cache_key(paths, max_per_class)}-{max_side}.npz"
     with file_lock(cache):  # concurrent runs decode a split once
         if cache.exists():
             z = np.load(cache)
             sizes = torch.from_numpy(z["sizes"]) if "sizes" in z else None
             return InMemorySplit(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), classes,
                                  int(z["skipped"]), sizes)
-        return _decode_split(split_dir, paths, labels, classes, cache, max_side)
+        split = _decode_split(split_dir, paths, labels, classes, cache, max_side)
+    remove_stale_caches(cache, family, max_side)
+    return split
+
+
+def _folder_key(split_dir: Path, max_per_class: int | None, max_side: int | None) -> str:
+    return hashlib.sha1(f"{split_dir.resolve()}\0{max_per_class}\0{max_side}".encode()).hexdigest()[:8]
+
+
+def remove_stale_caches(current: Path, family: str, max_side: int | None) -> list[Path]:
+    """Delete the caches of the same split folder (same subset and size) made before its files
+    changed (another copy, new mtimes): each is a whole decoded split (1.4 GB for Imagenette's train)
+    that no run can read again. A run that opened one keeps reading it (POSIX unlink)."""
+    gone = []
+    for old in current.parent.glob(f"{family}-*-{max_side}.npz"):
+        if old != current:
+            old.unlink(missing_ok=True)
+            lock_path(old).unlink(missing_ok=True)
+            gone.append(old)
+    return gone
 
 
 def _shrink(im: Image.Image, max_side: int | None) -> Image.Image:
