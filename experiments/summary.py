@@ -25,6 +25,26 @@ def error_table(df: pd.DataFrame, label) -> list[str]:
     return out
 
 
+def seed_table(seeds: pd.DataFrame) -> list[str]:
+    """seeds.csv (experiments/seeds.py) as Markdown: Table 3's S=256 row per net and seed, its mean
+    and sample sd over the seeds, and what each seed was trained with."""
+    runs = seeds[seeds.seed.str.isdigit()].assign(seed=lambda d: d.seed.astype(int))
+    stat = seeds[~seeds.seed.str.isdigit()].set_index(["config", "seed"]).ours_top1_err
+    errs = runs.pivot(index="config", columns="seed", values="ours_top1_err")
+    errs = errs.reindex(list(dict.fromkeys(runs.config)))
+    out = ["| net | " + " | ".join(f"seed {s}" for s in errs.columns) + " | mean +- sd | paper |",
+           "| --- |" + " --- |" * (len(errs.columns) + 2)]
+    paper = runs.groupby("config").paper_top1_err.first()
+    for config, r in errs.iterrows():
+        out.append(f"| {config} | " + " | ".join("-" if pd.isna(v) else f"{v:.2f}" for v in r)
+                   + f" | {stat[(config, 'mean')]:.2f} +- {stat[(config, 'sd')]:.2f} | {paper[config]:g} |")
+    if "trained_with" in runs:
+        out += ["", "Trained with: " + "; ".join(
+            f"seed {s}: " + " / ".join(dict.fromkeys(runs[runs.seed == s].trained_with.dropna()))
+            for s in errs.columns) + "."]
+    return out
+
+
 def summary(args) -> None:
     folder = Path(args.results) / args.preset
     t = {}
@@ -54,6 +74,13 @@ def summary(args) -> None:
                                                                          else " (D + E jitter)"))
     lines += ["", "## Table 7: best single net and best fusion", ""]
     lines += error_table(t[7].iloc[:2], lambda r: r.method)
+    seeds = folder / "seeds.csv"
+    if seeds.exists():
+        sd = pd.read_csv(seeds, dtype={"seed": str})
+        lines += ["", f"## Seed spread: Table 3's S=256 nets (dense, Q=256; seeds {sd.seeds[0].replace(';', ', ')})",
+                  "", "Top-1 error (%) of each net trained with each seed (B-E of seed k from seed k's A); "
+                      "'-': not trained with that seed yet.", ""]
+        lines += seed_table(sd)
     f = folder / "findings.csv"
     if f.exists():
         fd = pd.read_csv(f)

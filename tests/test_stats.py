@@ -279,3 +279,28 @@ def test_summary_counts_seed_flipped_verdicts_as_inconclusive(tmp_path):
                                   int(fd.verdict.str.startswith("inconclusive").sum()),
                                   int(fd.verdict.str.startswith("opposite").sum()))
     assert rep + inc + opp == n
+
+
+def test_summary_has_the_seed_spread_of_seeds_csv(tmp_path):
+    """summary.md's seed table: one row per net of seeds.csv, each seed's error, and a mean and sd
+    equal to those of the per-seed rows (computed here independently)."""
+    import re
+    import shutil
+
+    import pandas as pd
+    from conftest import ROOT, run_cli
+    shutil.copytree(ROOT / "results" / "imagenette", tmp_path / "imagenette")
+    r = run_cli([str(ROOT / "experiments" / "summary.py"), "--preset", "imagenette", "--results", str(tmp_path)])
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = (tmp_path / "imagenette" / "summary.md").read_text()
+    sd = pd.read_csv(tmp_path / "imagenette" / "seeds.csv", dtype={"seed": str})
+    runs = sd[sd.seed.str.isdigit()]
+    assert "## Seed spread" in md
+    for config, g in runs.groupby("config"):
+        row = re.search(rf"^\| {re.escape(config)} \| (.*) \|$", md.split("## Seed spread")[1], re.M)
+        cells = row.group(1).split(" | ")
+        errs = g.sort_values("seed", key=lambda s: s.astype(int)).ours_top1_err.to_numpy()
+        assert [float(c) for c in cells[:len(errs)]] == list(errs)
+        mean, spread = map(float, cells[len(errs)].split(" +- "))
+        assert abs(mean - errs.mean()) <= 0.006 and abs(spread - errs.std(ddof=1)) <= 0.006
+        assert float(cells[-1]) == g.paper_top1_err.iloc[0]
