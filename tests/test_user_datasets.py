@@ -95,6 +95,13 @@ def test_a_changed_dataset_replaces_its_decoded_cache_and_keeps_other_subsets(tm
     after = sorted(p.name for p in cache.glob("*.npz"))
     assert len(split) == 6 and len(after) == 3 and len(set(after) - set(before)) == 1
     assert not [p for p in cache.iterdir() if p.suffix == ".lock" and not p.with_suffix("").exists()]
+    # a cache of the same files under the name used before the family (upgrade): replaced too
+    new, = set(after) - set(before)
+    split_name, _, key, size = new.removesuffix(".npz").split("-")
+    legacy = cache / f"{split_name}-{key}-{size}.npz"
+    (cache / new).rename(legacy)
+    load_memory_split(data / "train", cache_dir=cache)
+    assert not legacy.exists() and (cache / new).exists()
 
 
 def test_canvas_crop_equals_the_crop_of_the_image_alone():

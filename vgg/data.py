@@ -151,7 +151,8 @@ def load_memory_split(split_dir: Path, classes: list[str] | None = None, max_per
         return _decode_split(split_dir, paths, labels, classes, None, max_side)
     # <split>-<which folder, subset, size>-<its files' names, sizes, mtimes>-<size>.npz
     family = f"{split_dir.name}-{_folder_key(split_dir, max_per_class, max_side)}"
-    cache = Path(cache_dir) / f"{family}-{_cache_key(paths, max_per_class)}-{max_side}.npz"
+    key = _cache_key(paths, max_per_class)
+    cache = Path(cache_dir) / f"{family}-{key}-{max_side}.npz"
     with file_lock(cache):  # concurrent runs decode a split once
         if cache.exists():
             z = np.load(cache)
@@ -159,7 +160,8 @@ def load_memory_split(split_dir: Path, classes: list[str] | None = None, max_per
             return InMemorySplit(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), classes,
                                  int(z["skipped"]), sizes)
         split = _decode_split(split_dir, paths, labels, classes, cache, max_side)
-    remove_stale_caches(cache, family, max_side)
+    # the same files as cached before caches were named by family: <split>-<key>-<size>.npz
+    remove_stale_caches(cache, family, max_side, legacy=cache.with_name(f"{split_dir.name}-{key}-{max_side}.npz"))
     return split
 
 
@@ -167,12 +169,13 @@ def _folder_key(split_dir: Path, max_per_class: int | None, max_side: int | None
     return hashlib.sha1(f"{split_dir.resolve()}\0{max_per_class}\0{max_side}".encode()).hexdigest()[:8]
 
 
-def remove_stale_caches(current: Path, family: str, max_side: int | None) -> list[Path]:
+def remove_stale_caches(current: Path, family: str, max_side: int | None, legacy: Path | None = None) -> list[Path]:
     """Delete the caches of the same split folder (same subset and size) made before its files
     changed (another copy, new mtimes): each is a whole decoded split (1.4 GB for Imagenette's train)
-    that no run can read again. A run that opened one keeps reading it (POSIX unlink)."""
+    that no run can read again; and ``legacy``, the same files' cache under the name used before
+    caches were named by family. A run that opened one keeps reading it (POSIX unlink)."""
     gone = []
-    for old in current.parent.glob(f"{family}-*-{max_side}.npz"):
+    for old in [*current.parent.glob(f"{family}-*-{max_side}.npz"), *([legacy] if legacy and legacy.exists() else [])]:
         if old != current:
             old.unlink(missing_ok=True)
             lock_path(old).unlink(missing_ok=True)
