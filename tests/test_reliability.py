@@ -171,3 +171,21 @@ def test_write_table_refuses_a_provenance_column_that_would_replace_the_tables_o
     assert not (tmp_path / "t.csv").exists()
     write_table(df.rename(columns={"val_images": "images"}), tmp_path / "t.csv", {"val_images": 3925})
     assert pd.read_csv(tmp_path / "t.csv")[["images", "val_images"]].iloc[0].tolist() == [1000, 3925]
+
+
+def test_remaking_an_unchanged_table_keeps_the_commit_that_made_it(tmp_path, monkeypatch):
+    """Tables 1-2 come out the same on every `make tables`: the file (and its commit) stays; a table
+    whose rows or environment changed is written with the new commit."""
+    import vgg.results as results
+    path = tmp_path / "table2.csv"
+    df = pd.DataFrame({"config": ["A", "E"], "params": [132863336, 143667240], "note": ["", "19 layers"]})
+    monkeypatch.setattr(results, "git_commit", lambda *a: "aaaaaaa")
+    results.write_table(df, path, {"preset": "paper"})
+    before = path.read_bytes()
+    monkeypatch.setattr(results, "git_commit", lambda *a: "bbbbbbb")
+    results.write_table(df, path, {"preset": "paper"})
+    assert path.read_bytes() == before  # same rows: commit aaaaaaa kept
+    results.write_table(df.assign(params=[132863336, 143667241]), path, {"preset": "paper"})
+    assert pd.read_csv(path).commit.tolist() == ["bbbbbbb"] * 2
+    results.write_table(df.assign(params=[132863336, 143667241]), path, {"preset": "proxy"})
+    assert pd.read_csv(path).preset.tolist() == ["proxy"] * 2  # a provenance column changed: rewritten

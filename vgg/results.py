@@ -1,6 +1,7 @@
 """Result tables: our value beside the paper's, with provenance, written atomically."""
 from __future__ import annotations
 
+import io
 import platform
 import shlex
 import subprocess
@@ -88,8 +89,24 @@ def with_errors(row: dict, ours_top1: float | None, ours_top5: float | None, pap
             "ours_top5_err": o5, "paper_top5_err": paper_top5, "diff_top5": diff(o5, paper_top5)}
 
 
+def same_but_stamp(df: pd.DataFrame, path: str | Path) -> bool:
+    """Whether the CSV at ``path`` holds exactly ``df`` apart from its commit and command: remaking
+    an unchanged table (Tables 1-2 on every `make tables`) keeps the commit that first made it."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    try:
+        old = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return False
+    new = pd.read_csv(io.StringIO(df.to_csv(index=False, lineterminator="\n")), dtype=str, keep_default_na=False)
+    stamp = ["commit", "command"]
+    return list(old.columns) == list(new.columns) and old.drop(columns=stamp).equals(new.drop(columns=stamp))
+
+
 def write_table(df: pd.DataFrame, path: str | Path, provenance: dict | None = None) -> Path:
-    """Write ``df`` with provenance columns (commit, command, ...) atomically; print it."""
+    """Write ``df`` with provenance columns (commit, command, ...) atomically; print it. A table
+    that would come out the same apart from its commit and command is left as it is."""
     df = df.copy()
     extra = {**(provenance or {}), **environment(), "commit": git_commit(), "command": command_line()}
     clash = sorted(set(extra) & set(df.columns))
@@ -97,9 +114,12 @@ def write_table(df: pd.DataFrame, path: str | Path, provenance: dict | None = No
         raise ValueError(f"table columns {clash} clash with provenance columns: rename them")
     for key, value in extra.items():
         df[key] = value
-    atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
     with pd.option_context("display.width", 200, "display.max_columns", 12):
         print(df.drop(columns=["commit", "command"]).to_string(index=False))
+    if same_but_stamp(df, path):
+        print(f"{path}: unchanged (rows, columns and environment); kept with the commit that made it")
+        return Path(path)
+    atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
     print(f"wrote {path}")
     return Path(path)
 
