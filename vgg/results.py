@@ -89,9 +89,9 @@ def with_errors(row: dict, ours_top1: float | None, ours_top5: float | None, pap
             "ours_top5_err": o5, "paper_top5_err": paper_top5, "diff_top5": diff(o5, paper_top5)}
 
 
-def same_but_stamp(df: pd.DataFrame, path: str | Path) -> bool:
-    """Whether the CSV at ``path`` holds exactly ``df`` apart from its commit and command: remaking
-    an unchanged table (Tables 1-2 on every `make tables`) keeps the commit that first made it."""
+def same_but_stamp(text: str, path: str | Path) -> bool:
+    """Whether the CSV at ``path`` holds exactly the CSV ``text`` apart from its commit and command:
+    remaking an unchanged table (Tables 1-2 on every `make tables`) keeps the commit that first made it."""
     path = Path(path)
     if not path.exists():
         return False
@@ -99,7 +99,7 @@ def same_but_stamp(df: pd.DataFrame, path: str | Path) -> bool:
         old = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
         return False
-    new = pd.read_csv(io.StringIO(df.to_csv(index=False, lineterminator="\n")), dtype=str, keep_default_na=False)
+    new = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     stamp = ["commit", "command"]
     return list(old.columns) == list(new.columns) and old.drop(columns=stamp).equals(new.drop(columns=stamp))
 
@@ -116,10 +116,11 @@ def write_table(df: pd.DataFrame, path: str | Path, provenance: dict | None = No
         df[key] = value
     with pd.option_context("display.width", 200, "display.max_columns", 12):
         print(df.drop(columns=["commit", "command"]).to_string(index=False))
-    if same_but_stamp(df, path):
+    text = df.to_csv(index=False, lineterminator="\n")
+    if same_but_stamp(text, path):
         print(f"{path}: unchanged (rows, columns and environment); kept with the commit that made it")
         return Path(path)
-    atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(path, text)
     print(f"wrote {path}")
     return Path(path)
 
