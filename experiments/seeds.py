@@ -88,7 +88,11 @@ def seeds(args) -> None:
                          "paper_top5_err": paper.loc[config, "top5_val_err"],
                          "trained_with": trained_with[(config, seed)]})
     save_correctness(folder, correct, top5, protocol, trained_with)  # every entry under this fingerprint
+    # the table and figure list the nets in Table 3's order, whatever order NETS trained them in
+    configs = [c for c in paper.index if c in configs]
     per_seed = pd.DataFrame(rows)
+    per_seed = per_seed.sort_values("config", key=lambda c: c.map(configs.index), kind="stable")
+    per_seed = per_seed.sort_values("seed", key=lambda s: s.map(int), kind="stable", ignore_index=True)
     summary = []
     for config in configs:
         r = per_seed[per_seed.config == config]

@@ -409,12 +409,14 @@ def test_seeds_train_their_own_chains_and_feed_table3_and_findings(tables, small
     # A fresh clone (no checkpoints: runs-fresh is empty) asked for one more seed: seed 0 comes from
     # the published chain (per_image_top1.npz), seed 1 from seeds_top1.npz; only seed 2 is trained.
     fresh = [*common[:4], "--runs", "runs-fresh", *common[6:]]
-    r = run_cli([str(ROOT / "experiments" / "seeds.py"), *fresh, "--seeds", "0,1,2", "--nets", "A,B"], cwd=cwd)
+    # (NETS in another order than Table 3's: the table still lists A before B)
+    r = run_cli([str(ROOT / "experiments" / "seeds.py"), *fresh, "--seeds", "0,1,2", "--nets", "B,A"], cwd=cwd)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr.count("training runs-fresh/tiny/seed2/") == 2, r.stderr[-2000:]
     assert r.stderr.count("training ") == 2  # nothing of seeds 0 and 1
     s3 = pd.read_csv(out / "seeds.csv", dtype={"seed": str})
     assert s3.seed.tolist() == ["0", "0", "1", "1", "2", "2", "mean", "sd", "mean", "sd"]
+    assert s3.config.tolist() == ["A", "B"] * 3 + ["A", "A", "B", "B"]
     again = s3[s3.seed.isin(["0", "1"])].set_index(["config", "seed"]).ours_top1_err
     pd.testing.assert_series_equal(again, per)
     assert s3.trained_with.iloc[:6].str.contains(", ").all()  # machine and precision of every seed's net
