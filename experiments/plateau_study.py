@@ -7,7 +7,12 @@ residuals give the epoch-to-epoch noise of validation error (pooled over the run
 (patience 0 / 1 / 2 epochs, threshold 0 or 0.5 points, torch's ReduceLROnPlateau replayed by
 vgg.plateau.first_drop) is then applied to the logged curve itself and to 4,000 simulated curves
 (the fitted curve plus Gaussian noise of that size). *Premature*: the rule lowers the lr earlier
-than it would on the noiseless curve, i.e. noise, not a plateau, decided it. No net is trained.
+than it would on the noiseless curve, i.e. noise, not a plateau, decided it. On a long segment
+whose fitted curve is still falling at its end the noiseless rule never fires, so every drop
+counts as premature; ``fitted_fall_points`` says how much that matters: how far the fitted curve
+fell over the patience + 1 epochs up to the logged drop (a fall well below the epoch noise: the
+curve was flat for the rule's purpose; above it: the lr was lowered on a net still learning).
+No net is trained.
 
 Writes results/<preset>/plateau_study.csv and figures/<preset>/plateau_study.png.
 """
@@ -48,6 +53,15 @@ def segments(folder: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def fitted_fall(smooth: np.ndarray, drop: int | None, patience: int) -> float | None:
+    """How far (points) the fitted error curve fell over the patience + 1 epochs up to ``drop``
+    (1-based), the epochs the rule found no new best in; None where the rule does not fire."""
+    if drop is None:
+        return None
+    start = max(drop - patience - 2, 0)  # the epoch before the window: the best the rule kept
+    return round(100 * float(smooth[start] - smooth[drop - 1]), 2)
+
+
 def plateau_study(args) -> None:
     folder = Path(args.logs or Path(args.results) / args.preset / "logs")
     curves = segments(folder) if folder.is_dir() else {}
@@ -66,11 +80,13 @@ def plateau_study(args) -> None:
         for patience, points in RULES:
             thr = points / 100
             clean = first_drop(1 - smooth[name], patience, thr)
+            logged = first_drop(1 - err, patience, thr)
             horizon = clean or len(err) + 1
             drops = first_drops(1 - sims, patience, thr)
             rows.append({"net": name, "epochs": len(err), "patience": patience, "threshold_points": points,
-                         "logged_first_drop": first_drop(1 - err, patience, thr),
+                         "logged_first_drop": logged,
                          "noiseless_first_drop": clean,
+                         "fitted_fall_points": fitted_fall(smooth[name], logged, patience),
                          "p_premature": round(float(np.mean(drops < horizon)), 3)})
     df = pd.DataFrame(rows)
     mean = (df.groupby(["patience", "threshold_points"], sort=False)
@@ -79,7 +95,8 @@ def plateau_study(args) -> None:
             .reset_index())
     summary = pd.DataFrame({"net": "mean over runs", "epochs": None, "patience": mean.patience,
                             "threshold_points": mean.threshold_points, "logged_first_drop": mean.logged_drops,
-                            "noiseless_first_drop": None, "p_premature": mean.p_premature.round(3)})
+                            "noiseless_first_drop": None, "fitted_fall_points": None,
+                            "p_premature": mean.p_premature.round(3)})
     out = pd.concat([df, summary], ignore_index=True)
     write_table(out, Path(args.results) / args.preset / "plateau_study.csv",
                 {"preset": args.preset, "runs": len(curves), "epoch_noise_points": round(100 * noise, 2),
@@ -88,7 +105,7 @@ def plateau_study(args) -> None:
     print(f"{len(curves)} runs, epoch-to-epoch noise of val top-1 error {100 * noise:.2f} points (sd)")
     print("summary rows: logged_first_drop = how many logged runs the rule would have cut (of "
           f"{len(curves)})")
-    print(summary.drop(columns=["epochs", "noiseless_first_drop"]).to_string(index=False))
+    print(summary.drop(columns=["epochs", "noiseless_first_drop", "fitted_fall_points"]).to_string(index=False))
 
 
 def plot(mean: pd.DataFrame, noise: float, runs: int, path: Path, preset: str) -> Path:

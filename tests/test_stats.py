@@ -229,6 +229,12 @@ def test_plateau_study_on_the_published_proxy_logs_finds_patience_0_noise_driven
     assert mean[(0, 0.0)] > mean[(1, 0.0)] > mean[(2, 0.0)]  # more patience, fewer noise-decided drops
     a = s[(s.net == "A_S256") & (s.patience == 0) & (s.threshold_points == 0)].iloc[0]
     assert a.logged_first_drop == 7  # the published run: lr / 10 after epoch 7, its one worse epoch (34.33 -> 34.99)
+    # how far the fitted curve fell over the epochs the rule waited (patience 0: epoch 6 -> 7), computed here
+    from vgg.plateau import smooth_curve
+    log = pd.read_csv(ROOT / "results" / "proxy" / "logs" / "A_S256.log.csv")
+    fit = smooth_curve(log[log.lr == log.lr.iloc[0]].val_top1_err.to_numpy(dtype=float))
+    assert a.fitted_fall_points == pytest.approx(100 * (fit[5] - fit[6]), abs=0.006)
+    assert s[s.logged_first_drop.isna()].fitted_fall_points.isna().all()  # no drop, no window
 
 
 def test_paired_correctness_breaks_ties_as_the_tables_error_does():
