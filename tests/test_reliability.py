@@ -189,3 +189,12 @@ def test_remaking_an_unchanged_table_keeps_the_commit_that_made_it(tmp_path, mon
     assert pd.read_csv(path).commit.tolist() == ["bbbbbbb"] * 2
     results.write_table(df.assign(params=[132863336, 143667241]), path, {"preset": "proxy"})
     assert pd.read_csv(path).preset.tolist() == ["proxy"] * 2  # a provenance column changed: rewritten
+    # made by uncommitted code, remade the same once it is committed: the clean commit replaces the dirty one
+    monkeypatch.setattr(results, "git_commit", lambda *a: "ccccccc-dirty")
+    results.write_table(df, path, {"preset": "paper"})
+    monkeypatch.setattr(results, "git_commit", lambda *a: "ccccccc")
+    results.write_table(df, path, {"preset": "paper"})
+    assert pd.read_csv(path).commit.tolist() == ["ccccccc"] * 2
+    monkeypatch.setattr(results, "git_commit", lambda *a: "ddddddd-dirty")
+    results.write_table(df, path, {"preset": "paper"})
+    assert pd.read_csv(path).commit.tolist() == ["ccccccc"] * 2  # a dirty remake does not replace a clean one

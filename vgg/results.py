@@ -91,7 +91,8 @@ def with_errors(row: dict, ours_top1: float | None, ours_top5: float | None, pap
 
 def same_but_stamp(text: str, path: str | Path) -> bool:
     """Whether the CSV at ``path`` holds exactly the CSV ``text`` apart from its commit and command:
-    remaking an unchanged table (Tables 1-2 on every `make tables`) keeps the commit that first made it."""
+    remaking an unchanged table (Tables 1-2 on every `make tables`) keeps the commit that first made it,
+    unless that commit was '-dirty' (uncommitted code) and this one is clean: then the clean one is kept."""
     path = Path(path)
     if not path.exists():
         return False
@@ -101,6 +102,9 @@ def same_but_stamp(text: str, path: str | Path) -> bool:
         return False
     new = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     stamp = ["commit", "command"]
+    if "commit" in old and "commit" in new and (old.commit.str.endswith("-dirty").any()
+                                                 and not new.commit.str.endswith("-dirty").any()):
+        return False
     return list(old.columns) == list(new.columns) and old.drop(columns=stamp).equals(new.drop(columns=stamp))
 
 
