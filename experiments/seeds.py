@@ -90,9 +90,7 @@ def seeds(args) -> None:
     save_correctness(folder, correct, top5, protocol, trained_with)  # every entry under this fingerprint
     # the table and figure list the nets in Table 3's order, whatever order NETS trained them in
     configs = [c for c in paper.index if c in configs]
-    per_seed = pd.DataFrame(rows)
-    per_seed = per_seed.sort_values("config", key=lambda c: c.map(configs.index), kind="stable")
-    per_seed = per_seed.sort_values("seed", key=lambda s: s.map(int), kind="stable", ignore_index=True)
+    per_seed = pd.DataFrame(sorted(rows, key=lambda r: (seed_list.index(int(r["seed"])), configs.index(r["config"]))))
     summary = []
     for config in configs:
         r = per_seed[per_seed.config == config]
