@@ -11,7 +11,7 @@ PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
 	elif python3 scripts/env_matches_lock.py 2>/dev/null; then echo python3; else echo .venv/bin/python; fi)
 RUN = PYTHONPATH=. $(PYTHON)
 
-.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings seeds plateau_study finetune_study compare_presets init_study dense_geometry schedule_study crop_study bench clean
+.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings seeds plateau_study plateau_rules finetune_study compare_presets init_study dense_geometry schedule_study crop_study bench clean
 
 install:
 	@if [ ! -x .venv/bin/python ] && python3 scripts/env_matches_lock.py; then \
@@ -79,6 +79,11 @@ compare_presets:
 # Is the plateau rule decided by one noisy epoch? Patience/threshold replayed on the logged curves.
 plateau_study:
 	$(RUN) experiments/plateau_study.py --preset $(PRESET)
+
+# Which rule (patience, smoothed val accuracy) makes the first lr drop least noise-driven, at what
+# cost in epochs? Simulated on the fitted curves of every logged run (seed folders included).
+plateau_rules:
+	$(RUN) experiments/plateau_rules.py --preset $(PRESET)
 
 # Nets A-E at S=256 continued to FACTOR (default 2) x the preset's epochs: does the depth ordering
 # hold, and does the dense penalty at S-32, S, S+32 shrink?

@@ -30,27 +30,12 @@ import pandas as pd  # noqa: E402
 
 from vgg.errors import UserError  # noqa: E402
 from vgg.experiment import main  # noqa: E402
-from vgg.plateau import first_drop, first_drops, smooth_curve  # noqa: E402
+from vgg.plateau import MIN_EPOCHS, first_drop, first_drops, segments, smooth_curve  # noqa: E402
 from vgg.plots import save_figure  # noqa: E402
 from vgg.results import write_table  # noqa: E402
-from vgg.train import LOG_COLUMNS  # noqa: E402
 
 RULES = [(0, 0.0), (1, 0.0), (2, 0.0), (0, 0.5), (1, 0.5)]  # (patience epochs, threshold in points)
-MIN_EPOCHS = 4  # a segment shorter than this says nothing about a plateau
 SEED = 0
-
-
-def segments(folder: Path) -> dict[str, np.ndarray]:
-    """Validation top-1 error (fraction) of every run's epochs at its first learning rate."""
-    out = {}
-    for path in sorted(folder.glob("*.log.csv")):
-        log = pd.read_csv(path)
-        if list(log.columns) != LOG_COLUMNS:
-            continue
-        first = log[log.lr == log.lr.iloc[0]].val_top1_err.to_numpy(dtype=float)
-        if len(first) >= MIN_EPOCHS:
-            out[path.name.removesuffix(".log.csv")] = first
-    return out
 
 
 def fitted_fall(smooth: np.ndarray, drop: int | None, patience: int) -> float | None:

@@ -310,3 +310,49 @@ def test_summary_has_the_seed_spread_of_seeds_csv(tmp_path):
         mean, spread = map(float, cells[len(errs)].split(" +- "))
         assert abs(mean - errs.mean()) <= 0.006 and abs(spread - errs.std(ddof=1)) <= 0.006
         assert float(cells[-1]) == g.paper_top1_err.iloc[0]
+
+
+def test_ema_and_ar1_noise_match_their_definitions():
+    import importlib.util
+
+    from conftest import ROOT
+
+    from vgg.plateau import ema
+    spec = importlib.util.spec_from_file_location("plateau_rules", ROOT / "experiments" / "plateau_rules.py")
+    rules = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rules)
+    ar1_noise, sampling_sd = rules.ar1_noise, rules.sampling_sd
+    a = np.array([[0.0, 1.0, 1.0, 0.0], [0.2, 0.2, 0.2, 0.2]])
+    assert np.allclose(ema(a, 0.5), [[0.0, 0.5, 0.75, 0.375], [0.2, 0.2, 0.2, 0.2]])  # by hand
+    assert np.array_equal(ema(a, 0.0), a)
+    x = ar1_noise(np.random.default_rng(0), (400, 200), 0.02, 0.6)
+    assert np.std(x) == pytest.approx(0.02, rel=0.03)
+    lag1 = np.sum(x[:, 1:] * x[:, :-1]) / np.sum(x[:, :-1] ** 2)
+    assert lag1 == pytest.approx(0.6, abs=0.02)
+    assert sampling_sd(0.25, 3925) == pytest.approx(0.006911, abs=1e-6)  # sqrt(.25 * .75 / 3925)
+
+
+def test_plateau_rules_on_the_published_imagenette_logs(tmp_path):
+    """The noise split (sampling + training) and the rules' order, on the committed Imagenette logs:
+    more patience or smoothing lowers the lr later and forgoes less of the fitted curve."""
+    import pandas as pd
+    from conftest import ROOT, run_cli
+    logs = ROOT / "results" / "imagenette" / "logs"
+    r = run_cli([str(ROOT / "experiments" / "plateau_rules.py"), "--preset", "imagenette", "--logs", str(logs),
+                 "--results", str(tmp_path), "--figures", str(tmp_path), "--sims", "300", "--val-images", "3925"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = pd.read_csv(tmp_path / "imagenette" / "plateau_rules.csv")
+    # the binomial sampling sd at the logs' mean first-lr error, computed here from the logs
+    first = [log[log.lr == log.lr.iloc[0]].val_top1_err for log in map(pd.read_csv, logs.glob("*.log.csv"))]
+    first = [f for f in first if len(f) >= 4]
+    assert s.runs.iloc[0] == len(first) == 13
+    p = float(np.mean(np.concatenate(first)))
+    assert s.sampling_noise_points.iloc[0] == pytest.approx(100 * np.sqrt(p * (1 - p) / 3925), abs=0.006)
+    assert s.training_noise_points.iloc[0] ** 2 + s.sampling_noise_points.iloc[0] ** 2 == pytest.approx(
+        s.epoch_noise_points.iloc[0] ** 2, abs=0.05)
+    mean = s[s.net == "mean over S=256 runs"].set_index(["patience", "ema_alpha"])
+    raw = mean.xs(0.0, level="ema_alpha")
+    assert raw.mean_first_drop.is_monotonic_increasing and raw.forgone_points.is_monotonic_decreasing
+    assert mean.loc[(2, 0.5)].mean_first_drop > mean.loc[(2, 0.0)].mean_first_drop
+    assert mean.loc[(2, 0.5)].forgone_points < mean.loc[(2, 0.0)].forgone_points
+    assert set(s.net) - {"mean over S=256 runs"} == {f.name.removesuffix(".log.csv") for f in logs.glob("*.log.csv")}

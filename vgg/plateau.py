@@ -4,7 +4,10 @@ improving"; it gives no patience or threshold. ``first_drop`` replays torch's Re
 accuracies, so a logged or simulated curve can be tested under other rules without training."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 from scipy.optimize import curve_fit
 
 
@@ -60,17 +63,58 @@ def plateau_stop(accuracy, patience: int, threshold: float, drops: int) -> int |
     return firings[drops] if len(firings) > drops else None
 
 
-def _decay(t, floor, span, tau):
-    return floor + span * np.exp(-t / tau)
+MIN_EPOCHS = 4  # a first-lr segment shorter than this says nothing about a plateau
+
+
+def segments(folder: Path) -> dict[str, np.ndarray]:
+    """Validation top-1 error (fraction) of every logged run's epochs at its first learning rate
+    (``<folder>/*.log.csv`` as vgg.train writes them), by run name (``A_S256``)."""
+    from .train import LOG_COLUMNS
+    out = {}
+    for path in sorted(Path(folder).glob("*.log.csv")):
+        log = pd.read_csv(path)
+        if list(log.columns) != LOG_COLUMNS:
+            continue
+        first = log[log.lr == log.lr.iloc[0]].val_top1_err.to_numpy(dtype=float)
+        if len(first) >= MIN_EPOCHS:
+            out[path.name.removesuffix(".log.csv")] = first
+    return out
+
+
+def decay(t, floor, span, tau):
+    """The falling curve a validation error is fitted with: floor + span * exp(-epoch / tau)."""
+    return floor + span * np.exp(-np.asarray(t, dtype=float) / tau)
+
+
+def fit_decay(error: np.ndarray) -> tuple[float, float, float] | None:
+    """(floor, span, tau) of ``decay`` fitted by least squares to an error curve of epochs 1..n, or
+    None where it cannot be fitted (too short or flat)."""
+    error = np.asarray(error, dtype=float)
+    t = np.arange(1, len(error) + 1, dtype=float)
+    try:
+        p, _ = curve_fit(decay, t, error, p0=(error.min() * 0.9, error[0] - error.min() + 1e-3, 3.0),
+                         bounds=([0, 0, 0.3], [1, 2, 100]), maxfev=20_000)
+    except (RuntimeError, ValueError):
+        return None
+    return tuple(float(v) for v in p)
 
 
 def smooth_curve(error: np.ndarray) -> np.ndarray:
-    """A noiseless stand-in for a validation error curve: floor + span * exp(-epoch / tau) fitted
-    by least squares (a falling curve, as every logged one is while the lr is constant)."""
-    t = np.arange(1, len(error) + 1, dtype=float)
-    try:
-        p, _ = curve_fit(_decay, t, error, p0=(error.min() * 0.9, error[0] - error.min() + 1e-3, 3.0),
-                         bounds=([0, 0, 0.3], [1, 2, 100]), maxfev=20_000)
-        return _decay(t, *p)
-    except (RuntimeError, ValueError):  # too short or flat to fit: a straight line through the ends
+    """A noiseless stand-in for a validation error curve: ``decay`` fitted by least squares (a
+    falling curve, as every logged one is while the lr is constant); a straight line through the
+    ends where it cannot be fitted."""
+    p = fit_decay(error)
+    if p is None:
         return np.linspace(error[0], error[-1], len(error))
+    return decay(np.arange(1, len(error) + 1), *p)
+
+
+def ema(accuracy: np.ndarray, alpha: float) -> np.ndarray:
+    """Exponential moving average along the last axis: s_1 = a_1, s_t = alpha s_(t-1) + (1 - alpha) a_t
+    (alpha 0: the curve itself). A plateau rule fed s instead of a sees one noisy epoch at (1 - alpha)
+    of its size."""
+    a = np.asarray(accuracy, dtype=float)
+    out = a.copy()
+    for t in range(1, a.shape[-1]):
+        out[..., t] = alpha * out[..., t - 1] + (1 - alpha) * a[..., t]
+    return out
