@@ -136,6 +136,8 @@ def test_saved_seed_runs_are_reused_only_under_the_same_protocol(tmp_path):
         assert protocol_fingerprint(changed, "imagenette", 500) != fp
     assert protocol_fingerprint(preset, "my-photos", 500) != fp
     assert protocol_fingerprint(preset, "imagenette", 499) != fp
+    # a rule field added later (LATER_FIELDS) counts only where a preset sets it
+    assert protocol_fingerprint(dataclasses.replace(preset, plateau_ema=0.5), "imagenette", 500) != fp
     rng = np.random.default_rng(3)
     a1, b1 = rng.random(500) < 0.7, rng.random(500) < 0.6
     save_correctness(tmp_path, {("A", 1): a1, ("B", 1): b1}, {("A", 1): 9.5, ("B", 1): 8.25}, fp,
@@ -356,3 +358,15 @@ def test_plateau_rules_on_the_published_imagenette_logs(tmp_path):
     assert mean.loc[(2, 0.5)].mean_first_drop > mean.loc[(2, 0.0)].mean_first_drop
     assert mean.loc[(2, 0.5)].forgone_points < mean.loc[(2, 0.0)].forgone_points
     assert set(s.net) - {"mean over S=256 runs"} == {f.name.removesuffix(".log.csv") for f in logs.glob("*.log.csv")}
+
+
+def test_the_published_seed_entries_still_match_the_imagenette_preset():
+    """Adding a preset field must not orphan the saved seed runs (hours of training each): the
+    fingerprint stored with every published entry is the one the imagenette preset gives now."""
+    from conftest import ROOT
+
+    from vgg.protocol import get_preset
+    from vgg.seeds import SEEDS_FILE, protocol_fingerprint
+    with np.load(ROOT / "results" / "imagenette" / SEEDS_FILE) as z:
+        saved, n = set(z["protocol"].tolist()), int(z["n"])
+    assert n == 3925 and saved == {protocol_fingerprint(get_preset("imagenette"), "imagenette", n)}

@@ -164,6 +164,47 @@ def test_a_net_trained_under_another_lr_rule_is_stale(small_data, tmp_path, monk
     assert torch.load(a, weights_only=False)["preset"]["patience"] == 2
 
 
+def test_a_smoothed_plateau_rule_drops_and_stops_where_its_replay_says(small_data, tmp_path, monkeypatch):
+    """plateau_ema: the rule sees val accuracy smoothed by an EMA. On a scripted validation curve
+    (the tiny nets sit at chance) the lr drop and the stop fall where a replay on the EMA computed
+    by hand puts them, not where the raw curve would. A checkpoint trained before the field existed
+    (no plateau_ema in its preset) counts as raw: stale under a smoothed preset only."""
+    from dataclasses import replace
+
+    from vgg import protocol
+    from vgg import train as train_module
+    from vgg.chain import build_chain, checkpoint_path
+    from vgg.plateau import first_drop, plateau_stop
+    acc = [0.30, 0.40, 0.38, 0.45, 0.44, 0.43, 0.42, 0.41, 0.40, 0.39, 0.38, 0.37]
+    script = iter(acc)
+    monkeypatch.setattr(train_module, "validate", lambda *a, **k: (1 - next(script), 0.1))
+    tiny = replace(protocol.PRESETS["tiny"], scratch_epochs=12, patience=0, lr_drops=1, stop_after_drops=1)
+    monkeypatch.setitem(protocol.PRESETS, "tiny", replace(tiny, plateau_ema=0.5))
+    build_chain("tiny", str(small_data), tmp_path, only=["A_S256"], progress=False, log=lambda m: None)
+    a = checkpoint_path(tmp_path, "tiny", "A_S256")
+    ckpt = torch.load(a, weights_only=False)
+    smooth = [acc[0]]
+    for v in acc[1:]:  # the EMA by hand: .30 .35 .365 .4075 .42375 .426875 .4234375 ...
+        smooth.append(0.5 * smooth[-1] + 0.5 * v)
+    drop, stop = first_drop(smooth, 0), plateau_stop(smooth, patience=0, threshold=0.0, drops=1)
+    assert (drop, stop) == (7, 8) and (first_drop(acc, 0), plateau_stop(acc, 0, 0.0, 1)) == (3, 5)
+    assert ckpt["epoch"] == stop and ckpt["stopped_after_drops"] == 1
+    lrs = [r["lr"] for r in ckpt["log"]]
+    assert lrs[:drop] == [tiny.lr] * drop and lrs[drop] == pytest.approx(tiny.lr / 10)
+    # the same checkpoint as if written before plateau_ema existed: raw, so stale under the EMA preset
+    del ckpt["preset"]["plateau_ema"]
+    torch.save(ckpt, a)
+    said = []
+    script = iter(acc)
+    build_chain("tiny", str(small_data), tmp_path, only=["A_S256"], progress=False, log=said.append)
+    assert said == [f"retraining {a} (stale: trained under another lr rule (plateau_ema 0.0 -> 0.5))"]
+    monkeypatch.setitem(protocol.PRESETS, "tiny", tiny)
+    torch.save(ckpt, a)
+    said.clear()
+    build_chain("tiny", str(small_data), tmp_path, only=["A_S256"], progress=False, log=said.append)
+    assert said == []  # raw preset, raw checkpoint stopped by the rule: reused
+
+
 def test_a_changed_lr_for_one_config_retrains_that_net_only(small_data, tmp_path, monkeypatch):
     """lr_by_config is not part of the shared lr rule: changing B-5x5's lr makes B-5x5 stale and
     leaves net A (and everything trained from it) as it is."""

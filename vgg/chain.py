@@ -21,11 +21,11 @@ from pathlib import Path
 from .checkpoint import load_training_checkpoint
 from .errors import UserError
 from .locks import file_lock
-from .protocol import get_preset
+from .protocol import LATER_FIELDS, get_preset
 from .train import TrainSpec, default_epochs, run_name, source_stamp, stage_lr, train
 
 # The preset fields that make the learning-rate rule; a checkpoint trained under other values is stale.
-LR_RULE = ("patience", "plateau_threshold", "lr_drops", "stop_after_drops", "lr", "finetune_lr")
+LR_RULE = ("patience", "plateau_threshold", "plateau_ema", "lr_drops", "stop_after_drops", "lr", "finetune_lr")
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,8 @@ def plan(net: Net, path: Path, preset: str, runs: str | Path, seed: int = 0,
     if ckpt["spec"]["seed"] != seed:
         return f"stale: trained with seed {ckpt['spec']['seed']}, this run asks {seed}"
     p = get_preset(preset, max_per_class=max_per_class)
-    trained_under = ckpt.get("preset", {})
+    # a checkpoint from before a rule field existed was trained with that field's old value
+    trained_under = {**{k: v for k, v in LATER_FIELDS.items() if k in LR_RULE}, **ckpt.get("preset", {})}
     changed = [k for k in LR_RULE if k in trained_under and trained_under[k] != getattr(p, k)]
     if changed:  # the scheduler in the checkpoint keeps its old rule: resuming would mix two rules
         return "stale: trained under another lr rule (" + ", ".join(

@@ -61,6 +61,12 @@ def multi_test_scales(train_scale: str) -> list[int]:
     return [smin, (smin + smax) // 2, smax]
 
 
+#: Preset fields added after checkpoints and seed fingerprints were first saved, with the value every
+#: earlier run had: a checkpoint without the field was trained with it, and the protocol fingerprint
+#: hashes it only where a preset sets another value, so saved seed entries keep their fingerprints.
+LATER_FIELDS = {"plateau_ema": 0.0}
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -80,6 +86,9 @@ class Preset:
     # those epochs.
     stop_after_drops: int | None = None
     plateau_threshold: float = 0.0  # a gain in val accuracy below this (absolute) counts as no gain
+    # The rule sees val accuracy smoothed, s_t = a s_(t-1) + (1 - a) acc_t, with this a (0: the raw
+    # accuracy, as every chain so far). experiments/plateau_rules.py measured what it buys.
+    plateau_ema: float = 0.0
     scratch_epochs: int = PAPER["epochs"]   # nets from random init (A, A-LRN, B-5x5)
     from_a_epochs: int = PAPER["epochs"]    # B, C, D, E initialised from net A
     finetune_epochs: int = PAPER["epochs"]  # S=384 from S=256, jitter from S=384

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_save_npz
+from .protocol import LATER_FIELDS
 
 SEEDS_FILE = "seeds_top1.npz"
 #: experiments/findings.py's per-image top-1 correctness of every row its claims compare
@@ -38,7 +39,8 @@ def protocol_fingerprint(preset, dataset: str, val_images: int) -> str:
     preset's training fields (lr, schedule, stop rule, sizes, ...), the dataset's name and its
     number of validation images. Two runs with the same fingerprint differ only by seed (and by the
     machine's arithmetic: findings.py's stale check compares seed 0 with the chain's)."""
-    fields = {k: v for k, v in dataclasses.asdict(preset).items() if k not in NOT_PROTOCOL}
+    fields = {k: v for k, v in dataclasses.asdict(preset).items()
+              if k not in NOT_PROTOCOL and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
     text = json.dumps({**fields, "dataset": dataset, "val_images": int(val_images)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -33,7 +33,7 @@ from .init import init_from, initialise
 from .io import atomic_torch_save, atomic_write_text
 from .metrics import topk_correct
 from .model import VGG
-from .plateau import drops_taken, rule_firings
+from .plateau import drops_taken, ema, rule_firings
 from .protocol import get_preset, single_test_scale
 from .runtime import keep_freed_memory, precision_name, resolve_amp
 
@@ -115,6 +115,14 @@ def make_scheduler(optimizer, preset, lr: float):
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=0.1, patience=preset.patience, threshold=preset.plateau_threshold,
         threshold_mode="abs", min_lr=floor * 0.999, eps=floor * 0.01)
+
+
+def rule_input(accuracies: list[float], alpha: float) -> list[float]:
+    """The accuracies the plateau rule sees: as measured (alpha 0), or smoothed by an exponential
+    moving average with weight ``alpha`` (vgg.plateau.ema; recomputed from the log on resume)."""
+    if not alpha:
+        return list(accuracies)
+    return [float(v) for v in ema(accuracies, alpha)]
 
 
 def log_csv(rows: list[dict]) -> str:
@@ -267,12 +275,13 @@ def train(spec: TrainSpec) -> Path:
         train_seconds = time.perf_counter() - t0
         val1, val5 = validate(model, data, q_val, device, amp, rank, world)
         epoch_lr = optimizer.param_groups[0]["lr"]
-        # does the rule fire after this epoch? (vgg.plateau replays torch's ReduceLROnPlateau on the log)
-        fires = epoch + 1 in rule_firings([1 - r["val_top1_err"] for r in rows] + [1.0 - val1], preset.patience,
-                                          preset.plateau_threshold)
+        # what the rule sees: this stage's val accuracies, smoothed by the preset's EMA (if any); does
+        # it fire after this epoch? (vgg.plateau replays torch's ReduceLROnPlateau on the log)
+        seen_acc = rule_input([1 - r["val_top1_err"] for r in rows] + [1.0 - val1], preset.plateau_ema)
+        fires = epoch + 1 in rule_firings(seen_acc, preset.patience, preset.plateau_threshold)
         drops = drops_taken([r["lr"] for r in rows] + [epoch_lr])
         stopped = stop_drops is not None and fires and drops >= stop_drops
-        scheduler.step(1.0 - val1)
+        scheduler.step(seen_acc[-1])
         rows.append({"epoch": epoch + 1, "lr": epoch_lr,
                      "train_loss": float(loss_sum) / max(seen, 1), "train_top1_err": 1 - correct / max(seen, 1),
                      "val_top1_err": val1, "val_top5_err": val5, "seconds": round(train_seconds, 1)})
