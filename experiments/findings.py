@@ -22,7 +22,10 @@ centre crop for a net at a Q the row uses (a weakly trained net off its training
 Seed variance: where experiments/seeds.py has trained both nets of a Table 3 depth claim with
 several seeds (seeds_top1.npz), the difference in every seed is listed (seed_diffs, seed_sd_diff)
 and a verdict whose seeds fall on both sides of the claim becomes *inconclusive (flips between
-seeds)*; seed0_verdict keeps the single-run paired verdict.
+seeds)*; seed0_verdict keeps the single-run paired verdict. seed_mean_diff / seed_ci_low /
+seed_ci_high are the seeds' mean difference and its 95% t-interval (training noise, same images),
+seed_level_verdict what that interval alone says: with two seeds (t multiplier 12.7) it decides
+almost nothing, which is why it is reported beside the verdict, not as it.
 """
 import sys
 from importlib import resources
@@ -259,6 +262,7 @@ def findings(args) -> None:
                      "seeds": "" if seeds is None else ";".join(map(str, seeds.seeds)),
                      "seed_diffs": "" if seeds is None else seeds.text,
                      "seed_sd_diff": None if seeds is None else seeds.sd,
+                     **seed_level(seeds, c.claim_type),
                      "two_se": round(two_se, 2), "two_se_verdict": two_se_verdict(c.claim_type, r.diff, two_se),
                      "caveat": "; ".join(filter(None, untrained + [
                          caveat(preset, geometry, ((c.table_a, a), (c.table_b, b)), train_map)])),
@@ -268,6 +272,17 @@ def findings(args) -> None:
                                               "tie_tolerance_points": TIE_TOLERANCE,
                                               "bootstrap": "paired, 10000 resamples, seed 0, 95% percentile"})
     print(findings_markdown(df))
+
+
+def seed_level(seeds, claim_type: str) -> dict:
+    """The seed-level evidence where the seed runs trained both nets: the mean difference over
+    the seeds, its 95% t-interval and the verdict that interval gives (not the finding's verdict:
+    see the module's docstring)."""
+    if seeds is None:
+        return {"seed_mean_diff": None, "seed_ci_low": None, "seed_ci_high": None, "seed_level_verdict": ""}
+    mean, low, high = seeds.interval()
+    return {"seed_mean_diff": mean, "seed_ci_low": low, "seed_ci_high": high,
+            "seed_level_verdict": verdict(claim_type, low, high)}
 
 
 def extra(p) -> None:

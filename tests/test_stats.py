@@ -96,9 +96,13 @@ def test_a_finding_whose_seeds_disagree_is_inconclusive_and_one_that_agrees_keep
     chk = seed_check(agree, "B", "A", "better", 2.0)
     assert chk.diffs == [-3.0, -1.0] and chk.consistent and chk.sd == pytest.approx(np.std([-3, -1], ddof=1), abs=0.01)
     assert seeded_verdict("reproduced", chk) == "reproduced"
+    # the seed-level t-interval, by hand: mean -2, sd sqrt(2), t(0.975, 1 df) = 12.7062
+    assert chk.interval() == pytest.approx((-2.0, -2 - 12.7062, -2 + 12.7062), abs=0.01)
     flip = {**agree, ("B", 2): correct(34), ("A", 2): correct(32)}
     chk = seed_check(flip, "B", "A", "better", 2.0)
     assert chk.seeds == [0, 1, 2] and chk.diffs[2] == 2.0 and not chk.consistent
+    half = 4.3027 * np.std([-3, -1, 2], ddof=1) / np.sqrt(3)  # t(0.975, 2 df) = 4.3027
+    assert chk.interval() == pytest.approx((-2 / 3, -2 / 3 - half, -2 / 3 + half), abs=0.01)
     assert seeded_verdict("reproduced", chk) == "inconclusive (flips between seeds)"
     assert seeded_verdict("inconclusive", chk) == "inconclusive"
     # a tie holds while every seed's difference is inside the tolerance, and flips once one leaves it
@@ -261,10 +265,13 @@ def test_findings_markdown_shows_every_seeds_difference_where_the_seed_runs_exis
             "ours_b": 23.69, "diff": -1.3, "ci_low": -2.32, "ci_high": -0.28, "p_value": 0.01, "caveat": ""}
     df = pd.DataFrame([{**base, "claim": "B beats A", "verdict": "inconclusive (flips between seeds)",
                         "seeds": "0;1", "seed_diffs": "-1.30;+0.52"},
-                       {**base, "claim": "D beats B", "verdict": "opposite", "seeds": None, "seed_diffs": None}])
+                       {**base, "claim": "D beats B", "verdict": "opposite", "seeds": None, "seed_diffs": None},
+                       {**base, "claim": "LRN", "verdict": "opposite", "seeds": "0;1", "seed_diffs": "-6.22;-4.76",
+                        "seed_ci_low": -14.765, "seed_ci_high": 3.79}])
     lines = findings_markdown(df).splitlines()
     assert lines[2].endswith("| inconclusive (flips between seeds) (seeds 0, 1: -1.30, +0.52) |")
     assert lines[3].endswith("| opposite |")
+    assert lines[4].endswith("| opposite (seeds 0, 1: -6.22, -4.76; seed-level 95% CI [-14.8, +3.8]) |")
 
 
 def test_summary_counts_seed_flipped_verdicts_as_inconclusive(tmp_path):

@@ -137,11 +137,14 @@ def caveat_tag(caveat) -> str:
 
 
 def seed_tag(row) -> str:
-    """' (seeds 0, 1: -1.30, +0.52)' where findings.csv lists the seed runs' differences, else ''."""
+    """' (seeds 0, 1: -1.30, +0.52; seed-level 95% CI [-13.2, +12.4])' where findings.csv lists the
+    seed runs' differences (the interval where it has one), else ''."""
     seeds, diffs = getattr(row, "seeds", None), getattr(row, "seed_diffs", None)
     if not isinstance(seeds, str) or not seeds or not isinstance(diffs, str):
         return ""
-    return f" (seeds {seeds.replace(';', ', ')}: {diffs.replace(';', ', ')})"
+    low, high = getattr(row, "seed_ci_low", None), getattr(row, "seed_ci_high", None)
+    ci = "" if low is None or pd.isna(low) else f"; seed-level 95% CI [{low:+.1f}, {high:+.1f}]"
+    return f" (seeds {seeds.replace(';', ', ')}: {diffs.replace(';', ', ')}{ci})"
 
 
 def findings_markdown(df: pd.DataFrame) -> str:
