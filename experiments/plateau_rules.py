@@ -107,14 +107,15 @@ def plateau_rules(args) -> None:
     preset = get_preset(args.preset)
     cap = max(preset.scratch_epochs, preset.from_a_epochs)
     curves, fits = {}, {}
-    for folder in log_folders(args):
-        tag = "" if folder == log_folders(args)[0] else f"{folder.name}/"
+    folders = log_folders(args)
+    for folder in folders:
+        tag = "" if folder == folders[0] else f"{folder.name}/"
         for name, err in (segments(folder) if folder.is_dir() else {}).items():
             p = fit_decay(err)
             if p is not None and len(err) <= cap:
                 curves[tag + name], fits[tag + name] = err, p
     if not curves:
-        raise UserError(f"no training logs of {MIN_EPOCHS}+ epochs in {', '.join(map(str, log_folders(args)))}: "
+        raise UserError(f"no training logs of {MIN_EPOCHS}+ epochs in {', '.join(map(str, folders))}: "
                         f"train the chain (`make table3 PRESET={args.preset}`) and copy its logs there, or pass --logs")
     images = val_images_of(args)
     noise, rho = noise_of(curves, fits)

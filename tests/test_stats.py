@@ -377,3 +377,14 @@ def test_the_published_seed_entries_still_match_the_imagenette_preset():
     with np.load(ROOT / "results" / "imagenette" / SEEDS_FILE) as z:
         saved, n = set(z["protocol"].tolist()), int(z["n"])
     assert n == 3925 and saved == {protocol_fingerprint(get_preset("imagenette"), "imagenette", n)}
+
+
+def test_plateau_rules_names_the_fix_when_logs_or_val_images_are_missing(tmp_path):
+    from conftest import ROOT, run_cli
+    script = str(ROOT / "experiments" / "plateau_rules.py")
+    r = run_cli([script, "--preset", "imagenette", "--logs", str(tmp_path), "--results", str(tmp_path)])
+    assert r.returncode == 2 and "no training logs" in r.stderr and "--logs" in r.stderr, r.stderr[-800:]
+    r = run_cli([script, "--preset", "imagenette", "--logs", str(ROOT / "results" / "imagenette" / "logs"),
+                 "--results", str(tmp_path), "--figures", str(tmp_path), "--sims", "10"])
+    assert r.returncode == 2 and "--val-images" in r.stderr, r.stderr[-800:]
+    assert not (tmp_path / "imagenette" / "plateau_rules.csv").exists()
