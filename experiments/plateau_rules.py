@@ -36,7 +36,7 @@ import pandas as pd  # noqa: E402
 
 from vgg.errors import UserError  # noqa: E402
 from vgg.experiment import main  # noqa: E402
-from vgg.plateau import MIN_EPOCHS, decay, ema, first_drops, fit_decay, segments  # noqa: E402
+from vgg.plateau import MIN_EPOCHS, decay, ema, epoch_noise, first_drops, fit_decay, segments  # noqa: E402
 from vgg.plots import save_figure  # noqa: E402
 from vgg.protocol import get_preset  # noqa: E402
 from vgg.results import write_table  # noqa: E402
@@ -51,17 +51,6 @@ def log_folders(args) -> list[Path]:
         return [Path(p) for p in args.logs]
     base = Path(args.results) / args.preset / "logs"
     return [base] + sorted(p for p in base.glob("seed[0-9]*") if p.is_dir())
-
-
-def noise_of(curves: dict[str, np.ndarray], fits: dict[str, tuple]) -> tuple[float, float]:
-    """Pooled sd (fraction) of the residuals around the fitted curves, and their lag-1
-    autocorrelation within runs."""
-    res = {k: v - decay(np.arange(1, len(v) + 1), *fits[k]) for k, v in curves.items()}
-    flat = np.concatenate(list(res.values()))
-    sd = float(np.sqrt(np.sum(flat ** 2) / max(len(flat) - 3 * len(res), 1)))
-    num = sum(float(np.sum(r[1:] * r[:-1])) for r in res.values())
-    den = sum(float(np.sum(r ** 2)) for r in res.values())
-    return sd, num / den
 
 
 def ar1_noise(rng, shape: tuple[int, int], sd: float, rho: float) -> np.ndarray:
@@ -93,11 +82,11 @@ def rule_outcomes(curve: np.ndarray, sims: np.ndarray, patience: int, alpha: flo
     """The first drop of the rule on each simulated accuracy curve (rows of ``sims``), and the fitted
     error ``curve`` at that epoch (the cap where the rule never fires)."""
     cap = sims.shape[1]
-    drop = first_drops(ema(sims, alpha), patience, 0.0)
-    at = np.minimum(drop, cap) - 1
-    level = curve[at]
-    return {"mean_first_drop": round(float(np.mean(np.minimum(drop, cap))), 2),
-            "sd_first_drop": round(float(np.std(np.minimum(drop, cap))), 2),
+    drop = first_drops(ema(sims, alpha), patience, 0.0)  # cap + 1 where the rule never fires
+    epoch = np.minimum(drop, cap)
+    level = curve[epoch - 1]
+    return {"mean_first_drop": round(float(np.mean(epoch)), 2),
+            "sd_first_drop": round(float(np.std(epoch)), 2),
             "p_no_drop": round(float(np.mean(drop > cap)), 3),
             "level_sd_points": round(100 * float(np.std(level)), 2),
             "forgone_points": round(100 * float(np.mean(level - curve[-1])), 2)}
@@ -110,7 +99,7 @@ def plateau_rules(args) -> None:
     folders = log_folders(args)
     for folder in folders:
         tag = "" if folder == folders[0] else f"{folder.name}/"
-        for name, err in (segments(folder) if folder.is_dir() else {}).items():
+        for name, err in segments(folder).items():  # none from a missing folder
             p = fit_decay(err)
             if p is not None and len(err) <= cap:
                 curves[tag + name], fits[tag + name] = err, p
@@ -118,7 +107,7 @@ def plateau_rules(args) -> None:
         raise UserError(f"no training logs of {MIN_EPOCHS}+ epochs in {', '.join(map(str, folders))}: "
                         f"train the chain (`make table3 PRESET={args.preset}`) and copy its logs there, or pass --logs")
     images = val_images_of(args)
-    noise, rho = noise_of(curves, fits)
+    noise, rho = epoch_noise(curves, {k: decay(np.arange(1, len(v) + 1), *fits[k]) for k, v in curves.items()})
     rho_sim = min(max(rho, 0.0), 0.95)  # negative autocorrelation would favour smoothing: not assumed
     mean_err = float(np.mean(np.concatenate(list(curves.values()))))
     sampling = sampling_sd(mean_err, images)

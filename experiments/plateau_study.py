@@ -30,7 +30,7 @@ import pandas as pd  # noqa: E402
 
 from vgg.errors import UserError  # noqa: E402
 from vgg.experiment import main  # noqa: E402
-from vgg.plateau import MIN_EPOCHS, first_drop, first_drops, segments, smooth_curve  # noqa: E402
+from vgg.plateau import MIN_EPOCHS, epoch_noise, first_drop, first_drops, segments, smooth_curve  # noqa: E402
 from vgg.plots import save_figure  # noqa: E402
 from vgg.results import write_table  # noqa: E402
 
@@ -55,9 +55,7 @@ def plateau_study(args) -> None:
                         f"(`make table3 PRESET={args.preset}`) and copy runs/{args.preset}/*.log.csv there, "
                         "or pass --logs")
     smooth = {k: smooth_curve(v) for k, v in curves.items()}
-    resid = np.concatenate([curves[k] - smooth[k] for k in curves])
-    dof = max(len(resid) - 3 * len(curves), 1)
-    noise = float(np.sqrt(np.sum(resid ** 2) / dof))  # sd of one epoch's val error around the trend
+    noise = epoch_noise(curves, smooth)[0]  # sd of one epoch's val error around the trend
     rng = np.random.default_rng(SEED)
     rows = []
     for name, err in curves.items():

@@ -109,6 +109,16 @@ def smooth_curve(error: np.ndarray) -> np.ndarray:
     return decay(np.arange(1, len(error) + 1), *p)
 
 
+def epoch_noise(curves: dict[str, np.ndarray], fitted: dict[str, np.ndarray]) -> tuple[float, float]:
+    """Epoch-to-epoch noise of validation error around its fitted curves: the pooled sd of the
+    residuals (3 fitted parameters per run) and their lag-1 autocorrelation within runs."""
+    res = [curves[k] - fitted[k] for k in curves]
+    flat = np.concatenate(res)
+    sd = float(np.sqrt(np.sum(flat ** 2) / max(len(flat) - 3 * len(res), 1)))
+    lag1 = sum(float(np.sum(r[1:] * r[:-1])) for r in res) / sum(float(np.sum(r ** 2)) for r in res)
+    return sd, lag1
+
+
 def ema(accuracy: np.ndarray, alpha: float) -> np.ndarray:
     """Exponential moving average along the last axis: s_1 = a_1, s_t = alpha s_(t-1) + (1 - alpha) a_t
     (alpha 0: the curve itself). A plateau rule fed s instead of a sees one noisy epoch at (1 - alpha)

@@ -143,7 +143,7 @@ def seed_tag(row) -> str:
     if not isinstance(seeds, str) or not seeds or not isinstance(diffs, str):
         return ""
     low, high = getattr(row, "seed_ci_low", None), getattr(row, "seed_ci_high", None)
-    ci = "" if low is None or pd.isna(low) else f"; seed-level 95% CI [{low:+.1f}, {high:+.1f}]"
+    ci = "" if pd.isna(low) else f"; seed-level 95% CI [{low:+.1f}, {high:+.1f}]"
     return f" (seeds {seeds.replace(';', ', ')}: {diffs.replace(';', ', ')}{ci})"
 
 
