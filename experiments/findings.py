@@ -20,12 +20,13 @@ results/<preset>/dense_geometry.csv measured dense evaluation more than 3 points
 centre crop for a net at a Q the row uses (a weakly trained net off its training scale).
 
 Seed variance: where experiments/seeds.py has trained both nets of a Table 3 depth claim with
-several seeds (seeds_top1.npz), the difference in every seed is listed (seed_diffs, seed_sd_diff)
-and a verdict whose seeds fall on both sides of the claim becomes *inconclusive (flips between
-seeds)*; seed0_verdict keeps the single-run paired verdict. seed_mean_diff / seed_ci_low /
-seed_ci_high are the seeds' mean difference and its 95% t-interval (training noise, same images),
-seed_level_verdict what that interval alone says: with two seeds (t multiplier 12.7) it decides
-almost nothing, which is why it is reported beside the verdict, not as it.
+several seeds (seeds_top1.npz), the difference in every seed is listed (seed_diffs, seed_sd_diff),
+with the seeds' mean difference and its 95% t-interval (seed_mean_diff / seed_ci_low /
+seed_ci_high: training noise, same images) and what that interval alone says (seed_level_verdict).
+The verdict (vgg.seeds.seeded_verdict): with two seeds, seed 0's paired verdict unless the seeds
+fall on both sides of the claim (*inconclusive (flips between seeds)*: the t multiplier is 12.7 and
+the interval decides almost nothing); with three or more, the seed-level verdict, tagged
+*(seed level)*. seed0_verdict keeps the single-run paired verdict.
 """
 import sys
 from importlib import resources
@@ -257,7 +258,8 @@ def findings(args) -> None:
                      "ours_a": round(r.ours_a, 2), "ours_b": round(r.ours_b, 2), "diff": round(r.diff, 2),
                      "ci_low": round(r.ci_low, 2), "ci_high": round(r.ci_high, 2),
                      "p_value": float(f"{r.p_value:.3g}"), "discordant": r.discordant, "images": len(ca),
-                     "verdict": "inconclusive (a net at chance)" if untrained else seeded_verdict(paired, seeds),
+                     "verdict": ("inconclusive (a net at chance)" if untrained
+                                 else seeded_verdict(paired, seeds, c.claim_type, TIE_TOLERANCE)),
                      "seed0_verdict": paired,
                      "seeds": "" if seeds is None else ";".join(map(str, seeds.seeds)),
                      "seed_diffs": "" if seeds is None else seeds.text,

@@ -83,13 +83,13 @@ def test_compare_needs_the_same_images():
         compare(np.ones(5, bool), np.ones(6, bool))
 
 
-def test_a_finding_whose_seeds_disagree_is_inconclusive_and_one_that_agrees_keeps_its_verdict():
+def test_two_seeds_that_disagree_make_a_finding_inconclusive_and_three_are_judged_by_their_t_interval():
     from vgg.seeds import seed_check, seeded_verdict
     rng = np.random.default_rng(0)
 
     def correct(err):  # exactly err % wrong of 1,000 images
         c = np.ones(1000, bool)
-        c[rng.choice(1000, int(10 * err), replace=False)] = False
+        c[rng.choice(1000, round(10 * err), replace=False)] = False
         return c
 
     agree = {("B", 0): correct(30), ("A", 0): correct(33), ("B", 1): correct(31), ("A", 1): correct(32)}
@@ -103,8 +103,25 @@ def test_a_finding_whose_seeds_disagree_is_inconclusive_and_one_that_agrees_keep
     assert chk.seeds == [0, 1, 2] and chk.diffs[2] == 2.0 and not chk.consistent
     half = 4.3027 * np.std([-3, -1, 2], ddof=1) / np.sqrt(3)  # t(0.975, 2 df) = 4.3027
     assert chk.interval() == pytest.approx((-2 / 3, -2 / 3 - half, -2 / 3 + half), abs=0.01)
-    assert seeded_verdict("reproduced", chk) == "inconclusive (flips between seeds)"
-    assert seeded_verdict("inconclusive", chk) == "inconclusive"
+    # three seeds: the seed-level interval decides, whatever seed 0's paired verdict said
+    assert seeded_verdict("reproduced", chk) == "inconclusive (seed level)"
+    assert seeded_verdict("opposite", chk) == "inconclusive (seed level)"
+    # three seeds all on the paper's side, but spread: mean -2, sd 1, -2 +- 4.3027 / sqrt(3) = [-4.48, +0.48]
+    spread = seed_check(agree | {("B", 2): correct(31), ("A", 2): correct(33)}, "B", "A", "better", 2.0)
+    assert spread.diffs == [-3.0, -1.0, -2.0] and spread.consistent
+    assert seeded_verdict("reproduced", spread) == "inconclusive (seed level)"
+    close = {("B", s): correct(30 + d) for s, d in enumerate((0, 0.5, 0.2))} | {
+        ("A", s): correct(33) for s in range(3)}  # -3.0, -2.5, -2.8: t-interval [-3.39, -2.14]
+    chk3 = seed_check(close, "B", "A", "better", 2.0)
+    assert seeded_verdict("inconclusive", chk3) == "reproduced (seed level)"
+    assert seeded_verdict("reproduced", chk3, "better") == "reproduced (seed level)"
+    assert seeded_verdict("reproduced", chk3, "no better") == "opposite (seed level)"  # all below -2
+    assert seeded_verdict("reproduced", chk3, "tie", 4.0) == "reproduced (seed level)"  # all within +-4
+    # two seeds that flip: no single run decides
+    two_flip = seed_check({k: v for k, v in flip.items() if k[1] != 1}, "B", "A", "better", 2.0)
+    assert two_flip.diffs == [-3.0, 2.0]
+    assert seeded_verdict("reproduced", two_flip) == "inconclusive (flips between seeds)"
+    assert seeded_verdict("inconclusive", two_flip) == "inconclusive"
     # a tie holds while every seed's difference is inside the tolerance, and flips once one leaves it
     assert seed_check(agree, "B", "A", "tie", 3.0).consistent
     assert not seed_check(agree, "B", "A", "tie", 2.0).consistent

@@ -23,6 +23,7 @@ import pandas as pd
 
 from .io import atomic_save_npz
 from .protocol import LATER_FIELDS
+from .stats import TIE_TOLERANCE, verdict
 
 SEEDS_FILE = "seeds_top1.npz"
 #: experiments/findings.py's per-image top-1 correctness of every row its claims compare
@@ -198,10 +199,27 @@ def seed_check(correct: dict[tuple[str, int], np.ndarray], config_a: str, config
                      [on_paper_side(claim_type, x, tolerance) for x in diffs])
 
 
-def seeded_verdict(paired: str, check: SeedCheck | None) -> str:
-    """The final verdict: seed 0's paired verdict, unless the seeds fall on both sides of the claim
-    (then no single run decides it: *inconclusive (flips between seeds)*)."""
-    if check is None or check.consistent or paired == "inconclusive":
+#: From this many seeds on, a seeded claim's verdict is the seed-level t-interval's (fixed before
+#: seed 2 existed: with two seeds the multiplier is 12.7 and the interval decides nothing).
+SEED_LEVEL_MIN = 3
+
+
+def seeded_verdict(paired: str, check: SeedCheck | None, claim_type: str = "better",
+                   tolerance: float = TIE_TOLERANCE) -> str:
+    """The final verdict on a claim both of whose nets the seed runs trained.
+
+    - one seed (``check`` None): seed 0's paired verdict;
+    - two seeds: seed 0's paired verdict, unless the seeds fall on both sides of the claim (then no
+      single run decides it: *inconclusive (flips between seeds)*);
+    - SEED_LEVEL_MIN seeds or more: what the 95% t-interval over the seeds' differences says,
+      tagged *(seed level)*: the claim is about the architectures, and retraining is the larger
+      noise (the paired interval holds the nets fixed)."""
+    if check is None:
+        return paired
+    if len(check.seeds) >= SEED_LEVEL_MIN:
+        _, low, high = check.interval()
+        return f"{verdict(claim_type, low, high, tolerance)} (seed level)"
+    if check.consistent or paired == "inconclusive":
         return paired
     return "inconclusive (flips between seeds)"
 
