@@ -21,8 +21,9 @@ centre crop for a net at a Q the row uses (a weakly trained net off its training
 
 Seed variance: where experiments/seeds.py has trained both nets of a Table 3 depth claim with
 several seeds (seeds_top1.npz), the difference in every seed is listed (seed_diffs, seed_sd_diff),
-with the seeds' mean difference and its 95% t-interval (seed_mean_diff / seed_ci_low /
-seed_ci_high: training noise, same images) and what that interval alone says (seed_level_verdict).
+with the seeds' mean difference and its 95% interval (seed_mean_diff / seed_ci_low / seed_ci_high:
+training noise over the seeds plus the images' sampling noise, vgg.seeds.SeedCheck.interval) and
+what that interval alone says (seed_level_verdict).
 The verdict (vgg.seeds.seeded_verdict): with two seeds, seed 0's paired verdict unless the seeds
 fall on both sides of the claim (*inconclusive (flips between seeds)*: the t multiplier is 12.7 and
 the interval decides almost nothing); with three or more, the seed-level verdict, tagged
@@ -278,8 +279,8 @@ def findings(args) -> None:
 
 def seed_level(seeds, claim_type: str) -> dict:
     """The seed-level evidence where the seed runs trained both nets: the mean difference over
-    the seeds, its 95% t-interval and the verdict that interval gives (not the finding's verdict:
-    see the module's docstring)."""
+    the seeds, its 95% interval (training and image noise) and the verdict that interval gives
+    (the finding's verdict from three seeds on: see the module's docstring)."""
     if seeds is None:
         return {"seed_mean_diff": None, "seed_ci_low": None, "seed_ci_high": None, "seed_level_verdict": ""}
     mean, low, high = seeds.interval()

@@ -83,8 +83,8 @@ def test_compare_needs_the_same_images():
         compare(np.ones(5, bool), np.ones(6, bool))
 
 
-def test_two_seeds_that_disagree_make_a_finding_inconclusive_and_three_are_judged_by_their_t_interval():
-    from vgg.seeds import seed_check, seeded_verdict
+def test_two_seeds_that_disagree_make_a_finding_inconclusive_and_three_are_judged_by_their_interval():
+    from vgg.seeds import SeedCheck, seed_check, seeded_verdict
     rng = np.random.default_rng(0)
 
     def correct(err):  # exactly err % wrong of 1,000 images
@@ -95,28 +95,48 @@ def test_two_seeds_that_disagree_make_a_finding_inconclusive_and_three_are_judge
     agree = {("B", 0): correct(30), ("A", 0): correct(33), ("B", 1): correct(31), ("A", 1): correct(32)}
     chk = seed_check(agree, "B", "A", "better", 2.0)
     assert chk.diffs == [-3.0, -1.0] and chk.consistent and chk.sd == pytest.approx(np.std([-3, -1], ddof=1), abs=0.01)
-    assert seeded_verdict("reproduced", chk) == "reproduced"
-    # the seed-level t-interval, by hand: mean -2, sd sqrt(2), t(0.975, 1 df) = 12.7062
-    assert chk.interval() == pytest.approx((-2.0, -2 - 12.7062, -2 + 12.7062), abs=0.01)
+    assert seeded_verdict("reproduced", chk) == "reproduced"  # two agreeing seeds: seed 0's verdict
     flip = {**agree, ("B", 2): correct(34), ("A", 2): correct(32)}
     chk = seed_check(flip, "B", "A", "better", 2.0)
     assert chk.seeds == [0, 1, 2] and chk.diffs[2] == 2.0 and not chk.consistent
-    half = 4.3027 * np.std([-3, -1, 2], ddof=1) / np.sqrt(3)  # t(0.975, 2 df) = 4.3027
+    # the images' share, by a loop: per image, error(B) - error(A) in points averaged over the seeds
+    per_image = [sum(100 * (int(flip[("A", s)][i]) - int(flip[("B", s)][i])) for s in range(3)) / 3
+                 for i in range(1000)]
+    assert chk.image_var == pytest.approx(np.var(per_image, ddof=1) / 1000)
+    # the interval by hand: training variance s^2 / n with n - 1 df plus the images' (known) variance,
+    # Welch-Satterthwaite degrees of freedom
+    train_var = np.var([-3, -1, 2], ddof=1) / 3
+    dof = 2 * (train_var + chk.image_var) ** 2 / train_var ** 2
+    from scipy.stats import t
+    half = t.ppf(0.975, dof) * np.sqrt(train_var + chk.image_var)
     assert chk.interval() == pytest.approx((-2 / 3, -2 / 3 - half, -2 / 3 + half), abs=0.01)
+    # without the images' share it is the plain t-interval: t(0.975, 1 df) = 12.7062, 2 df 4.3027
+    assert SeedCheck([0, 1], [-3.0, -1.0], 1.41, [True, True]).interval() == pytest.approx(
+        (-2.0, -2 - 12.7062, -2 + 12.7062), abs=0.01)
+    half = 4.3027 * np.std([-3, -1, 2], ddof=1) / np.sqrt(3)
+    assert SeedCheck([0, 1, 2], [-3.0, -1.0, 2.0], 2.52, [True, True, False]).interval() == pytest.approx(
+        (-2 / 3, -2 / 3 - half, -2 / 3 + half), abs=0.01)
+    # nets that do not change from seed to seed: only the images' noise, which the paired bootstrap
+    # of one seed measures independently
+    a, b = correct(33), correct(30)
+    same = seed_check({("B", s): b for s in range(3)} | {("A", s): a for s in range(3)}, "B", "A", "better", 2.0)
+    boot = compare(b, a)
+    mean, low, high = same.interval()
+    assert mean == pytest.approx(boot.diff, abs=0.01)
+    assert (low, high) == pytest.approx((boot.ci_low, boot.ci_high), abs=0.2)
     # three seeds: the seed-level interval decides, whatever seed 0's paired verdict said
     assert seeded_verdict("reproduced", chk) == "inconclusive (seed level)"
     assert seeded_verdict("opposite", chk) == "inconclusive (seed level)"
-    # three seeds all on the paper's side, but spread: mean -2, sd 1, -2 +- 4.3027 / sqrt(3) = [-4.48, +0.48]
-    spread = seed_check(agree | {("B", 2): correct(31), ("A", 2): correct(33)}, "B", "A", "better", 2.0)
-    assert spread.diffs == [-3.0, -1.0, -2.0] and spread.consistent
-    assert seeded_verdict("reproduced", spread) == "inconclusive (seed level)"
-    close = {("B", s): correct(30 + d) for s, d in enumerate((0, 0.5, 0.2))} | {
-        ("A", s): correct(33) for s in range(3)}  # -3.0, -2.5, -2.8: t-interval [-3.39, -2.14]
-    chk3 = seed_check(close, "B", "A", "better", 2.0)
-    assert seeded_verdict("inconclusive", chk3) == "reproduced (seed level)"
-    assert seeded_verdict("reproduced", chk3, "better") == "reproduced (seed level)"
-    assert seeded_verdict("reproduced", chk3, "no better") == "opposite (seed level)"  # all below -2
-    assert seeded_verdict("reproduced", chk3, "tie", 4.0) == "reproduced (seed level)"  # all within +-4
+    assert seeded_verdict("reproduced", same) == verdict("better", boot.ci_low, boot.ci_high) + " (seed level)"
+    # all three seeds on the paper's side, but spread: -2 +- 4.3027 / sqrt(3) = [-4.48, +0.48]
+    spread = SeedCheck([0, 1, 2], [-3.0, -1.0, -2.0], 1.0, [True] * 3)
+    assert spread.consistent and seeded_verdict("reproduced", spread) == "inconclusive (seed level)"
+    # s^2 / n = 0.02111, + 0.01 = 0.03111, df = 2 x (0.03111 / 0.02111)^2 = 4.34, t = 2.70: -2.77 +- 0.48
+    close = SeedCheck([0, 1, 2], [-3.0, -2.5, -2.8], 0.25, [True] * 3, image_var=0.01)
+    assert close.interval() == pytest.approx((-2.77, -3.24, -2.29), abs=0.02)
+    assert seeded_verdict("inconclusive", close) == "reproduced (seed level)"
+    assert seeded_verdict("reproduced", close, "no better") == "opposite (seed level)"  # all below -2
+    assert seeded_verdict("reproduced", close, "tie", 4.0) == "reproduced (seed level)"  # all within +-4
     # two seeds that flip: no single run decides
     two_flip = seed_check({k: v for k, v in flip.items() if k[1] != 1}, "B", "A", "better", 2.0)
     assert two_flip.diffs == [-3.0, 2.0]
