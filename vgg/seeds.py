@@ -168,17 +168,16 @@ class SeedCheck:
 
     def interval(self, level: float = 0.95) -> tuple[float, float, float]:
         """Mean of the seeds' differences and its 95% interval over both sources of noise: training
-        the nets again (the seeds' variance / n, n - 1 degrees of freedom) and the validation images
-        (``image_var``: every seed is scored on the same images, so that part does not shrink with
-        n). The multiplier is Student's t at the Welch-Satterthwaite degrees of freedom, the image
-        part counting as known: with image_var 0 it is the plain t-interval over the seeds (12.7 x
-        the standard error with two seeds, 4.3 with three)."""
+        the nets again (the seeds' variance / n) and the validation images (``image_var``: every
+        seed is scored on the same images, so that part does not shrink with n). The multiplier is
+        Student's t with n - 1 degrees of freedom, as if all of the variance were estimated from the
+        seeds: conservative (Welch-Satterthwaite would grant more degrees of freedom for the known
+        image part, and an interval that narrows when a noise is added). With image_var 0 it is the
+        plain t-interval over the seeds: 12.7 x the standard error with two seeds, 4.3 with three."""
         from scipy.stats import t
         n, mean = len(self.diffs), float(np.mean(self.diffs))
-        train_var = float(np.var(self.diffs, ddof=1)) / n
-        total = train_var + self.image_var
-        dof = (n - 1) * total ** 2 / train_var ** 2 if train_var > 0 else np.inf
-        half = float(t.ppf(0.5 + level / 2, dof)) * np.sqrt(total)
+        var = float(np.var(self.diffs, ddof=1)) / n + self.image_var
+        half = float(t.ppf(0.5 + level / 2, n - 1)) * np.sqrt(var)
         return round(mean, 2), round(mean - half, 2), round(mean + half, 2)
 
 
@@ -211,7 +210,7 @@ def seed_check(correct: dict[tuple[str, int], np.ndarray], config_a: str, config
 
 
 #: From this many seeds on, a seeded claim's verdict is the seed-level interval's (fixed before any
-#: pair of Imagenette's seed-2 nets was scored: with two seeds the multiplier is at least 12.7).
+#: pair of Imagenette's seed-2 nets was scored: with two seeds the multiplier is 12.7).
 SEED_LEVEL_MIN = 3
 
 
