@@ -11,7 +11,7 @@ PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
 	elif python3 scripts/env_matches_lock.py 2>/dev/null; then echo python3; else echo .venv/bin/python; fi)
 RUN = PYTHONPATH=. $(PYTHON)
 
-.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings seeds plateau_study plateau_rules finetune_study compare_presets init_study dense_geometry schedule_study crop_study bench clean
+.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings seeds plateau_study plateau_rules first_drop_effect finetune_study compare_presets init_study dense_geometry schedule_study crop_study bench clean
 
 install:
 	@if [ ! -x .venv/bin/python ] && python3 scripts/env_matches_lock.py; then \
@@ -84,6 +84,10 @@ plateau_study:
 # cost in epochs? Simulated on the fitted curves of every logged run (seed folders included).
 plateau_rules:
 	$(RUN) experiments/plateau_rules.py --preset $(PRESET)
+
+# Within each S=256 net, error against the epoch of its first lr drop over the seed runs (no training).
+first_drop_effect:
+	$(RUN) experiments/first_drop_effect.py --preset $(PRESET)
 
 # Nets A-E at S=256 continued to FACTOR (default 2) x the preset's epochs: does the depth ordering
 # hold, and does the dense penalty at S-32, S, S+32 shrink?

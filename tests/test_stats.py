@@ -421,3 +421,46 @@ def test_plateau_rules_names_the_fix_when_logs_or_val_images_are_missing(tmp_pat
                  "--results", str(tmp_path), "--figures", str(tmp_path), "--sims", "10"])
     assert r.returncode == 2 and "--val-images" in r.stderr, r.stderr[-800:]
     assert not (tmp_path / "imagenette" / "plateau_rules.csv").exists()
+
+
+def test_first_drop_effect_recovers_a_planted_slope_within_nets(tmp_path):
+    """Errors made as net offset - 0.3 x first-drop epoch (+ noise): the within-net fit finds -0.3 whatever
+    the nets' offsets; without the noise r = -1. A missing log exits 2 naming where to copy it from."""
+    import pandas as pd
+    from conftest import ROOT, run_cli
+    script = str(ROOT / "experiments" / "first_drop_effect.py")
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "imagenette"
+    rows = []
+    for seed in range(3):
+        logs = folder / "logs" / ("" if seed == 0 else f"seed{seed}")
+        logs.mkdir(parents=True, exist_ok=True)
+        for net, offset in (("A", 30.0), ("B", 20.0), ("D", 40.0)):
+            drop = int(rng.integers(10, 30))
+            lr = [0.01] * drop + [0.001] * 5 + [0.0001] * 3
+            pd.DataFrame({"epoch": range(1, len(lr) + 1), "lr": lr}).to_csv(logs / f"{net}_S256.log.csv", index=False)
+            rows.append({"config": net, "seed": str(seed), "ours_top1_err": offset - 0.3 * drop, "first": drop})
+    seeds = pd.DataFrame(rows)
+    extra = pd.DataFrame([{"config": "A", "seed": "mean", "ours_top1_err": 0.0}])  # summary rows are skipped
+    pd.concat([seeds.drop(columns="first"), extra]).to_csv(folder / "seeds.csv", index=False)
+    r = run_cli([script, "--preset", "imagenette", "--results", str(tmp_path), "--figures", str(tmp_path)])
+    assert r.returncode == 0, r.stderr[-800:]
+    out = pd.read_csv(folder / "first_drop_effect.csv")
+    fit = out[out.net == "within-net fit"].iloc[0]
+    assert fit.slope_points_per_epoch == pytest.approx(-0.3, abs=1e-3) and fit.r == pytest.approx(-1, abs=1e-3)
+    assert fit.dof == 9 - 3 - 1
+    runs = out[out.net != "within-net fit"]
+    assert runs.first_drop.tolist() == seeds["first"].tolist()  # the epoch after which the lr first fell
+    noisy = seeds.ours_top1_err + rng.normal(0, 1.0, len(seeds))
+    pd.concat([seeds.drop(columns="first").assign(ours_top1_err=noisy), extra]).to_csv(folder / "seeds.csv",
+                                                                                    index=False)
+    assert run_cli([script, "--preset", "imagenette", "--results", str(tmp_path)]).returncode == 0
+    fit = pd.read_csv(folder / "first_drop_effect.csv").query("net == 'within-net fit'").iloc[0]
+    # independently: least squares on per-net centred values, by numpy
+    d = seeds.assign(e=noisy)
+    x = d["first"] - d.groupby("config")["first"].transform("mean")
+    y = d.e - d.groupby("config").e.transform("mean")
+    assert fit.slope_points_per_epoch == pytest.approx(np.polyfit(x, y, 1)[0], abs=1e-3)
+    (folder / "logs" / "seed2" / "B_S256.log.csv").unlink()
+    r = run_cli([script, "--preset", "imagenette", "--results", str(tmp_path)])
+    assert r.returncode == 2 and "runs/imagenette/seed2/B_S256.log.csv" in r.stderr, r.stderr[-800:]
