@@ -260,12 +260,12 @@ def findings(args) -> None:
                      "ci_low": round(r.ci_low, 2), "ci_high": round(r.ci_high, 2),
                      "p_value": float(f"{r.p_value:.3g}"), "discordant": r.discordant, "images": len(ca),
                      "verdict": ("inconclusive (a net at chance)" if untrained
-                                 else seeded_verdict(paired, seeds, c.claim_type, TIE_TOLERANCE)),
+                                 else seeded_verdict(paired, seeds)),
                      "seed0_verdict": paired,
                      "seeds": "" if seeds is None else ";".join(map(str, seeds.seeds)),
                      "seed_diffs": "" if seeds is None else seeds.text,
                      "seed_sd_diff": None if seeds is None else seeds.sd,
-                     **seed_level(seeds, c.claim_type),
+                     **seed_level(seeds),
                      "two_se": round(two_se, 2), "two_se_verdict": two_se_verdict(c.claim_type, r.diff, two_se),
                      "caveat": "; ".join(filter(None, untrained + [
                          caveat(preset, geometry, ((c.table_a, a), (c.table_b, b)), train_map)])),
@@ -277,7 +277,7 @@ def findings(args) -> None:
     print(findings_markdown(df))
 
 
-def seed_level(seeds, claim_type: str) -> dict:
+def seed_level(seeds) -> dict:
     """The seed-level evidence where the seed runs trained both nets: the mean difference over
     the seeds, its 95% interval (training and image noise) and the verdict that interval gives
     (the finding's verdict from three seeds on: see the module's docstring)."""
@@ -285,7 +285,7 @@ def seed_level(seeds, claim_type: str) -> dict:
         return {"seed_mean_diff": None, "seed_ci_low": None, "seed_ci_high": None, "seed_level_verdict": ""}
     mean, low, high = seeds.interval()
     return {"seed_mean_diff": mean, "seed_ci_low": low, "seed_ci_high": high,
-            "seed_level_verdict": verdict(claim_type, low, high)}
+            "seed_level_verdict": seeds.level_verdict}
 
 
 def extra(p) -> None:

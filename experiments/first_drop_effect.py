@@ -24,13 +24,8 @@ from scipy import stats  # noqa: E402
 
 from vgg.errors import UserError  # noqa: E402
 from vgg.experiment import main  # noqa: E402
+from vgg.plateau import drop_epochs  # noqa: E402
 from vgg.results import write_table  # noqa: E402
-
-
-def first_drop_epoch(log: pd.DataFrame) -> int | None:
-    """The epoch after which the lr was first lowered (None if it never was)."""
-    lower = np.flatnonzero(np.diff(log.lr.to_numpy()) < 0)
-    return int(log.epoch.iloc[lower[0]]) if len(lower) else None
 
 
 def within_net_fit(runs: pd.DataFrame) -> dict:
@@ -61,9 +56,9 @@ def first_drop_effect(args) -> None:
             raise UserError(f"{log_path} is missing: copy runs/{args.preset}/seed{r.seed}/{r.config}_S256.log.csv "
                             f"(seed 0: runs/{args.preset}/) there")
         log = pd.read_csv(log_path)
-        first = first_drop_epoch(log)
-        if first is not None:
-            rows.append({"net": r.config, "seed": r.seed, "first_drop": first, "epochs": len(log),
+        drops = drop_epochs(log.lr.tolist())
+        if drops:
+            rows.append({"net": r.config, "seed": r.seed, "first_drop": drops[0], "epochs": len(log),
                          "ours_top1_err": r.ours_top1_err})
     runs = pd.DataFrame(rows)
     if runs.empty or len(runs) - runs.net.nunique() - 1 < 1:

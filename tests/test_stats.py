@@ -84,6 +84,8 @@ def test_compare_needs_the_same_images():
 
 
 def test_two_seeds_that_disagree_make_a_finding_inconclusive_and_three_are_judged_by_their_interval():
+    from dataclasses import replace
+
     from vgg.seeds import SeedCheck, seed_check, seeded_verdict
     rng = np.random.default_rng(0)
 
@@ -107,11 +109,11 @@ def test_two_seeds_that_disagree_make_a_finding_inconclusive_and_three_are_judge
     half = 4.3027 * np.sqrt(np.var([-3, -1, 2], ddof=1) / 3 + chk.image_var)
     assert chk.interval() == pytest.approx((-2 / 3, -2 / 3 - half, -2 / 3 + half), abs=0.01)
     # without the images' share it is the plain t-interval: t(0.975, 1 df) = 12.7062, 2 df 4.3027
-    assert SeedCheck([0, 1], [-3.0, -1.0], 1.41, [True, True]).interval() == pytest.approx(
+    assert SeedCheck([0, 1], [-3.0, -1.0], 1.41, [True, True], "better", 2.0).interval() == pytest.approx(
         (-2.0, -2 - 12.7062, -2 + 12.7062), abs=0.01)
     half = 4.3027 * np.std([-3, -1, 2], ddof=1) / np.sqrt(3)
-    assert SeedCheck([0, 1, 2], [-3.0, -1.0, 2.0], 2.52, [True, True, False]).interval() == pytest.approx(
-        (-2 / 3, -2 / 3 - half, -2 / 3 + half), abs=0.01)
+    three = SeedCheck([0, 1, 2], [-3.0, -1.0, 2.0], 2.52, [True, True, False], "better", 2.0)
+    assert three.interval() == pytest.approx((-2 / 3, -2 / 3 - half, -2 / 3 + half), abs=0.01)
     # nets that do not change from seed to seed: only the images' noise, whose standard error the
     # paired bootstrap of one seed measures independently (its 95% interval is +-1.96 of them)
     a, b = correct(33), correct(30)
@@ -125,14 +127,15 @@ def test_two_seeds_that_disagree_make_a_finding_inconclusive_and_three_are_judge
     assert seeded_verdict("opposite", chk) == "inconclusive (seed level)"
     assert seeded_verdict("reproduced", same) == verdict("better", boot.ci_low, boot.ci_high) + " (seed level)"
     # all three seeds on the paper's side, but spread: -2 +- 4.3027 / sqrt(3) = [-4.48, +0.48]
-    spread = SeedCheck([0, 1, 2], [-3.0, -1.0, -2.0], 1.0, [True] * 3)
+    spread = SeedCheck([0, 1, 2], [-3.0, -1.0, -2.0], 1.0, [True] * 3, "better", 2.0)
     assert spread.consistent and seeded_verdict("reproduced", spread) == "inconclusive (seed level)"
     # s^2 / n = 0.02111, + 0.005 = 0.02611, sqrt 0.1616, x 4.3027: -2.77 +- 0.70
-    close = SeedCheck([0, 1, 2], [-3.0, -2.5, -2.8], 0.25, [True] * 3, image_var=0.005)
+    close = SeedCheck([0, 1, 2], [-3.0, -2.5, -2.8], 0.25, [True] * 3, "better", 2.0, image_var=0.005)
     assert close.interval() == pytest.approx((-2.77, -3.46, -2.07), abs=0.02)
     assert seeded_verdict("inconclusive", close) == "reproduced (seed level)"
-    assert seeded_verdict("reproduced", close, "no better") == "opposite (seed level)"  # all below -2
-    assert seeded_verdict("reproduced", close, "tie", 4.0) == "reproduced (seed level)"  # all within +-4
+    no_better, tie4 = replace(close, claim_type="no better"), replace(close, claim_type="tie", tolerance=4.0)
+    assert seeded_verdict("reproduced", no_better) == "opposite (seed level)"  # all below -2
+    assert seeded_verdict("reproduced", tie4) == "reproduced (seed level)"  # all within +-4
     # two seeds that flip: no single run decides
     two_flip = seed_check({k: v for k, v in flip.items() if k[1] != 1}, "B", "A", "better", 2.0)
     assert two_flip.diffs == [-3.0, 2.0]

@@ -36,9 +36,14 @@ def first_drops(accuracy: np.ndarray, patience: int, threshold: float = 0.0) -> 
     return out
 
 
+def drop_epochs(lrs) -> list[int]:
+    """The 1-based epochs after which a logged per-epoch lr sequence was lowered."""
+    return [t for t, (a, b) in enumerate(zip(lrs, lrs[1:]), start=1) if b < a]
+
+
 def drops_taken(lrs) -> int:
     """How many times a logged per-epoch lr sequence was lowered."""
-    return sum(b < a for a, b in zip(lrs, lrs[1:]))
+    return len(drop_epochs(lrs))
 
 
 def rule_firings(accuracy, patience: int, threshold: float = 0.0) -> list[int]:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from .io import atomic_save_npz
 from .protocol import LATER_FIELDS
-from .stats import TIE_TOLERANCE, verdict
+from .stats import verdict
 
 SEEDS_FILE = "seeds_top1.npz"
 #: experiments/findings.py's per-image top-1 correctness of every row its claims compare
@@ -155,6 +155,8 @@ class SeedCheck:
     diffs: list[float]  # error(a) - error(b) in points, one per seed
     sd: float  # sample sd of the differences (ddof 1)
     paper_side: list[bool]  # per seed: is the difference on the paper's side of the claim?
+    claim_type: str  # better, no better or tie (vgg.stats.verdict)
+    tolerance: float  # points: a tie's band, a no-better claim's margin
     image_var: float = 0.0  # variance (points^2) of the seeds' mean difference from sampling the images
 
     @property
@@ -180,6 +182,12 @@ class SeedCheck:
         half = float(t.ppf(0.5 + level / 2, n - 1)) * np.sqrt(var)
         return round(mean, 2), round(mean - half, 2), round(mean + half, 2)
 
+    @property
+    def level_verdict(self) -> str:
+        """What the seed-level interval alone says of the claim (vgg.stats.verdict)."""
+        _, low, high = self.interval()
+        return verdict(self.claim_type, low, high, self.tolerance)
+
 
 def on_paper_side(claim_type: str, diff: float, tolerance: float) -> bool:
     """One run's difference error(a) - error(b) taken alone: *better* wants it below 0, *no better*
@@ -200,12 +208,12 @@ def seed_check(correct: dict[tuple[str, int], np.ndarray], config_a: str, config
     seeds = sorted({s for c, s in correct if c == config_a} & {s for c, s in correct if c == config_b})
     if len(seeds) < 2:
         return None
-    # per image, error(a) - error(b) in points (-100, 0 or +100), averaged over the seeds
-    per_image = np.mean([100.0 * (correct[(config_b, s)].astype(float) - correct[(config_a, s)])
-                         for s in seeds], axis=0)
-    diffs = [float(100 * (correct[(config_b, s)].mean() - correct[(config_a, s)].mean())) for s in seeds]
+    # per seed and image, error(a) - error(b) in points (-100, 0 or +100)
+    per_seed = np.array([100.0 * (correct[(config_b, s)].astype(float) - correct[(config_a, s)]) for s in seeds])
+    diffs = [float(d) for d in per_seed.mean(axis=1)]
+    per_image = per_seed.mean(axis=0)  # averaged over the seeds: what sampling other images would move
     return SeedCheck(seeds, [round(x, 2) for x in diffs], round(float(np.std(diffs, ddof=1)), 2),
-                     [on_paper_side(claim_type, x, tolerance) for x in diffs],
+                     [on_paper_side(claim_type, x, tolerance) for x in diffs], claim_type, tolerance,
                      float(np.var(per_image, ddof=1)) / len(per_image))
 
 
@@ -214,21 +222,19 @@ def seed_check(correct: dict[tuple[str, int], np.ndarray], config_a: str, config
 SEED_LEVEL_MIN = 3
 
 
-def seeded_verdict(paired: str, check: SeedCheck | None, claim_type: str = "better",
-                   tolerance: float = TIE_TOLERANCE) -> str:
+def seeded_verdict(paired: str, check: SeedCheck | None) -> str:
     """The final verdict on a claim both of whose nets the seed runs trained.
 
     - one seed (``check`` None): seed 0's paired verdict;
     - two seeds: seed 0's paired verdict, unless the seeds fall on both sides of the claim (then no
       single run decides it: *inconclusive (flips between seeds)*);
     - SEED_LEVEL_MIN seeds or more: what the 95% interval of the seeds' mean difference says
-      (SeedCheck.interval), tagged *(seed level)*: the claim is about the architectures, and retraining is the larger
-      noise (the paired interval holds the nets fixed)."""
+      (SeedCheck.level_verdict), tagged *(seed level)*: the claim is about the architectures, and
+      retraining is the larger noise (the paired interval holds the nets fixed)."""
     if check is None:
         return paired
     if len(check.seeds) >= SEED_LEVEL_MIN:
-        _, low, high = check.interval()
-        return f"{verdict(claim_type, low, high, tolerance)} (seed level)"
+        return f"{check.level_verdict} (seed level)"
     if check.consistent or paired == "inconclusive":
         return paired
     return "inconclusive (flips between seeds)"
