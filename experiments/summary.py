@@ -1,16 +1,13 @@
 """Compact Markdown side-by-side (paper | ours) of Tables 2-7 from results/<preset>/*.csv,
 written to results/<preset>/summary.md (the README's Results section is pasted from it)."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from vgg.errors import UserError  # noqa: E402
-from vgg.experiment import main  # noqa: E402
-from vgg.io import atomic_write_text  # noqa: E402
-from vgg.results import findings_markdown  # noqa: E402
+from vgg.errors import UserError
+from vgg.experiment import main
+from vgg.io import atomic_write_text
+from vgg.results import findings_markdown
 
 
 def pair(a, b) -> str:
@@ -73,7 +70,7 @@ def summary(args) -> None:
     lines += error_table(t[6], lambda r: f"{r.nets} nets, {r.method}" + (" (ILSVRC submission)" if r.nets == 7
                                                                          else " (D + E jitter)"))
     lines += ["", "## Table 7: best single net and best fusion", ""]
-    lines += error_table(t[7].iloc[:2], lambda r: r.method)
+    lines += error_table(t[7].iloc[:2], lambda r: r.ours)
     seeds = folder / "seeds.csv"
     if seeds.exists():
         sd = pd.read_csv(seeds, dtype={"seed": str})
@@ -86,12 +83,16 @@ def summary(args) -> None:
         fd = pd.read_csv(f)
         # "inconclusive (flips between seeds)" is an inconclusive verdict
         counts = fd.verdict.str.split(" (", regex=False).str[0].value_counts().to_dict()
-        lines += ["", "## Findings: the paper's claims, tested paired on the same images", "",
+        lines += ["", "## Findings: the paper's claims (proxy results, not ImageNet results)", "",
                   f"{len(fd)} claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
                                                     ("reproduced", "inconclusive", "opposite"))
-                  + f". Interval: paired bootstrap of error(a) - error(b), 95%; a tie is reproduced within "
-                    f"+-{fd.tie_tolerance_points[0]:g} points. `two_se_verdict` in findings.csv is the old rule.", ""]
-        lines.append(findings_markdown(fd))
+                  + ". One verdict per claim, from the first rule that applies (vgg/findings.py): the seed-level "
+                    "95% t-interval where three seeds trained both nets, else the paired 95% bootstrap interval "
+                    "on the same images, else (per-image correctness not saved) the unpaired 95% interval; a tie "
+                    f"is reproduced within +-{fd.tie_tolerance_points[0]:g} points. Every test's numbers: "
+                    "findings_evidence.csv.", ""]
+        ev = folder / "findings_evidence.csv"
+        lines.append(findings_markdown(fd, pd.read_csv(ev, dtype={"seeds": str}) if ev.exists() else None))
     atomic_write_text(folder / "summary.md", "\n".join(lines) + "\n")
     print(f"wrote {folder / 'summary.md'}")
 

@@ -64,14 +64,26 @@ def test_table3_has_the_b5x5_control(tables):
         crop.loc["B-5x5", "ours_top1_err"] - crop.loc["B", "ours_top1_err"], abs=0.011)
 
 
-def test_table7_copies_the_literature_rows_and_adds_ours(tables):
+def test_table7_pairs_ours_with_the_papers_same_net_and_method(tables):
+    """Our best single net and fusion beside the paper's value for the same net and method (Tables 5-6);
+    the paper's VGG rows with ours for the same nets and method; the literature copied, ours empty."""
     cwd, _ = tables
     t7 = pd.read_csv(cwd / "results" / "tiny" / "table7.csv")
+    t5 = pd.read_csv(cwd / "results" / "tiny" / "table5.csv")
+    t6 = pd.read_csv(cwd / "results" / "tiny" / "table6.csv")
+    best1, bestf = t5.loc[t5.ours_top1_err.idxmin()], t6.loc[t6.ours_top1_err.idxmin()]
+    assert (t7.ours_top1_err.iloc[0], t7.paper_top1_err.iloc[0]) == (best1.ours_top1_err, best1.paper_top1_err)
+    assert (t7.ours_top1_err.iloc[1], t7.paper_top1_err.iloc[1]) == (bestf.ours_top1_err, bestf.paper_top1_err)
     paper = paper_table("table7_state_of_the_art")
-    assert t7["source"].str.startswith("ours").sum() == 2
-    copied = t7[t7["source"].str.startswith("paper")]
-    assert copied["method"].tolist() == paper["method"].tolist()
-    assert copied["ours_top1_err"].isna().all()
+    copied = t7.iloc[2:].reset_index(drop=True)
+    assert copied.paper_row.tolist() == paper.method.tolist()
+    assert copied.paper_top5_test_err.fillna(-1).tolist() == paper.top5_test_err.fillna(-1).tolist()
+    vgg = copied.paper_row.str.startswith("VGG")
+    assert copied.ours_top1_err[vgg].notna().all() and copied.ours_top1_err[~vgg].isna().all()
+    e = t5.set_index(["config", "method"]).loc[("E", "multi-crop & dense")]
+    assert copied.set_index("paper_row").loc["VGG (1 net, multi-crop & dense eval.)", "ours_top1_err"] == \
+        e.ours_top1_err
+    assert "diff_top5" not in t7.columns  # top-5 over 10 classes is not comparable with 1000 classes
 
 
 def test_findings_tests_every_claim_paired_on_the_cached_posteriors(tables, small_data):
@@ -81,24 +93,28 @@ def test_findings_tests_every_claim_paired_on_the_cached_posteriors(tables, smal
     assert r.returncode == 0, r.stderr[-2000:]
     assert "training" not in r.stderr  # the chain's nets and posteriors are reused
     f = pd.read_csv(cwd / "results" / "tiny" / "findings.csv")
-    assert len(f) == 26
-    assert {"claim", "claim_type", "paper_section", "ours_a", "ours_b", "diff", "ci_low", "ci_high",
-            "p_value", "verdict"} <= set(f.columns)
+    ev = pd.read_csv(cwd / "results" / "tiny" / "findings_evidence.csv")
+    from vgg.findings import VERDICT_COLUMNS, claims
+    assert len(f) == len(ev) == len(claims()) and f.claim.tolist() == ev.claim.tolist()
+    assert f.columns.tolist()[:len(VERDICT_COLUMNS)] == VERDICT_COLUMNS  # one verdict column; the rest is evidence
+    assert (ev.test == "paired").all() and f.decided_by.eq("paired 95% bootstrap").all()
     # a comparison with a net at chance (within 2 points of 1 - 1/classes) tests nothing: inconclusive
     classes = len(list((small_data / "val").iterdir()))
     chance = f[["ours_a", "ours_b"]].max(axis=1) >= 100 * (1 - 1 / classes) - 2
     assert (f.verdict[chance] == "inconclusive (a net at chance)").all()
     assert f.caveat[chance].str.contains("at chance").all()
     assert f.verdict[~chance].isin(["reproduced", "opposite", "inconclusive"]).all()
+    assert (f.verdict[~chance] == ev.paired_verdict[~chance]).all()  # the paired interval decided
     assert set(f["claim_type"]) == {"better", "no better", "tie"}
-    assert (f.ci_low <= f["diff"] + 1e-9).all() and (f["diff"] <= f.ci_high + 1e-9).all()
-    assert f.p_value.between(0, 1).all()
+    assert (f.ci_low <= f.estimate + 1e-9).all() and (f.estimate <= f.ci_high + 1e-9).all()
+    assert (f.estimate == f["diff"]).all() and (f.ci_low == ev.paired_ci_low).all()
+    assert ev.mcnemar_p.between(0, 1).all()
     lrn = f.set_index("claim").loc["LRN does not improve net A"]
     assert (lrn.paper_a, lrn.paper_b, lrn.claim_type) == (29.7, 29.6, "no better")
     assert lrn["diff"] == pytest.approx(lrn.ours_a - lrn.ours_b, abs=0.011)
     t3 = pd.read_csv(cwd / "results" / "tiny" / "table3.csv", dtype={"train_scale": str}).set_index("config")
     assert lrn.ours_a == pytest.approx(t3.loc["A-LRN", "ours_top1_err"], abs=0.006)  # same numbers as the table
-    assert r.stdout.count("\n| ") >= 27  # the Markdown table for the README
+    assert r.stdout.count("\n| ") >= len(f) + 1  # the Markdown table for the README
     # the saved per-image correctness gives the same verdicts without checkpoints or data
     (cwd / "runs").rename(cwd / "runs-moved")
     try:
@@ -109,15 +125,28 @@ def test_findings_tests_every_claim_paired_on_the_cached_posteriors(tables, smal
     assert r2.returncode == 0, r2.stderr[-2000:]
     again = pd.read_csv(cwd / "results" / "tiny" / "findings.csv")
     pd.testing.assert_frame_equal(again.drop(columns=["command"]), f.drop(columns=["command"]))
+    # rows whose per-image correctness was never saved are tested unpaired, from the tables' error rates
+    from vgg.seeds import load_per_image, save_per_image
+    folder = cwd / "results" / "tiny"
+    saved, classes = load_per_image(folder)
+    dropped = "table4: config == 'C' and train_scale == '384'"
+    save_per_image(folder, {k: v for k, v in saved.items() if k != dropped}, classes)
+    try:
+        r3 = run_cli([str(ROOT / "experiments" / "findings.py"), "--preset", "tiny", "--results", "results",
+                      "--from-saved"], cwd=cwd)
+        assert r3.returncode == 0 and "tested unpaired" in r3.stderr, r3.stderr[-2000:]
+        f3 = pd.read_csv(folder / "findings.csv").set_index("claim")
+        hit = [c.claim for c in claims().itertuples() if dropped.endswith(c.row_a) and c.table_a == "table4"
+               or dropped.endswith(c.row_b) and c.table_b == "table4"]
+        assert hit and f3.loc[hit].decided_by.str.startswith("unpaired").all()
+        assert (f3.drop(index=hit).decided_by == "paired 95% bootstrap").all()
+    finally:
+        save_per_image(folder, saved, classes)
 
 
 def test_dense_geometry_flags_only_what_is_not_the_papers_geometry():
-    import importlib.util
-
+    import vgg.findings as mod
     from vgg.protocol import get_preset
-    spec = importlib.util.spec_from_file_location("findings", ROOT / "experiments" / "findings.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     proxy, nette, paper = get_preset("proxy"), get_preset("imagenette"), get_preset("paper")
     assert mod.dense_off_geometry(proxy, "dense", [256, 384, 512])    # conv5 2x2 in training
     assert not mod.dense_off_geometry(proxy, "dense", [256])          # Q=37 px: conv5 2x2 as in training
@@ -186,7 +215,7 @@ def test_rerun_with_checkpoints_present_is_byte_identical(tables, small_data):
 def test_schedule_study_continues_the_chain_nets_and_agrees_with_table3(tables, small_data):
     from vgg.checkpoint import load_training_checkpoint
     cwd, _ = tables
-    r = run_cli([str(ROOT / "experiments" / "schedule_study.py"), "--preset", "tiny", "--data", str(small_data),
+    r = run_cli([str(ROOT / "experiments/studies/schedule_study.py"), "--preset", "tiny", "--data", str(small_data),
                  "--runs", "runs", "--results", "results", "--figures", "figures"], cwd=cwd)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "training runs/tiny/" not in r.stderr  # the chain's nets are reused, not retrained
@@ -217,7 +246,7 @@ def test_schedule_study_continues_the_chain_nets_and_agrees_with_table3(tables, 
 def test_finetune_study_continues_the_finetuned_nets_and_agrees_with_the_tables(tables, small_data):
     from vgg.checkpoint import load_training_checkpoint
     cwd, _ = tables
-    args = [str(ROOT / "experiments" / "finetune_study.py"), "--preset", "tiny", "--data", str(small_data),
+    args = [str(ROOT / "experiments/studies/finetune_study.py"), "--preset", "tiny", "--data", str(small_data),
             "--runs", "runs", "--results", "results", "--figures", "figures"]
     bad = run_cli(args + ["--factor", "1"], cwd=cwd)
     assert bad.returncode == 2 and "--factor must be 2 or more" in bad.stderr
@@ -248,7 +277,7 @@ def test_finetune_study_continues_the_finetuned_nets_and_agrees_with_the_tables(
 
 def test_crop_study_scores_the_d_line_as_the_tables_do(tables, small_data):
     cwd, _ = tables
-    args = [str(ROOT / "experiments" / "crop_study.py"), "--preset", "tiny", "--data", str(small_data),
+    args = [str(ROOT / "experiments/studies/crop_study.py"), "--preset", "tiny", "--data", str(small_data),
             "--runs", "runs", "--results", "results", "--figures", "figures"]
     bad = run_cli(args + ["--against", "tiny99"], cwd=cwd)
     assert bad.returncode == 2 and "unknown preset 'tiny99'" in bad.stderr
@@ -275,7 +304,7 @@ def test_crop_study_scores_the_d_line_as_the_tables_do(tables, small_data):
 
 def test_dense_geometry_covers_every_tested_scale_of_every_net(tables, small_data):
     cwd, _ = tables
-    r = run_cli([str(ROOT / "experiments" / "dense_geometry.py"), "--preset", "tiny", "--data", str(small_data),
+    r = run_cli([str(ROOT / "experiments/studies/dense_geometry.py"), "--preset", "tiny", "--data", str(small_data),
                  "--runs", "runs", "--results", "results", "--figures", "figures", "--unrounded"], cwd=cwd)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "training" not in r.stderr
@@ -291,14 +320,14 @@ def test_dense_geometry_covers_every_tested_scale_of_every_net(tables, small_dat
 
 def test_init_study_with_fewer_epochs_takes_the_chain_nets_first_epochs(tables, small_data):
     cwd, _ = tables
-    r = run_cli([str(ROOT / "experiments" / "init_study.py"), "--preset", "tiny", "--data", str(small_data),
+    r = run_cli([str(ROOT / "experiments/studies/init_study.py"), "--preset", "tiny", "--data", str(small_data),
                  "--runs", "runs", "--results", "results", "--figures", "figures", "--epochs", "1"], cwd=cwd)
     assert r.returncode == 0, r.stderr[-2000:]
     s = pd.read_csv(cwd / "results" / "tiny" / "init_study.csv")
     assert len(s) == 5 and (s.epoch == 1).all() and (s.study_epochs == 1).all()
     assert set(s.init) == {"N(0, 1e-2)", "Glorot", "from trained A"}
     # without --epochs: the preset's schedule, so the chain's A and D are two of the runs
-    r = run_cli([str(ROOT / "experiments" / "init_study.py"), "--preset", "tiny", "--data", str(small_data),
+    r = run_cli([str(ROOT / "experiments/studies/init_study.py"), "--preset", "tiny", "--data", str(small_data),
                  "--runs", "runs", "--results", "results", "--figures", "figures"], cwd=cwd)
     assert r.returncode == 0, r.stderr[-2000:]
     s = pd.read_csv(cwd / "results" / "tiny" / "init_study.csv")
@@ -361,7 +390,7 @@ def test_seeds_train_their_own_chains_and_feed_table3_and_findings(tables, small
         shutil.copy(cwd / "results" / "tiny" / f"table{n}.csv", out)
     common = ["--preset", "tiny", "--data", str(small_data), "--runs", "runs", "--results", "results-seeds",
               "--figures", "figures-seeds"]
-    r = run_cli([str(ROOT / "experiments" / "seeds.py"), *common, "--seeds", "0,1", "--nets", "A,B"], cwd=cwd)
+    r = run_cli([str(ROOT / "experiments/studies/seeds.py"), *common, "--seeds", "0,1", "--nets", "A,B"], cwd=cwd)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr.count("training runs/tiny/seed1/") == 2  # A and B of seed 1, each from its own A
     assert "training runs/tiny/A_S256" not in r.stderr  # seed 0 is the main chain's
@@ -394,7 +423,8 @@ def test_seeds_train_their_own_chains_and_feed_table3_and_findings(tables, small
     # findings: the depth claim B vs A lists both seeds' differences; its verdict follows the rule
     r = run_cli([str(ROOT / "experiments" / "findings.py"), *common[:-2]], cwd=cwd)
     assert r.returncode == 0, r.stderr[-2000:]
-    f = pd.read_csv(out / "findings.csv", dtype={"seeds": str}).set_index("claim")
+    f = pd.read_csv(out / "findings.csv").set_index("claim")
+    f = f.join(pd.read_csv(out / "findings_evidence.csv", dtype={"seeds": str}).set_index("claim"))
     ba = f.loc["error decreases with depth: B (13 layers) beats A (11)"]
     diffs = [float(d) for d in ba.seed_diffs.split(";")]
     assert ba.seeds == "0;1"
@@ -402,15 +432,15 @@ def test_seeds_train_their_own_chains_and_feed_table3_and_findings(tables, small
     flips = (diffs[0] < 0) != (diffs[1] < 0)
     chance = 100 * (1 - 1 / len(list((small_data / "val").iterdir()))) - 2
     assert ba.verdict == ("inconclusive (a net at chance)" if max(ba.ours_a, ba.ours_b) >= chance else
-                          "inconclusive (flips between seeds)" if flips and ba.seed0_verdict != "inconclusive"
-                          else ba.seed0_verdict)
+                          "inconclusive (flips between seeds)" if flips and ba.paired_verdict != "inconclusive"
+                          else ba.paired_verdict)
     assert (f.seeds.fillna("") != "").sum() == 1  # the only claim between two seeded S=256 rows
     assert f.loc["error decreases with depth: D (16 layers) beats B (13)"].seeds != "0;1"  # D has one seed
     # A fresh clone (no checkpoints: runs-fresh is empty) asked for one more seed: seed 0 comes from
     # the published chain (per_image_top1.npz), seed 1 from seeds_top1.npz; only seed 2 is trained.
     fresh = [*common[:4], "--runs", "runs-fresh", *common[6:]]
     # (NETS in another order than Table 3's: the table still lists A before B)
-    r = run_cli([str(ROOT / "experiments" / "seeds.py"), *fresh, "--seeds", "0,1,2", "--nets", "B,A"], cwd=cwd)
+    r = run_cli([str(ROOT / "experiments/studies/seeds.py"), *fresh, "--seeds", "0,1,2", "--nets", "B,A"], cwd=cwd)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr.count("training runs-fresh/tiny/seed2/") == 2, r.stderr[-2000:]
     assert r.stderr.count("training ") == 2  # nothing of seeds 0 and 1
@@ -433,7 +463,7 @@ def test_compare_presets_puts_each_presets_row_beside_the_papers(tables):
     cwd, _ = tables
     shutil.copytree(cwd / "results" / "tiny", cwd / "results-compare" / "twin")  # a second preset, same rows
     shutil.copytree(cwd / "results" / "tiny", cwd / "results-compare" / "tiny")
-    r = run_cli([str(ROOT / "experiments" / "compare_presets.py"), "--presets", "tiny,twin",
+    r = run_cli([str(ROOT / "experiments/studies/compare_presets.py"), "--presets", "tiny,twin",
                  "--results", "results-compare"], cwd=cwd)
     assert r.returncode == 0, r.stderr[-2000:]
     md = (cwd / "results-compare" / "presets_side_by_side.md").read_text()
@@ -446,7 +476,7 @@ def test_compare_presets_puts_each_presets_row_beside_the_papers(tables):
 
 
 def test_profile_step_names_where_the_time_goes(tmp_path):
-    r = run_cli([str(ROOT / "experiments" / "profile_step.py"), "--preset", "tiny", "--images", "1", "--top", "5",
+    r = run_cli([str(ROOT / "experiments/studies/profile_step.py"), "--preset", "tiny", "--images", "1", "--top", "5",
                  "--results", "results", "--figures", "figures"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     prof = pd.read_csv(tmp_path / "results" / "tiny" / "profile.csv")

@@ -261,7 +261,7 @@ def test_plateau_replay_lowers_the_lr_when_torchs_scheduler_does(patience, thres
 
 def test_plateau_study_on_the_published_proxy_logs_finds_patience_0_noise_driven(tmp_path):
     from conftest import ROOT, run_cli
-    r = run_cli([str(ROOT / "experiments" / "plateau_study.py"), "--preset", "proxy", "--logs",
+    r = run_cli([str(ROOT / "experiments/studies/plateau_study.py"), "--preset", "proxy", "--logs",
                  str(ROOT / "results" / "proxy" / "logs"), "--results", str(tmp_path), "--figures",
                  str(tmp_path), "--sims", "500"])
     assert r.returncode == 0, r.stderr[-2000:]
@@ -293,21 +293,40 @@ def test_paired_correctness_breaks_ties_as_the_tables_error_does():
     assert (1 - correct_top1(p.numpy(), y.numpy())).sum() == round(topk_error(p, y, 1) * 4000)
 
 
-def test_findings_markdown_shows_every_seeds_difference_where_the_seed_runs_exist():
+def test_findings_markdown_shows_the_deciding_interval_and_every_seeds_difference():
     import pandas as pd
 
     from vgg.results import findings_markdown
     base = {"claim_type": "better", "paper_section": "4.1", "paper_a": 28.7, "paper_b": 29.6, "ours_a": 22.39,
-            "ours_b": 23.69, "diff": -1.3, "ci_low": -2.32, "ci_high": -0.28, "p_value": 0.01, "caveat": ""}
+            "ours_b": 23.69, "diff": -1.3, "estimate": -1.3, "ci_low": -2.32, "ci_high": -0.28, "caveat": ""}
     df = pd.DataFrame([{**base, "claim": "B beats A", "verdict": "inconclusive (flips between seeds)",
-                        "seeds": "0;1", "seed_diffs": "-1.30;+0.52"},
-                       {**base, "claim": "D beats B", "verdict": "opposite", "seeds": None, "seed_diffs": None},
-                       {**base, "claim": "LRN", "verdict": "opposite", "seeds": "0;1", "seed_diffs": "-6.22;-4.76",
-                        "seed_ci_low": -14.765, "seed_ci_high": 3.79}])
-    lines = findings_markdown(df).splitlines()
-    assert lines[2].endswith("| inconclusive (flips between seeds) (seeds 0, 1: -1.30, +0.52) |")
-    assert lines[3].endswith("| opposite |")
-    assert lines[4].endswith("| opposite (seeds 0, 1: -6.22, -4.76; seed-level 95% CI [-14.8, +3.8]) |")
+                        "decided_by": "paired 95% bootstrap, seed 0 (2 seeds checked for a flip)"},
+                       {**base, "claim": "D beats B", "verdict": "opposite", "decided_by": "unpaired 95% (...)"},
+                       {**base, "claim": "LRN", "verdict": "opposite (seed level)", "estimate": -5.55,
+                        "ci_low": -7.93, "ci_high": -3.16, "decided_by": "seed level, 3 seeds, 95% t"}])
+    ev = pd.DataFrame([{"claim": "B beats A", "seeds": "0;1", "seed_diffs": "-1.30;+0.52"},
+                       {"claim": "D beats B", "seeds": None, "seed_diffs": None},
+                       {"claim": "LRN", "seeds": "0;1;2", "seed_diffs": "-6.22;-4.76;-5.66"}])
+    lines = findings_markdown(df, ev).splitlines()
+    assert lines[2].endswith("| -1.30 [-2.32, -0.28] (paired) | inconclusive (flips between seeds) (seeds 0, 1: -1.30, +0.52) |")
+    assert lines[3].endswith("(unpaired) | opposite |")
+    assert lines[4].endswith("| -5.55 [-7.93, -3.16] (seed level) | opposite (seed level) (seeds 0, 1, 2: -6.22, -4.76, -5.66) |")
+    assert findings_markdown(df).splitlines()[4].endswith("| opposite (seed level) |")  # without the evidence
+
+
+def test_decide_takes_the_first_rule_that_applies():
+    from vgg.findings import decide, unpaired_interval
+    from vgg.seeds import SeedCheck
+    lo, hi = unpaired_interval(20.0, 1000, 25.0, 1000)
+    half = 100 * 1.959964 * np.sqrt(0.2 * 0.8 / 1000 + 0.25 * 0.75 / 1000)  # by hand
+    assert (lo, hi) == pytest.approx((-5 - half, -5 + half))
+    d = decide("better", None, (-5.0, lo, hi), None)
+    assert d.rule.startswith("unpaired") and d.verdict == "reproduced"
+    assert decide("better", (-1.0, -2.0, 0.5), (-1.0, -4.0, 2.0), None).verdict == "inconclusive"
+    three = SeedCheck([0, 1, 2], [-6.0, -5.0, -5.5], 0.5, [True] * 3, "better", 2.0)
+    d = decide("better", (-6.0, -7.0, -5.0), (-6.0, -8.0, -4.0), three)
+    assert d.rule.startswith("seed level") and d.verdict == "reproduced (seed level)"
+    assert d.estimate == pytest.approx(-5.5)
 
 
 def test_summary_counts_seed_flipped_verdicts_as_inconclusive(tmp_path):
@@ -363,7 +382,7 @@ def test_ema_and_ar1_noise_match_their_definitions():
     from conftest import ROOT
 
     from vgg.plateau import ema
-    spec = importlib.util.spec_from_file_location("plateau_rules", ROOT / "experiments" / "plateau_rules.py")
+    spec = importlib.util.spec_from_file_location("plateau_rules", ROOT / "experiments/studies/plateau_rules.py")
     rules = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rules)
     ar1_noise, sampling_sd = rules.ar1_noise, rules.sampling_sd
@@ -383,7 +402,7 @@ def test_plateau_rules_on_the_published_imagenette_logs(tmp_path):
     import pandas as pd
     from conftest import ROOT, run_cli
     logs = ROOT / "results" / "imagenette" / "logs"
-    r = run_cli([str(ROOT / "experiments" / "plateau_rules.py"), "--preset", "imagenette", "--logs", str(logs),
+    r = run_cli([str(ROOT / "experiments/studies/plateau_rules.py"), "--preset", "imagenette", "--logs", str(logs),
                  "--results", str(tmp_path), "--figures", str(tmp_path), "--sims", "300", "--val-images", "3925"])
     assert r.returncode == 0, r.stderr[-2000:]
     s = pd.read_csv(tmp_path / "imagenette" / "plateau_rules.csv")
@@ -417,7 +436,7 @@ def test_the_published_seed_entries_still_match_the_imagenette_preset():
 
 def test_plateau_rules_names_the_fix_when_logs_or_val_images_are_missing(tmp_path):
     from conftest import ROOT, run_cli
-    script = str(ROOT / "experiments" / "plateau_rules.py")
+    script = str(ROOT / "experiments/studies/plateau_rules.py")
     r = run_cli([script, "--preset", "imagenette", "--logs", str(tmp_path), "--results", str(tmp_path)])
     assert r.returncode == 2 and "no training logs" in r.stderr and "--logs" in r.stderr, r.stderr[-800:]
     r = run_cli([script, "--preset", "imagenette", "--logs", str(ROOT / "results" / "imagenette" / "logs"),
@@ -431,7 +450,7 @@ def test_first_drop_effect_recovers_a_planted_slope_within_nets(tmp_path):
     the nets' offsets; without the noise r = -1. A missing log exits 2 naming where to copy it from."""
     import pandas as pd
     from conftest import ROOT, run_cli
-    script = str(ROOT / "experiments" / "first_drop_effect.py")
+    script = str(ROOT / "experiments/studies/first_drop_effect.py")
     rng = np.random.default_rng(3)
     folder = tmp_path / "imagenette"
     rows = []

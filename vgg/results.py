@@ -137,26 +137,30 @@ def caveat_tag(caveat) -> str:
 
 
 def seed_tag(row) -> str:
-    """' (seeds 0, 1: -1.30, +0.52; seed-level 95% CI [-13.2, +12.4])' where findings.csv lists the
-    seed runs' differences (the interval where it has one), else ''."""
+    """' (seeds 0, 1, 2: -1.30, +0.52, -4.69)' where the evidence lists the seed runs' differences."""
     seeds, diffs = getattr(row, "seeds", None), getattr(row, "seed_diffs", None)
     if not isinstance(seeds, str) or not seeds or not isinstance(diffs, str):
         return ""
-    low, high = getattr(row, "seed_ci_low", None), getattr(row, "seed_ci_high", None)
-    ci = "" if pd.isna(low) else f"; seed-level 95% CI [{low:+.1f}, {high:+.1f}]"
-    return f" (seeds {seeds.replace(';', ', ')}: {diffs.replace(';', ', ')}{ci})"
+    return f" (seeds {seeds.replace(';', ', ')}: {diffs.replace(';', ', ')})"
 
 
-def findings_markdown(df: pd.DataFrame) -> str:
-    """findings.csv as a Markdown table: claim, paper, ours, paired 95% interval, McNemar p, verdict
-    (with every seed's difference where the seed runs trained both nets)."""
-    lines = ["| claim (type, section) | paper a / b | ours a / b | diff [95% CI] | McNemar p | verdict |",
-             "| --- | --- | --- | --- | --- | --- |"]
+def decided_tag(rule) -> str:
+    """The short name of the rule that decided a verdict (findings.csv's decided_by)."""
+    rule = str(rule)
+    return "seed level" if rule.startswith("seed level") else "unpaired" if rule.startswith("unpaired") else "paired"
+
+
+def findings_markdown(df: pd.DataFrame, evidence: pd.DataFrame | None = None) -> str:
+    """findings.csv as a Markdown table: claim, paper, ours, the deciding 95% interval and its rule,
+    verdict (with every seed's difference where the seed runs trained both nets, from the evidence)."""
+    ev = {} if evidence is None else {r.claim: r for r in evidence.itertuples()}
+    lines = ["| claim (type, section) | paper a / b | ours a / b | estimate [95% CI] (rule) | verdict |",
+             "| --- | --- | --- | --- | --- |"]
     for r in df.itertuples():
         paper = "- / -" if pd.isna(r.paper_a) else f"{r.paper_a:g} / {r.paper_b:g}"
         if pd.isna(r.paper_a) and "B-5x5" in r.claim:
             paper = "B-5x5 +7 (difference only)"
         lines.append(f"| {r.claim} ({r.claim_type}, {r.paper_section}) | {paper} | {r.ours_a:.2f} / {r.ours_b:.2f} | "
-                     f"{r.diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.p_value:.2g} | {r.verdict}"
-                     f"{caveat_tag(r.caveat)}{seed_tag(r)} |")
+                     f"{r.estimate:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] ({decided_tag(r.decided_by)}) | "
+                     f"{r.verdict}{caveat_tag(r.caveat)}{seed_tag(ev.get(r.claim))} |")
     return "\n".join(lines)
