@@ -4,7 +4,9 @@ The ``paper`` preset is Sect. 3 verbatim (ILSVRC-2012, crop 224).  ``proxy`` is 
 same protocol scaled for a 2-core CPU: every pixel size (crop, S, Q) is multiplied by
 one geometry factor (32/224 for CIFAR-10's 32 px images) and rounded, conv channels
 and FC units by a width multiplier, and the schedule is shortened.  ``tiny`` exists
-for tests only (seconds per net).  Everything else is one code path.
+for tests only (seconds per net); ``smoke`` runs the tables end to end on the small
+CIFAR-10 sample shipped in vgg/samples/ (`make table3` with no dataset), its numbers
+meaningless.  Everything else is one code path.
 
 Scales are named in the paper's pixels everywhere ("256", "384", "256-512");
 :meth:`Preset.px` converts a paper size into the preset's pixels.
@@ -15,17 +17,16 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .errors import UserError
 
-# Sect. 3.1-3.2 of the paper.
+# Sect. 3.1-3.2 of the paper. The training scales (256, 384, 256-512) are the paper's tables
+# (vgg/paper/table3_single_scale.csv); each lr drop divides the lr by 10 (vgg/train.py).
 PAPER = {
     "crop": 224,
-    "train_scales": ["256", "384", "256-512"],
     "batch": 256,
     "momentum": 0.9,
     "weight_decay": 5e-4,
     "dropout": 0.5,
     "lr": 1e-2,
     "finetune_lr": 1e-3,  # S=384 nets start from the S=256 net at lr 1e-3
-    "lr_factor": 0.1,
     "lr_drops": 3,
     "epochs": 74,
     "pca_std": 0.1,
@@ -87,7 +88,7 @@ class Preset:
     stop_after_drops: int | None = None
     plateau_threshold: float = 0.0  # a gain in val accuracy below this (absolute) counts as no gain
     # The rule sees val accuracy smoothed, s_t = a s_(t-1) + (1 - a) acc_t, with this a (0: the raw
-    # accuracy, as every chain so far). experiments/plateau_rules.py measured what it buys.
+    # accuracy, as every chain so far). experiments/studies/plateau_rules.py measured what it buys.
     plateau_ema: float = 0.0
     scratch_epochs: int = PAPER["epochs"]   # nets from random init (A, A-LRN, B-5x5)
     from_a_epochs: int = PAPER["epochs"]    # B, C, D, E initialised from net A
@@ -183,13 +184,14 @@ PRESETS: dict[str, Preset] = {
     "proxy": _PROXY,
     "imagenette": _IMAGENETTE,
     # Diagnostic: the proxy at twice the geometry (CIFAR-10 upsampled; crop 64, S = 73 / 110 /
-    # [73, 146], conv5 4x4 in training). Only for experiments/dense_geometry.py: does dense
+    # [73, 146], conv5 4x4 in training). Only for experiments/studies/dense_geometry.py: does dense
     # evaluation's penalty off the training geometry shrink as the conv5 map grows?
     "proxy64": replace(_PROXY, name="proxy64", crop=64,
                        notes=["the proxy preset with crop 64 instead of 32 (dense-geometry diagnostic)"]),
     # Diagnostic: the imagenette preset at crop 160 (conv5 10x10, pool5 5x5 in training; FC6 a 5x5 conv
     # in the dense head), sizes multiples of 32 as there (paper x 5/7, rounded; S = 192 / 288 /
-    # [192, 352]). Only for experiments/crop_study.py: does a larger crop shrink the dense penalty?
+    # [192, 352]). Only for experiments/studies/crop_study.py: does a larger crop shrink the dense
+    # penalty?
     # Imagenette's copies are 224 px, so every S above 224 upsamples them (S=384 -> 288 px: 1.3x).
     "imagenette160": replace(
         _IMAGENETTE, name="imagenette160", crop=160, sizes=IMAGENETTE160_SIZES,
@@ -200,6 +202,12 @@ PRESETS: dict[str, Preset] = {
         scratch_epochs=1, from_a_epochs=1, finetune_epochs=1,
         scratch_init="glorot", loader="memory", workers=0, max_per_class=20,
     ),
+    # The proxy's geometry at half its width and a few epochs, for vgg/samples/cifar10-sample
+    # (10 classes x 50 train + 20 val images): the whole Table 3 chain in about a minute on 2 cores.
+    "smoke": replace(
+        _PROXY, name="smoke", width=0.125, batch=32, scratch_epochs=3, from_a_epochs=2, finetune_epochs=1,
+        notes=["smoke test on the 700-image CIFAR-10 sample in vgg/samples/: checks that the pipeline runs; "
+               "its errors mean nothing"]),
 }
 
 
