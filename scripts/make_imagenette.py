@@ -7,12 +7,15 @@ without keeping its aspect ratio (PIL bicubic, antialiased; greyscale files stay
 saved as JPEG quality 95.  That is how the copy the published runs used was made
 (../shared/data/README.md: thunderInfy/imagenette, every image resized to 224x224); files
 resized by another program differ in their pixels, so numbers can differ slightly.
+
+Offline (or on any failed download) it stops with one line naming the fix and leaves no folder it
+made behind.
 """
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
+from _download import fail, new_folders, reason
 from PIL import Image
 
 SIZE = 224
@@ -45,12 +48,15 @@ def main() -> None:
     p.add_argument("--download-dir", default="data/imagenette-download")
     a = p.parse_args()
     from torchvision.datasets import Imagenette
+    created = new_folders(a.download_dir, a.out)
     try:
         ds = Imagenette(a.download_dir, split="train", size="320px", download=True)  # MD5-checked
-    except Exception as e:  # no network, checksum mismatch
-        print(f"error: could not download Imagenette ({e}); get imagenette2-320.tgz from "
-              f"https://github.com/fastai/imagenette and extract it into {a.download_dir}", file=sys.stderr)
-        sys.exit(2)
+    except (OSError, RuntimeError) as e:  # no network (URLError is an OSError), checksum mismatch
+        fail(f"could not download Imagenette ({reason(e)}): connect to the internet and rerun "
+             "`make data PRESET=imagenette`, or get imagenette2-320.tgz from https://github.com/fastai/imagenette "
+             f"and extract it into {a.download_dir}/, or set VGG_DATA to any ImageFolder tree", created)
+    except KeyboardInterrupt:
+        fail("interrupted", created, 130)
     root = Path(ds._image_root).parent
     for split in ("train", "val"):
         n = convert_split(root / split, Path(a.out) / split)
