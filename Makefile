@@ -1,112 +1,162 @@
-# vgg-repro: `make install`, `make test`; main job `make table3`.
+# vgg-repro: `make install`, `make test`; main job `make table3`; `make help` lists every target.
 # PRESET=proxy (default: CIFAR-10, 32 px, quick), PRESET=imagenette (ImageNet photographs at the
 # paper's geometry, crop 128) or PRESET=paper (ILSVRC-2012); VGG_DATA=dataset root.
 PRESET ?= proxy
 DATASET ?= $(if $(filter imagenette,$(PRESET)),imagenette,cifar10)
+# No dataset (VGG_DATA not given, no data/$(DATASET)): the tables run as a smoke test, preset `smoke`
+# on the 700 CIFAR-10 images shipped in $(SAMPLE), writing to the git-ignored results/smoke/.
+SAMPLE = vgg/samples/cifar10-sample
+ifeq ($(origin VGG_DATA),undefined)
+ifeq ($(wildcard data/$(DATASET)/train),)
+SMOKE = 1
+endif
+endif
 VGG_DATA ?= data/$(DATASET)
 export VGG_DATA PRESET
 # Reuse an environment that already has the pinned torch + torchvision (constraints.txt; a 5 GB
 # install); else a local .venv with exactly the pinned versions.
 PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
 	elif python3 scripts/env_matches_lock.py 2>/dev/null; then echo python3; else echo .venv/bin/python; fi)
-RUN = PYTHONPATH=. $(PYTHON)
+RUN = $(PYTHON)
+# Tables 3-7 and the findings: the smoke preset on the sample when there is no dataset.
+TABLES = $(if $(SMOKE),--preset smoke --data $(SAMPLE),--preset $(PRESET))
+SMOKE_START = echo "no dataset (data/$(DATASET) missing, VGG_DATA not set): smoke run on the sample in $(SAMPLE)" >&2
+SMOKE_END = echo "smoke run (preset smoke, $(SAMPLE); results/smoke/, figures/smoke/, ignored by git): its \
+errors mean nothing. The reproduction: \`make data\` (CIFAR-10, a 170 MB download; PRESET=imagenette: Imagenette), \
+then \`make $(if $(filter smoke,$@),table3,$@)\`, or \`make $(if $(filter smoke,$@),table3,$@) VGG_DATA=<ImageFolder root>\`" >&2
 
-.PHONY: install test data table1 table2 table3 table4 table5 table6 table7 tables findings seeds plateau_study plateau_rules first_drop_effect finetune_study compare_presets init_study dense_geometry schedule_study crop_study bench clean
+.DEFAULT_GOAL := help
+.PHONY: help install installed test data smoke table1 table2 table3 table4 table5 table6 table7 tables findings \
+	seeds init_study dense_geometry compare_presets plateau_study plateau_rules first_drop_effect schedule_study \
+	finetune_study crop_study bench epoch_times eval_cost profile_step clean
 
-install:
+##@ Setup
+help: ## this list
+	@echo "usage: make <target> [PRESET=proxy|imagenette|paper] [VGG_DATA=<ImageFolder root>]"
+	@awk 'BEGIN {FS = ":[^#]*## "} /^##@ / {printf "%s:\n", substr($$0, 5)} \
+		/^[a-zA-Z0-9_]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: ## install the package `vgg` (pip install -e .) with the pinned versions of constraints.txt
 	@if [ ! -x .venv/bin/python ] && python3 scripts/env_matches_lock.py; then \
-		echo "reusing $$(python3 -c 'import sys; print(sys.prefix)') (pinned torch present)"; \
-		python3 -m pip install -q -r requirements.txt -c constraints.txt; \
+		py=python3; echo "reusing $$(python3 -c 'import sys; print(sys.prefix)') (pinned torch present)"; \
 	else \
-		[ -x .venv/bin/python ] || python3 -m venv .venv; \
-		.venv/bin/pip install -q -r requirements.txt -c constraints.txt; \
-	fi
+		[ -x .venv/bin/python ] || python3 -m venv .venv; py=.venv/bin/python; \
+	fi; \
+	isolation=$$($$py -c 'import setuptools.command.bdist_wheel' 2>/dev/null && echo --no-build-isolation); \
+	$$py -m pip install -q -e . -c constraints.txt $$isolation
 
-test:
+# Every target that runs Python needs the package installed (no PYTHONPATH).
+installed:
+	@$(PYTHON) -I -c "import vgg" 2>/dev/null || \
+		{ echo "error: the package vgg is not installed for $(PYTHON): run \`make install\`" >&2; exit 2; }
+
+test: installed ## the test suite (pytest; about 10 minutes on 2 cores)
 	$(RUN) -m pytest -q tests
 
 # The dataset as an ImageFolder tree in data/$(DATASET): CIFAR-10 (torchvision download) or
 # Imagenette 2 (fast.ai's imagenette2-320, MD5-checked, resized to 224x224).
-data:
+data: ## download CIFAR-10 into data/cifar10 (PRESET=imagenette: Imagenette into data/imagenette)
 	$(RUN) scripts/make_$(DATASET).py --out data/$(DATASET)
 
-table1:
+smoke: installed ## Table 3 on the 700-image CIFAR-10 sample in vgg/samples (about 2 minutes): a smoke test
+	$(RUN) experiments/03_table3_single_scale.py --preset smoke --data $(SAMPLE)
+	@$(SMOKE_END)
+
+##@ The paper's tables (experiments/; results/PRESET/, figures/PRESET/)
+table1: installed ## Table 1: the configurations, read off the model code
 	$(RUN) experiments/01_table1_configs.py
 	$(RUN) experiments/01_table1_configs.py --results results/$(PRESET) --figures figures/$(PRESET)
-table2:
+table2: installed ## Table 2: parameters (and multiply-adds) per configuration
 	$(RUN) experiments/02_table2_params.py
 	$(RUN) experiments/02_table2_params.py --results results/$(PRESET) --figures figures/$(PRESET)
-table3:
-	$(RUN) experiments/03_table3_single_scale.py --preset $(PRESET)
-table4:
-	$(RUN) experiments/04_table4_multi_scale.py --preset $(PRESET)
-table5:
-	$(RUN) experiments/05_table5_eval_methods.py --preset $(PRESET)
-table6:
-	$(RUN) experiments/06_table6_fusion.py --preset $(PRESET)
-table7:
-	$(RUN) experiments/07_table7_state_of_the_art.py --preset $(PRESET)
-tables: table1 table2 table3 table4 table5 table6 table7 findings
+table3: installed ## Table 3, the main job: trains the 13 nets (init chain A -> B-E); no dataset: smoke
+	@$(if $(SMOKE),$(SMOKE_START),:)
+	$(RUN) experiments/03_table3_single_scale.py $(TABLES)
+	@$(if $(SMOKE),$(SMOKE_END),:)
+table4: installed ## Table 4: multi-scale evaluation of Table 3's nets (trains nothing after table3)
+	$(RUN) experiments/04_table4_multi_scale.py $(TABLES)
+	@$(if $(SMOKE),$(SMOKE_END),:)
+table5: installed ## Table 5: dense vs multi-crop vs both, the jittered nets
+	$(RUN) experiments/05_table5_eval_methods.py $(TABLES)
+	@$(if $(SMOKE),$(SMOKE_END),:)
+table6: installed ## Table 6: fusion of several nets (averaged soft-max posteriors)
+	$(RUN) experiments/06_table6_fusion.py $(TABLES)
+	@$(if $(SMOKE),$(SMOKE_END),:)
+table7: installed ## Table 7: our best single net and fusion beside the paper's and the literature
+	$(RUN) experiments/07_table7_state_of_the_art.py $(TABLES)
+	@$(if $(SMOKE),$(SMOKE_END),:)
+tables: table1 table2 table3 table4 table5 table6 table7 findings ## Tables 1-7 and the findings
 
 # Which of the paper's claims Tables 3-6 reproduce (vgg/paper/findings.csv), tested paired on the
 # cached posteriors (McNemar, bootstrap interval); then results/$(PRESET)/summary.md.
-findings:
-	$(RUN) experiments/findings.py --preset $(PRESET)
-	$(RUN) experiments/summary.py --preset $(PRESET)
+findings: installed ## which of the paper's claims Tables 3-6 reproduce; then results/PRESET/summary.md
+	$(RUN) experiments/findings.py $(TABLES)
+	$(RUN) experiments/summary.py $(if $(SMOKE),--preset smoke,--preset $(PRESET))
 
-# Nets A and D under N(0, 1e-2), Glorot, and D from a trained A (same schedule and seed).
-init_study:
-	$(RUN) experiments/init_study.py --preset $(PRESET) $(if $(INIT_EPOCHS),--epochs $(INIT_EPOCHS))
-
-# Dense evaluation vs centre crop at every test scale, beside the conv5 map size (proxy diagnostic).
-dense_geometry:
-	$(RUN) experiments/dense_geometry.py --preset $(PRESET) --unrounded
+##@ Studies (experiments/studies/): beyond the paper's tables
 
 # Table 3's S=256 nets (A, A-LRN, B-E) with seeds 0, 1, 2 (each seed its own chain):
 # results/$(PRESET)/seeds.csv; then the seed spread beside Table 3 and the findings again, from the
 # saved per-image correctness (no checkpoint needed: seeds already saved under this protocol and the
 # published seed 0 are reused, so a fresh clone trains only the missing seeds). NETS=A,A-LRN: fewer.
-seeds:
-	$(RUN) experiments/seeds.py --preset $(PRESET) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(NETS),--nets $(NETS))
+seeds: installed ## Table 3's S=256 nets with seeds 0-2 (SEEDS=, NETS=): the seed spread in Table 3, findings
+	$(RUN) experiments/studies/seeds.py --preset $(PRESET) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(NETS),--nets $(NETS))
 	$(RUN) experiments/03_table3_single_scale.py --preset $(PRESET) --seed-spread-only
 	$(RUN) experiments/findings.py --preset $(PRESET) --from-saved
 	$(RUN) experiments/summary.py --preset $(PRESET)
 
+# Nets A and D under N(0, 1e-2), Glorot, and D from a trained A (same schedule and seed).
+init_study: installed ## nets A and D under N(0, 1e-2), Glorot, and D from A (INIT_EPOCHS=)
+	$(RUN) experiments/studies/init_study.py --preset $(PRESET) $(if $(INIT_EPOCHS),--epochs $(INIT_EPOCHS))
+
+# Dense evaluation vs centre crop at every test scale, beside the conv5 map size (proxy diagnostic).
+dense_geometry: installed ## dense evaluation vs centre crop at every test scale, beside the conv5 map size
+	$(RUN) experiments/studies/dense_geometry.py --preset $(PRESET) --unrounded
+
 # Tables 3-6 of the imagenette and CIFAR-10 proxies beside the paper: results/presets_side_by_side.md
-compare_presets:
-	$(RUN) experiments/compare_presets.py
+compare_presets: installed ## Tables 3-6 of the presets side by side: results/presets_side_by_side.md
+	$(RUN) experiments/studies/compare_presets.py
 
 # Is the plateau rule decided by one noisy epoch? Patience/threshold replayed on the logged curves.
-plateau_study:
-	$(RUN) experiments/plateau_study.py --preset $(PRESET)
+plateau_study: installed ## is the plateau lr rule decided by one noisy epoch? (replayed on the logs)
+	$(RUN) experiments/studies/plateau_study.py --preset $(PRESET)
 
 # Which rule (patience, smoothed val accuracy) makes the first lr drop least noise-driven, at what
 # cost in epochs? Simulated on the fitted curves of every logged run (seed folders included).
-plateau_rules:
-	$(RUN) experiments/plateau_rules.py --preset $(PRESET)
+plateau_rules: installed ## which plateau rule makes the first lr drop least noise-driven, at what cost
+	$(RUN) experiments/studies/plateau_rules.py --preset $(PRESET)
 
 # Within each S=256 net, error against the epoch of its first lr drop over the seed runs (no training).
-first_drop_effect:
-	$(RUN) experiments/first_drop_effect.py --preset $(PRESET)
+first_drop_effect: installed ## within each net, error vs the epoch of its first lr drop over the seeds
+	$(RUN) experiments/studies/first_drop_effect.py --preset $(PRESET)
 
 # Nets A-E at S=256 continued to FACTOR (default 2) x the preset's epochs: does the depth ordering
 # hold, and does the dense penalty at S-32, S, S+32 shrink?
-schedule_study:
-	$(RUN) experiments/schedule_study.py --preset $(PRESET) $(if $(FACTOR),--factor $(FACTOR))
+schedule_study: installed ## nets A-E at S=256 trained FACTOR (default 2) x longer: depth order, dense gap
+	$(RUN) experiments/studies/schedule_study.py --preset $(PRESET) $(if $(FACTOR),--factor $(FACTOR))
 
 # The S=384 and jittered D and E nets continued to FACTOR x the preset's fine-tuning epochs: does
 # the dense penalty above the training scale (and Table 5's dense vs multi-crop gap) shrink?
-finetune_study:
-	$(RUN) experiments/finetune_study.py --preset $(PRESET) $(if $(FACTOR),--factor $(FACTOR))
+finetune_study: installed ## the S=384 and jittered D, E fine-tuned FACTOR x longer: the dense penalty
+	$(RUN) experiments/studies/finetune_study.py --preset $(PRESET) $(if $(FACTOR),--factor $(FACTOR))
 
 # The D line (S=256, 384, jitter) at crop 128 (PRESET) and crop 160 (the imagenette160 diagnostic):
 # dense minus centre crop at every tested Q and Table 5, at both crops.
-crop_study:
-	$(RUN) experiments/crop_study.py --preset $(PRESET) $(if $(AGAINST),--against $(AGAINST))
+crop_study: installed ## net D's dense penalty at crop 128 and 160 (AGAINST=imagenette160)
+	$(RUN) experiments/studies/crop_study.py --preset $(PRESET) $(if $(AGAINST),--against $(AGAINST))
 
-bench:
-	$(RUN) experiments/bench.py
+bench: installed ## benchmarks of the training step, loader and evaluation: results/bench.csv
+	$(RUN) experiments/studies/bench.py
 
-clean:
+epoch_times: installed ## measured epoch time per config here, and the whole Table 3 chain's time
+	$(RUN) experiments/studies/epoch_times.py --preset $(PRESET)
+
+eval_cost: installed ## cost per image of dense vs 150-crop multi-crop evaluation, net D
+	$(RUN) experiments/studies/eval_cost.py --preset $(PRESET)
+
+profile_step: installed ## where a training / evaluation step's time goes (torch.profiler, per conv layer)
+	$(RUN) experiments/studies/profile_step.py --preset $(PRESET)
+
+clean: ## remove caches (runs/cache, __pycache__); checkpoints in runs/ stay
 	rm -rf .pytest_cache runs/cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,17 +1,14 @@
 """Table 1: the ConvNet configurations, read off the model code (not typed in)."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
+import torch
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from vgg.configs import CONFIGS  # noqa: E402
-from vgg.experiment import main  # noqa: E402
-from vgg.model import VGG, notation, weight_layers  # noqa: E402
-from vgg.plots import table_image  # noqa: E402
-from vgg.results import paper_table, write_table  # noqa: E402
+from vgg.configs import CONFIGS
+from vgg.experiment import main
+from vgg.model import VGG, notation, weight_layers
+from vgg.plots import table_image
+from vgg.results import paper_table, write_table
 
 
 def table1(args) -> None:

@@ -1,19 +1,16 @@
 """Table 2: number of parameters per configuration (exact and in millions), plus FLOPs."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
+import torch
+import torchvision
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-
-from vgg.configs import CONFIGS, TORCHVISION_NAMES  # noqa: E402
-from vgg.experiment import main  # noqa: E402
-from vgg.model import VGG, count_parameters, multiply_adds  # noqa: E402
-from vgg.plots import table_image  # noqa: E402
-from vgg.protocol import get_preset  # noqa: E402
-from vgg.results import paper_table, write_table  # noqa: E402
+from vgg.configs import CONFIGS, TORCHVISION_NAMES
+from vgg.experiment import main
+from vgg.model import VGG, count_parameters, multiply_adds
+from vgg.plots import table_image
+from vgg.protocol import get_preset
+from vgg.results import paper_table, write_table
 
 
 def table2(args) -> None:

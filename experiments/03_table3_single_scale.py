@@ -8,29 +8,27 @@ are still that run's; seeds.csv carries the seeds' provenance."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from vgg.errors import UserError  # noqa: E402
-from vgg.experiment import Experiment, main, net_name  # noqa: E402
-from vgg.io import atomic_write_text  # noqa: E402
-from vgg.plots import ours_vs_paper, training_curves  # noqa: E402
-from vgg.results import paper_table, with_errors, write_table  # noqa: E402
-from vgg.seeds import is_seed_row  # noqa: E402
-from vgg.train import LOG_COLUMNS  # noqa: E402
+from vgg.errors import UserError
+from vgg.experiment import Experiment, main, net_name
+from vgg.io import atomic_write_text
+from vgg.plots import ours_vs_paper, training_curves
+from vgg.results import paper_table, with_errors, write_table
+from vgg.seeds import is_seed_row
+from vgg.train import LOG_COLUMNS
 
 
 def with_seed_spread(df: pd.DataFrame, seeds_csv: Path) -> pd.DataFrame:
     """Beside seed 0's S=256 rows, the mean and sd of top-1 error over the seeds of seeds.csv
-    (experiments/seeds.py; `make seeds`), when it has been made."""
+    (experiments/studies/seeds.py; `make seeds`), when it has been made."""
     if not seeds_csv.exists():
         return df
     s = pd.read_csv(seeds_csv, dtype={"seed": str})
     seed0 = {r.config: r.ours_top1_err for r in s[s.seed == "0"].itertuples()}
     stale = sorted(r.config for r in df.itertuples()
                    if is_seed_row(r) and r.config in seed0 and abs(seed0[r.config] - r.ours_top1_err) > 0.005)
-    if stale:  # the chain was retrained after experiments/seeds.py ran: its seeds 1, 2 belong to another protocol
+    if stale:  # the chain was retrained after the seed study ran: its seeds 1, 2 belong to another protocol
         print(f"warning: {seeds_csv} was made from another chain (seed 0 of {', '.join(stale)} is not this table's); "
               "its seed spread is left out (rerun `make seeds`)", file=sys.stderr)
         return df

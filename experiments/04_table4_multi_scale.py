@@ -1,14 +1,11 @@
 """Table 4: multiple test scales (dense evaluation, posteriors averaged over Q)."""
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from vgg.experiment import Experiment, main, net_name, scales_of  # noqa: E402
-from vgg.plots import ours_vs_paper  # noqa: E402
-from vgg.results import paper_table, with_errors, write_table  # noqa: E402
+from vgg.experiment import Experiment, main, net_name, scales_of
+from vgg.plots import ours_vs_paper
+from vgg.results import paper_table, with_errors, write_table
 
 
 def table4(args) -> None:

@@ -1,16 +1,13 @@
 """Table 5: dense vs multi-crop (5x5 grid x 2 flips x 3 scales = 150 crops) vs both,
 for the jittered D and E nets at Q in {256, 384, 512}.  On the preset's multi-crop subset of the
 validation images where it has one (imagenette: 1,000 of 3,925); val_images says how many."""
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from vgg.experiment import TABLE5_SCALES, Experiment, main  # noqa: E402
-from vgg.plots import ours_vs_paper  # noqa: E402
-from vgg.results import paper_table, with_errors, write_table  # noqa: E402
+from vgg.experiment import TABLE5_SCALES, Experiment, main
+from vgg.plots import ours_vs_paper
+from vgg.results import paper_table, with_errors, write_table
 
 
 def table5(args) -> None:

@@ -1,14 +1,11 @@
 """Table 6: fusion of several nets (soft-max posteriors averaged), on the images of Table 5."""
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from vgg.experiment import Experiment, main, members  # noqa: E402
-from vgg.plots import ours_vs_paper  # noqa: E402
-from vgg.results import paper_table, with_errors, write_table  # noqa: E402
+from vgg.experiment import Experiment, main, members
+from vgg.plots import ours_vs_paper
+from vgg.results import paper_table, with_errors, write_table
 
 
 def fused_errors(ex: Experiment, models: str, method: str) -> tuple[float, float]:

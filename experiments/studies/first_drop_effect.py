@@ -1,7 +1,7 @@
 """How much of a net's seed-to-seed spread is the epoch of its first lr drop?  No net is trained.
 
-The seed runs (experiments/seeds.py) train Table 3's S=256 nets with several seeds under the same
-plateau rule. For every (net, seed) this reads the epoch after which the rule first lowered the lr
+The seed runs (experiments/studies/seeds.py) train Table 3's S=256 nets with several seeds under the
+same plateau rule. For every (net, seed) this reads the epoch after which the rule first lowered the lr
 (the training log: results/<preset>/logs/ for seed 0, logs/seed<k>/ for seed k) and the net's
 Table 3 error (seeds.csv), and regresses the error on the first-drop epoch *within* nets: both
 centred on the net's mean over its seeds, so the depth differences between nets do not enter (a
@@ -13,19 +13,16 @@ the share of the within-net variance the first-drop epoch accounts for.
 
 Writes results/<preset>/first_drop_effect.csv (one row per run, then the fit).
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import pandas as pd
+from scipy import stats
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from vgg.errors import UserError  # noqa: E402
-from vgg.experiment import main  # noqa: E402
-from vgg.plateau import drop_epochs  # noqa: E402
-from vgg.results import write_table  # noqa: E402
+from vgg.errors import UserError
+from vgg.experiment import main
+from vgg.plateau import drop_epochs
+from vgg.results import write_table
 
 
 def within_net_fit(runs: pd.DataFrame) -> dict:

@@ -22,24 +22,21 @@ less sensitive, and what it would cost in epochs:
 
 Writes results/<preset>/plateau_rules.csv and figures/<preset>/plateau_rules.png.
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from vgg.errors import UserError  # noqa: E402
-from vgg.experiment import main  # noqa: E402
-from vgg.plateau import MIN_EPOCHS, decay, ema, epoch_noise, first_drops, fit_decay, segments  # noqa: E402
-from vgg.plots import save_figure  # noqa: E402
-from vgg.protocol import get_preset  # noqa: E402
-from vgg.results import write_table  # noqa: E402
+from vgg.errors import UserError
+from vgg.experiment import main
+from vgg.plateau import MIN_EPOCHS, decay, ema, epoch_noise, first_drops, fit_decay, segments
+from vgg.plots import save_figure
+from vgg.protocol import get_preset
+from vgg.results import write_table
 
 RULES = [(1, 0.0), (2, 0.0), (3, 0.0), (4, 0.0), (1, 0.5), (2, 0.5), (2, 0.7)]  # (patience, EMA weight alpha)
 SEED = 0

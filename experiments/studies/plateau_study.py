@@ -16,23 +16,20 @@ No net is trained.
 
 Writes results/<preset>/plateau_study.csv and figures/<preset>/plateau_study.png.
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from vgg.errors import UserError  # noqa: E402
-from vgg.experiment import main  # noqa: E402
-from vgg.plateau import MIN_EPOCHS, epoch_noise, first_drop, first_drops, segments, smooth_curve  # noqa: E402
-from vgg.plots import save_figure  # noqa: E402
-from vgg.results import write_table  # noqa: E402
+from vgg.errors import UserError
+from vgg.experiment import main
+from vgg.plateau import MIN_EPOCHS, epoch_noise, first_drop, first_drops, segments, smooth_curve
+from vgg.plots import save_figure
+from vgg.results import write_table
 
 RULES = [(0, 0.0), (1, 0.0), (2, 0.0), (0, 0.5), (1, 0.5)]  # (patience epochs, threshold in points)
 SEED = 0

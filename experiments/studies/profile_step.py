@@ -9,25 +9,21 @@ backward) with its achieved GFLOP/s beside a 4096x4096 matmul's in the same prec
 has a number. (Timing bf16 on a CPU without native bf16 would measure an emulation the chain never
 runs, and takes minutes.)
 """
-import sys
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
+import torch
+from torch.profiler import ProfilerActivity, profile
 
-import time  # noqa: E402
-
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
-
-from vgg import evaluate  # noqa: E402
-from vgg.experiment import main  # noqa: E402
-from vgg.init import init_glorot  # noqa: E402
-from vgg.model import VGG  # noqa: E402
-from vgg.protocol import get_preset  # noqa: E402
-from vgg.results import write_table  # noqa: E402
-from vgg.runtime import keep_freed_memory, resolve_amp  # noqa: E402
-from vgg.train import make_optimizer, train_step  # noqa: E402
+from vgg import evaluate
+from vgg.experiment import main
+from vgg.init import init_glorot
+from vgg.model import VGG
+from vgg.protocol import get_preset
+from vgg.results import write_table
+from vgg.runtime import keep_freed_memory, resolve_amp
+from vgg.train import make_optimizer, train_step
 
 STEPS = 4
 

@@ -1,19 +1,16 @@
 """Cost per image of dense evaluation vs 150-crop multi-crop (3 scales), net D at the preset's geometry."""
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
+import torch
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from vgg.evaluate import dense_eval, multi_crop  # noqa: E402
-from vgg.experiment import TABLE5_SCALES, main  # noqa: E402
-from vgg.init import init_glorot  # noqa: E402
-from vgg.model import VGG  # noqa: E402
-from vgg.protocol import get_preset  # noqa: E402
-from vgg.results import write_table  # noqa: E402
+from vgg.evaluate import dense_eval, multi_crop
+from vgg.experiment import TABLE5_SCALES, main
+from vgg.init import init_glorot
+from vgg.model import VGG
+from vgg.protocol import get_preset
+from vgg.results import write_table
 
 IMAGES = 64
 REPEATS = 5

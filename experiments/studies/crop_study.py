@@ -13,21 +13,17 @@ Writes results/<preset>/crop_study.csv and figures/<preset>/crop_study.png (both
 stay under runs/<preset>/ and runs/<against>/).
 """
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from vgg.experiment import DENSE_GAP_LIMIT, Experiment, dense_tested_scales, main  # noqa: E402
-from vgg.plots import dense_penalty_figure  # noqa: E402
-from vgg.protocol import PAPER  # noqa: E402
-from vgg.results import write_table  # noqa: E402
+from vgg.experiment import DENSE_GAP_LIMIT, Experiment, dense_tested_scales, main
+from vgg.plots import dense_penalty_figure
+from vgg.protocol import PAPER
+from vgg.results import write_table
 
 NETS = ["D_S256", "D_S384", "D_S256-512"]
 

@@ -2,16 +2,13 @@
 row by row (rows matched on config, scales, method or fused models). Writes
 results/presets_side_by_side.md, the source of the README's Results tables.
 Proxy numbers are not ImageNet numbers: the columns share rows, not tasks."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from vgg.errors import UserError  # noqa: E402
-from vgg.experiment import main  # noqa: E402
-from vgg.io import atomic_write_text  # noqa: E402
+from vgg.errors import UserError
+from vgg.experiment import main
+from vgg.io import atomic_write_text
 
 KEYS = {3: ["config", "train_scale", "test_scale", "method"], 4: ["config", "train_scale", "test_scales"],
         5: ["config", "train_scale", "method", "test_scales"], 6: ["models", "method"]}
@@ -49,7 +46,7 @@ def compare_presets(args) -> None:
     parts = ["# Tables 3-6 side by side (top-1 error, %)\n",
              f"Presets: {', '.join(presets)}. **Proxy numbers are not ImageNet numbers**: every column but "
              "the paper's is a small proxy task; compare orderings, not values. Made by "
-             "`experiments/compare_presets.py` from results/<preset>/tableN.csv.\n"]
+             "`experiments/studies/compare_presets.py` from results/<preset>/tableN.csv.\n"]
     for n in (3, 4, 5, 6):
         df = side_by_side(Path(args.results), presets, n)
         head = "| " + " | ".join(df.columns) + " |\n|" + " --- |" * len(df.columns) + "\n"

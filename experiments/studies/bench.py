@@ -27,24 +27,22 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
+import torch
+import torchvision.transforms as T
+from torch.utils.data import DataLoader
+from torchvision.datasets import ImageFolder
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import torchvision.transforms as T  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-from torchvision.datasets import ImageFolder  # noqa: E402
-
-from vgg.data import data_root  # noqa: E402
-from vgg.datasets import MemoryData  # noqa: E402
-from vgg.evaluate import dense_eval, multi_crop  # noqa: E402
-from vgg.experiment import main  # noqa: E402
-from vgg.init import init_glorot  # noqa: E402
-from vgg.model import VGG  # noqa: E402
-from vgg.protocol import get_preset  # noqa: E402
-from vgg.results import write_table  # noqa: E402
-from vgg.runtime import resolve_amp  # noqa: E402
-from vgg.train import make_optimizer, train_step  # noqa: E402
+from vgg.data import data_root
+from vgg.datasets import MemoryData
+from vgg.evaluate import dense_eval, multi_crop
+from vgg.experiment import main
+from vgg.init import init_glorot
+from vgg.model import VGG
+from vgg.protocol import get_preset
+from vgg.results import write_table
+from vgg.runtime import resolve_amp
+from vgg.train import make_optimizer, train_step
 
 REPEATS = 5
 REPEATS_PROCESS = 3  # rows 5-8: fresh processes per variant, alternating
@@ -216,8 +214,7 @@ def imagenette_rows() -> list[dict]:
     runs = {"new": [], "current": []}
     for _ in range(REPEATS_PROCESS):
         for variant in runs:
-            env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-            r = subprocess.run([sys.executable, __file__, "--measure", variant], env=env, capture_output=True,
+            r = subprocess.run([sys.executable, __file__, "--measure", variant], capture_output=True,
                                text=True, timeout=1200)
             if r.returncode:
                 raise RuntimeError(f"bench worker failed: {r.stderr[-2000:]}")

@@ -1,23 +1,20 @@
 """Measured training speed of every config at the preset's geometry on this machine, and the
 time the preset's whole Table 3 chain needs (epochs per stage x measured epoch time)."""
 import platform
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
+import torch
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from vgg.chain import CHAIN  # noqa: E402
-from vgg.configs import CONFIGS  # noqa: E402
-from vgg.experiment import main  # noqa: E402
-from vgg.init import init_glorot  # noqa: E402
-from vgg.model import VGG  # noqa: E402
-from vgg.protocol import get_preset  # noqa: E402
-from vgg.results import write_table  # noqa: E402
-from vgg.train import make_optimizer, train_step  # noqa: E402
+from vgg.chain import CHAIN
+from vgg.configs import CONFIGS
+from vgg.experiment import main
+from vgg.init import init_glorot
+from vgg.model import VGG
+from vgg.protocol import get_preset
+from vgg.results import write_table
+from vgg.train import make_optimizer, train_step
 
 TRAIN_IMAGES = 50_000  # CIFAR-10's training set
 STEPS = 12

@@ -9,19 +9,17 @@ have exactly this schedule; the other runs go to runs/<preset>/init_study/ and r
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from vgg.checkpoint import load_training_checkpoint  # noqa: E402
-from vgg.experiment import Experiment, main  # noqa: E402
-from vgg.plots import save_figure  # noqa: E402
-from vgg.results import write_table  # noqa: E402
-from vgg.train import TrainSpec, train  # noqa: E402
+from vgg.checkpoint import load_training_checkpoint
+from vgg.experiment import Experiment, main
+from vgg.plots import save_figure
+from vgg.results import write_table
+from vgg.train import TrainSpec, train
 
 # (config, label, how): how is an init name, or 'from A' (the chain's partial init).
 RUNS = [

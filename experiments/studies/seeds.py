@@ -14,27 +14,24 @@ reused, not trained again, and seed 0 is taken from the published chain (per_ima
 findings.py wrote, where it matches table3.csv). So `--seeds 0,1` in one session and `--seeds 0,1,2`
 in the next trains seed 2 only. Delete seeds_top1.npz to train every seed again.
 """
+import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse  # noqa: E402
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from vgg.checkpoint import load_training_checkpoint  # noqa: E402
-from vgg.errors import UserError  # noqa: E402
-from vgg.experiment import Experiment, main, net_name  # noqa: E402
-from vgg.plots import save_figure  # noqa: E402
-from vgg.results import device_name, paper_table, write_table  # noqa: E402
-from vgg.seeds import SEED_ROW, load_reusable, protocol_fingerprint, published_seed0, save_correctness  # noqa: E402
-from vgg.stats import correct_top1  # noqa: E402
+from vgg.checkpoint import load_training_checkpoint
+from vgg.errors import UserError
+from vgg.experiment import Experiment, main, net_name
+from vgg.plots import save_figure
+from vgg.results import device_name, paper_table, write_table
+from vgg.seeds import SEED_ROW, load_reusable, protocol_fingerprint, published_seed0, save_correctness
+from vgg.stats import correct_top1
 
 
 def parse_list(text: str, kind=str) -> list:

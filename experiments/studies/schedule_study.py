@@ -12,27 +12,24 @@ claims at both lengths, tested paired as findings.py tests them: bootstrap inter
 verdict) and figures/<preset>/schedule_study.png.
 The longer runs go to runs/<preset>/schedule_study/ and resume.
 """
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from vgg.checkpoint import load_training_checkpoint  # noqa: E402
-from vgg.configs import Conv, blocks  # noqa: E402
-from vgg.errors import UserError  # noqa: E402
-from vgg.evaluate import cached_posteriors  # noqa: E402
-from vgg.experiment import Experiment, main, schedule_taken  # noqa: E402
-from vgg.metrics import two_standard_errors  # noqa: E402
-from vgg.plots import save_figure  # noqa: E402
-from vgg.protocol import multi_test_scales  # noqa: E402
-from vgg.results import paper_table, write_table  # noqa: E402
-from vgg.stats import compare, correct_top1, verdict  # noqa: E402
+from vgg.checkpoint import load_training_checkpoint
+from vgg.configs import Conv, blocks
+from vgg.errors import UserError
+from vgg.evaluate import cached_posteriors
+from vgg.experiment import Experiment, main, schedule_taken
+from vgg.metrics import two_standard_errors
+from vgg.plots import save_figure
+from vgg.protocol import multi_test_scales
+from vgg.results import paper_table, write_table
+from vgg.stats import compare, correct_top1, verdict
 
 NETS = ["A", "B", "C", "D", "E"]
 # The paper's claims on these nets (a, b, claim type: a beats b, or a ties b), as in vgg/paper/findings.csv.

@@ -13,25 +13,22 @@ rounding to multiples of 32 removes.
 
 Writes results/<preset>/dense_geometry.csv and figures/<preset>/dense_geometry.png.
 """
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from vgg import checkpoint as ck  # noqa: E402
-from vgg.data import ColourStats  # noqa: E402
-from vgg.evaluate import posteriors  # noqa: E402
-from vgg.experiment import DENSE_GAP_LIMIT, Experiment, dense_tested_scales, main  # noqa: E402
-from vgg.model import feature_size  # noqa: E402
-from vgg.plots import save_figure  # noqa: E402
-from vgg.protocol import PAPER  # noqa: E402
-from vgg.results import write_table  # noqa: E402
+from vgg import checkpoint as ck
+from vgg.data import ColourStats
+from vgg.evaluate import posteriors
+from vgg.experiment import DENSE_GAP_LIMIT, Experiment, dense_tested_scales, main
+from vgg.model import feature_size
+from vgg.plots import save_figure
+from vgg.protocol import PAPER
+from vgg.results import write_table
 
 PAPER_Q = [224, 256, 288, 352, 384, 416, 512]
 SWEEP = ["D_S256", "D_S256-512"]

@@ -15,22 +15,19 @@ at Q = 256, 384, 512, on the preset's multi-crop subset).
 Writes results/<preset>/finetune_study.csv and figures/<preset>/finetune_study.png; the longer
 runs go to runs/<preset>/finetune_study/ and resume.
 """
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from vgg.checkpoint import load_training_checkpoint  # noqa: E402
-from vgg.errors import UserError  # noqa: E402
-from vgg.experiment import DENSE_GAP_LIMIT, Experiment, dense_tested_scales, main, schedule_taken  # noqa: E402
-from vgg.plots import dense_penalty_figure  # noqa: E402
-from vgg.results import write_table  # noqa: E402
+from vgg.checkpoint import load_training_checkpoint
+from vgg.errors import UserError
+from vgg.experiment import DENSE_GAP_LIMIT, Experiment, dense_tested_scales, main, schedule_taken
+from vgg.plots import dense_penalty_figure
+from vgg.results import write_table
 
 NETS = ["D_S384", "D_S256-512", "E_S384", "E_S256-512"]
 
