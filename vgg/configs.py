@@ -28,6 +28,13 @@ CONFIGS: dict[str, str] = {
     " | conv3-512 conv3-512 conv3-512 conv3-512 | conv3-512 conv3-512 conv3-512 conv3-512",
 }
 
+#: Controls that are not in the paper, used by studies only (never in Tables 1-7).
+#: ``A-LRN0`` is A-LRN with the sum term of LRN removed (alpha = 0): conv1's output divided by the
+#: constant k^beta = 2^0.75 = 1.68. It tells a gain from normalisation apart from a gain from rescaling.
+CONTROLS: dict[str, str] = {
+    "A-LRN0": "conv3-64 LRN0 | conv3-128 | conv3-256 conv3-256 | conv3-512 conv3-512 | conv3-512 conv3-512",
+}
+
 #: The configurations of the paper's Table 1 (B-5x5 is only named in the text).
 TABLE1 = ["A", "A-LRN", "B", "C", "D", "E"]
 
@@ -50,12 +57,12 @@ class Conv:
 
 @dataclass(frozen=True)
 class LRN:
-    pass
+    sum_term: bool = True  # False: alpha = 0, a division by the constant k^beta (the A-LRN0 control)
 
 
 def check_config(name: str) -> str:
     """Return the canonical config name or raise a UserError listing the valid ones."""
-    for key in CONFIGS:
+    for key in (*CONFIGS, *CONTROLS):
         if key.lower() == str(name).lower():
             return key
     raise UserError(f"unknown config {name!r}; valid configs: {', '.join(CONFIGS)}")
@@ -64,11 +71,12 @@ def check_config(name: str) -> str:
 def blocks(name: str) -> list[list[Conv | LRN]]:
     """Parse a configuration into blocks of layers (a max-pool ends each block)."""
     out = []
-    for block in CONFIGS[check_config(name)].split("|"):
+    name = check_config(name)
+    for block in CONFIGS.get(name, CONTROLS.get(name, "")).split("|"):
         layers: list[Conv | LRN] = []
         for token in block.split():
-            if token == "LRN":
-                layers.append(LRN())
+            if token in ("LRN", "LRN0"):
+                layers.append(LRN(sum_term=token == "LRN"))
             else:
                 kind, channels = token.split("-")
                 layers.append(Conv(int(kind.removeprefix("conv")), int(channels)))

@@ -112,7 +112,8 @@ def make_features(config: str, width: float = 1.0) -> tuple[nn.Sequential, int]:
             elif isinstance(layer, LRN):
                 # PyTorch divides alpha by size (as Caffe does); the paper's alpha is per sum.
                 p = LRN_PARAMS
-                layers.append(LocalResponseNorm(p["size"], alpha=p["alpha"] * p["size"], beta=p["beta"], k=p["k"]))
+                alpha = p["alpha"] * p["size"] if layer.sum_term else 0.0
+                layers.append(LocalResponseNorm(p["size"], alpha=alpha, beta=p["beta"], k=p["k"]))
         layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
     return nn.Sequential(*layers), channels
 
