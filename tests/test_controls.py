@@ -53,3 +53,27 @@ def test_dense_penalty_arms_agree_at_the_crop_size_and_dense_is_the_tables_dense
     arms = mod.arms(model, big, amp=False)
     assert torch.allclose(arms["dense"], dense_eval(model, big, amp=False), atol=1e-6)
     assert (arms["windows as crops"] - arms["dense"]).abs().max() > 1e-5  # the zero padding differs
+
+
+def test_c_vs_d_takes_the_dense_penalty_and_the_first_drop_out_of_the_published_gap(tmp_path):
+    import shutil
+
+    import pandas as pd
+    from conftest import run_cli
+    shutil.copytree(ROOT / "results" / "imagenette", tmp_path / "imagenette")
+    r = run_cli([str(ROOT / "experiments" / "studies" / "c_vs_d.py"), "--preset", "imagenette",
+                 "--results", str(tmp_path)])
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = pd.read_csv(tmp_path / "imagenette" / "c_vs_d.csv")
+    g = pd.read_csv(ROOT / "results" / "imagenette" / "dense_geometry.csv")
+    g = g[g.tested_in_tables].set_index(["net", "test_scale"])
+    jitter = d[d.stage == "S=256-512"].iloc[0]
+    assert jitter.crop_gap_D_minus_C == round(g.loc[("D_S256-512", 384), "center-crop_top1_err"]
+                                              - g.loc[("C_S256-512", 384), "center-crop_top1_err"], 2)
+    s0 = d[(d.stage == "S=256") & (d.seed == 0)].iloc[0]
+    slope = pd.read_csv(ROOT / "results" / "imagenette" / "first_drop_effect.csv").slope_points_per_epoch.dropna().iloc[0]
+    by_hand = s0.dense_D + slope * (s0.first_drop_C - s0.first_drop_D) - s0.dense_C  # D dropped 8 epochs early
+    assert s0.dense_gap_adjusted_for_first_drop == round(by_hand, 2) < s0.dense_gap_D_minus_C
+    r = run_cli([str(ROOT / "experiments" / "studies" / "c_vs_d.py"), "--preset", "imagenette",
+                 "--results", str(tmp_path / "none")])
+    assert r.returncode == 2 and "make dense_geometry" in r.stderr
