@@ -12,16 +12,21 @@ is extended); one whose parent has changed since it started (or that ran longer 
 asked) is stale and trained again, like make's out-of-date targets; so is one trained under another
 learning-rate rule (patience, threshold, number of drops, stop rule, learning rates) or started
 at another learning rate than the preset now gives its config.
+
+Planning reads each checkpoint's metadata sidecar, not the checkpoint (see vgg.checkpoint).
+Under ``torchrun`` rank 0 takes the locks and plans, and every process trains what it decided.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import load_training_checkpoint
+from .checkpoint import load_metadata, metadata_path
 from .errors import UserError
 from .locks import file_lock
 from .protocol import LATER_FIELDS, get_preset
+from .runtime import broadcast_object, setup_distributed
 from .train import TrainSpec, default_epochs, run_name, source_stamp, stage_lr, train
 
 # The preset fields that make the learning-rate rule; a checkpoint trained under other values is stale.
@@ -74,7 +79,7 @@ def plan(net: Net, path: Path, preset: str, runs: str | Path, seed: int = 0,
     """'reuse', 'train', 'resume' or 'stale: <why>' for one net of the chain."""
     if not path.exists():
         return "train"
-    ckpt = load_training_checkpoint(path)
+    ckpt = load_metadata(path)
     if ckpt["spec"]["seed"] != seed:
         return f"stale: trained with seed {ckpt['spec']['seed']}, this run asks {seed}"
     p = get_preset(preset, max_per_class=max_per_class)
@@ -90,7 +95,7 @@ def plan(net: Net, path: Path, preset: str, runs: str | Path, seed: int = 0,
     parent = None
     if net.parent:
         parent_path = checkpoint_path(runs, preset, net.parent, seed)
-        parent = load_training_checkpoint(parent_path)
+        parent = load_metadata(parent_path)
         recorded = ckpt["spec"].get("init_source", "unrecorded")
         if recorded == "unrecorded":  # checkpoints from before init_source was stored: compare times
             if parent_path.stat().st_mtime_ns > path.stat().st_mtime_ns:
@@ -127,23 +132,41 @@ def build_chain(preset: str, data: str | None, runs: str | Path = "runs", seed: 
                 progress: bool = True, log=print, batch: int | None = None, width: float | None = None,
                 amp: bool | None = None, loader: str | None = None, workers: int | None = None) -> list[Path]:
     """Train every missing checkpoint of ``only`` (default: all of Table 3); return their paths.
-    Each net is planned and built under its lock, so concurrent chains build each net once."""
+    Each net is planned and built under its lock, so concurrent chains build each net once; under
+    ``torchrun`` rank 0 holds the lock and plans, and all processes train."""
+    rank, world, device = setup_distributed()
     paths = []
     for net in needed(only):
         path = checkpoint_path(runs, preset, net.name, seed)
-        with file_lock(path, log):
-            action = plan(net, path, preset, runs, seed, max_per_class)
-            if action.startswith("stale"):
-                log(f"retraining {path} ({action})")
-                path.unlink()
-                path.with_suffix(".log.csv").unlink(missing_ok=True)
-            elif action != "reuse":
-                log(f"training {path}" + (" (resuming)" if action == "resume" else ""))
+        with file_lock(path, log) if rank == 0 else nullcontext():
+            action = None
+            if rank == 0:
+                try:
+                    action = plan_and_clear(net, path, preset, runs, seed, max_per_class, log)
+                except UserError as e:  # every process stops with it (the others wait on rank 0's plan)
+                    action = e
+            if world > 1:
+                action = broadcast_object(action, device)
+            if isinstance(action, UserError):
+                raise action
             if action != "reuse":
                 parent = str(checkpoint_path(runs, preset, net.parent, seed)) if net.parent else None
                 train(TrainSpec(config=net.config, scale=net.scale, preset=preset, data=data, out=str(path),
-                                resume="auto", init_from=parent, seed=seed, max_per_class=max_per_class,
-                                progress=progress, batch=batch, width=width, amp=amp, loader=loader,
-                                workers=workers))
+                                runs=str(runs), resume="auto", init_from=parent, seed=seed,
+                                max_per_class=max_per_class, progress=progress, batch=batch, width=width, amp=amp,
+                                loader=loader, workers=workers))
         paths.append(path)
     return paths
+
+
+def plan_and_clear(net: Net, path: Path, preset: str, runs: str | Path, seed: int, max_per_class: int | None,
+                   log) -> str:
+    """plan(), saying what it will do; a stale checkpoint is deleted (with its log and metadata)."""
+    action = plan(net, path, preset, runs, seed, max_per_class)
+    if action.startswith("stale"):
+        log(f"retraining {path} ({action})")
+        for p in (path, path.with_suffix(".log.csv"), metadata_path(path)):
+            p.unlink(missing_ok=True)
+    elif action != "reuse":
+        log(f"training {path}" + (" (resuming)" if action == "resume" else ""))
+    return action

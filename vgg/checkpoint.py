@@ -1,6 +1,15 @@
-"""Reading and checking checkpoints and plain state dicts."""
+"""Reading, writing and checking checkpoints and plain state dicts.
+
+Beside each training checkpoint ``<name>.pt`` lies ``<name>.meta.json``: everything in it but
+the weights and the optimiser and scheduler state (a few kB against 1.1 GB for net D at full
+width), with the identity of the checkpoint file it describes.  Whoever needs only the metadata
+(the init chain's plan, the posterior cache) reads that; a sidecar that does not describe the
+checkpoint as it is now (none yet, or the file was rewritten since) is not used.
+"""
 from __future__ import annotations
 
+import json
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -9,9 +18,12 @@ import torch
 
 from .configs import TORCHVISION_NAMES, check_config
 from .errors import UserError
+from .io import atomic_torch_save, atomic_write_text
 from .model import VGG
 
 FORMAT = "vgg-repro/1"
+# What the sidecar leaves out: the tensors and the optimiser and scheduler state.
+HEAVY = ("state_dict", "optimizer", "scheduler")
 
 
 def load(path: str | Path) -> dict:
@@ -28,12 +40,74 @@ def load(path: str | Path) -> dict:
 
 def load_training_checkpoint(path: str | Path, config: str | None = None) -> dict:
     """A checkpoint written by ``vgg train``; checks its config when one is expected."""
-    ckpt = load(path)
+    return _checked(load(path), path, config)
+
+
+def _checked(ckpt, path, config: str | None) -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} is not a vgg-repro training checkpoint (use --weights for a plain state dict)")
     if config is not None and ckpt["hparams"]["config"] != check_config(config):
         raise UserError(f"checkpoint {path} is of config {ckpt['hparams']['config']}, not {check_config(config)}")
     return ckpt
+
+
+def runs_folder(out: Path, preset: str) -> Path:
+    """The runs folder of a checkpoint path: the folder holding ``<preset>/`` in
+    ``<runs>/<preset>/[<sub>/]<net>.pt`` (the init chain's, seeds' and studies' paths), else the
+    checkpoint's own folder."""
+    for folder in out.resolve().parents[:2]:
+        if folder.name == preset:
+            return folder.parent
+    return out.resolve().parent
+
+
+def metadata_path(path: str | Path) -> Path:
+    """``<name>.meta.json`` beside checkpoint ``<name>.pt``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".meta.json")
+
+
+def file_stamp(path: str | Path) -> dict:
+    """What identifies a file's version: inode (every atomic write makes a new one), size, mtime."""
+    st = os.stat(path)
+    return {"inode": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _write_metadata(meta: dict, path: Path, stamp: dict) -> None:
+    text = json.dumps({"checkpoint": stamp, "metadata": meta})
+    atomic_write_text(metadata_path(path), text)
+
+
+def save_training_checkpoint(state: dict, path: str | Path) -> None:
+    """Write a training checkpoint, then its metadata sidecar, each atomically."""
+    atomic_torch_save(state, path)
+    try:
+        _write_metadata({k: v for k, v in state.items() if k not in HEAVY}, Path(path), file_stamp(path))
+    except (TypeError, ValueError):  # metadata JSON cannot hold: readers load the checkpoint itself
+        metadata_path(path).unlink(missing_ok=True)
+
+
+def load_metadata(path: str | Path, config: str | None = None) -> dict:
+    """A training checkpoint without its weights and optimiser state: from its sidecar when that
+    describes the file as it is now, else from the checkpoint itself (and the sidecar is written
+    for next time, where the folder is writable).  JSON: dict keys come back as strings (the
+    preset's ``sizes`` table)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found")
+    stamp = file_stamp(path)
+    try:
+        side = json.loads(metadata_path(path).read_text())
+        if side["checkpoint"] == stamp:
+            return _checked(side["metadata"], path, config)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no sidecar, or a torn / foreign one: read the checkpoint
+    meta = {k: v for k, v in load_training_checkpoint(path, config).items() if k not in HEAVY}
+    try:
+        _write_metadata(meta, path, stamp)  # the stamp taken before loading: a file replaced since mismatches
+    except (UserError, TypeError, ValueError):
+        pass  # a read-only runs folder, or metadata JSON cannot hold: the full load stays the way
+    return meta
 
 
 def model_from_checkpoint(ckpt: dict, dropout: float = 0.5) -> VGG:

@@ -4,11 +4,17 @@
 ``StreamData`` (ImageNet): torchvision decoding in DataLoader workers.
 Both yield float [0, 1] NCHW batches; colour shift and mean subtraction follow
 batched on the device (:meth:`colour_augment`), so both paths share that code.
+
+Under ``torchrun`` every process takes every step of an epoch, each on its shard of the
+global batch.  The in-memory loader draws the augmentation of the whole global batch on
+every process and keeps its shard (a few ms against a model step), so a step is the same
+at any number of processes; so is the colour shift of both loaders.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +29,7 @@ from .data import (
     draw_scales,
     fraction_of,
     load_memory_split,
+    list_images,
     load_rgb,
     random_crops,
     rescale,
@@ -35,35 +42,75 @@ from .io import atomic_write_text
 EVAL_BATCH = 250
 
 
-class MemoryData:
+def cache_folder(runs: str | Path) -> Path:
+    """Where decoded splits and colour statistics are cached: ``<runs>/cache``."""
+    return Path(runs) / "cache"
+
+
+class _Data:
+    """What both loaders share: the colour augmentation and the identity of the val images."""
+
+    def colour_augment(self, x: torch.Tensor, gen: torch.Generator, part: slice | None = None) -> torch.Tensor:
+        """PCA colour shift and mean subtraction.  ``part``: x is these rows of the global batch
+        (this process's shard); the shifts of the whole global batch are drawn and its rows applied
+        (the first len(x) of them where unreadable images left fewer)."""
+        rows = len(x) if part is None else self.preset.batch
+        shift = self.colour.pca_shift(torch.zeros(rows, 3, 1, 1), self.preset.pca_std, gen)
+        if part is not None:
+            shift = shift[part][:len(x)]
+        return self.colour.normalise(x + shift.to(x))
+
+    def identity(self) -> dict:
+        """What the validation images a net is scored on depend on: the loader (and the side the
+        in-memory loader shrinks images to), the dataset root, and its val files (names, labels,
+        sizes, mtimes)."""
+        if getattr(self, "_identity", None) is None:
+            h = hashlib.sha1()
+            for p, y in zip(*self.val_files()):
+                st = os.stat(p)
+                h.update(f"{os.path.relpath(p, self.root)}\0{y}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            self._identity = {"loader": self.preset.loader, "root": str(Path(self.root).resolve()),
+                              "max_side": largest_side(self.preset) if self.preset.loader == "memory" else None,
+                              "val_files": h.hexdigest()}
+        return self._identity
+
+
+class MemoryData(_Data):
     def __init__(self, root: Path, preset, cache_dir: Path | None = None):
-        self.preset = preset
+        self.preset, self.root = preset, root
         side = largest_side(preset)
         self.train = load_memory_split(root / "train", max_per_class=preset.max_per_class, cache_dir=cache_dir,
                                        max_side=side)
         self.classes = self.train.classes
-        self.val = load_memory_split(root / "val", self.classes, preset.max_per_class and preset.max_per_class // 2
-                                     or None, cache_dir=cache_dir, max_side=side)
+        self.val = load_memory_split(root / "val", self.classes, self._val_per_class(), cache_dir=cache_dir,
+                                     max_side=side)
         self.skipped = self.train.skipped + self.val.skipped
         self.colour = ColourStats.from_images(self.train.images)
 
     def steps_per_epoch(self, world: int = 1) -> int:
         return len(self.train) // self.preset.batch
 
+    def val_files(self) -> tuple[list[str], list[int]]:
+        paths, labels, _ = list_images(self.root / "val", self.classes)
+        return subsample(paths, labels, self._val_per_class())
+
+    def _val_per_class(self) -> int | None:
+        return self.preset.max_per_class and self.preset.max_per_class // 2 or None
+
     def train_batches(self, epoch: int, seed: int, scale: tuple[int, int], gen: torch.Generator,
                       rank: int = 0, world: int = 1):
-        """Global batches of ``preset.batch`` in a per-epoch order; this rank's share of each."""
+        """Global batches of ``preset.batch`` in a per-epoch order, augmented whole (scales, crops and
+        flips drawn from ``gen``, which every rank seeds alike); this rank's share of each."""
         sizes = self.train.sizes
         order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(seed * 7919 + epoch))
         batch = self.preset.batch
+        part = fraction_of(batch, rank, world)
         for b in range(self.steps_per_epoch()):
-            idx = order[b * batch:(b + 1) * batch][fraction_of(batch, rank, world)]
+            idx = order[b * batch:(b + 1) * batch]
             scales = draw_scales(len(idx), scale[0], scale[1], gen)
-            yield (random_crops(self.train.images[idx], scales, self.preset.crop, gen,
-                                sizes=None if sizes is None else sizes[idx]), self.train.labels[idx])
-
-    def colour_augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return self.colour.normalise(self.colour.pca_shift(x, self.preset.pca_std, gen))
+            x = random_crops(self.train.images[idx], scales, self.preset.crop, gen,
+                             sizes=None if sizes is None else sizes[idx])
+            yield x[part], self.train.labels[idx][part]
 
     def val_images(self, q: int, rank: int = 0, world: int = 1, batch: int = EVAL_BATCH, indices=None):
         """Validation images (all, or ``indices``) rescaled to shortest side Q (float [0, 1]) with labels."""
@@ -82,7 +129,7 @@ class MemoryData:
             yield center_crop(x, self.preset.crop), y
 
 
-class StreamData:
+class StreamData(_Data):
     """ImageNet-scale data: decoded per epoch by DataLoader workers (PIL, antialiased)."""
 
     def __init__(self, root: Path, preset, cache_dir: Path | None = None, rank: int = 0):
@@ -95,6 +142,9 @@ class StreamData:
                 ds.paths, ds.labels = subsample(ds.paths, ds.labels, k)
         self.skipped = 0
         self.colour = self._colour_stats(cache_dir)
+
+    def val_files(self) -> tuple[list[str], list[int]]:
+        return self.val.paths, self.val.labels
 
     def _colour_stats(self, cache_dir: Path | None, sample: int = 2000) -> ColourStats:
         key = hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:12]  # stable across processes
@@ -127,13 +177,11 @@ class StreamData:
                             generator=torch.Generator().manual_seed(seed * 7919 + epoch),
                             pin_memory=torch.cuda.is_available(),
                             persistent_workers=False)
+        # every rank yields every step: (None, None) where no image of its shard decodes (the training
+        # loop then skips that step on all ranks together; DDP waits forever for a rank that skips alone)
         for x, y, skipped in loader:
             self.skipped += skipped
-            if x is not None:
-                yield x.float().div_(255), y
-
-    def colour_augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return self.colour.normalise(self.colour.pca_shift(x, self.preset.pca_std, gen))
+            yield (None, None) if x is None else (x.float().div_(255), y)
 
     def val_images(self, q: int, rank: int = 0, world: int = 1, batch: int = 1, indices=None):
         """One image at a time (sizes differ), rescaled to shortest side Q."""

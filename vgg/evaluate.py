@@ -9,11 +9,20 @@
 * ``multi-crop & dense`` -- the average of both methods' posteriors.
 * :func:`fuse` -- the average of several nets' posteriors.
 
-Posteriors are cached per (net, method, scales) as .npz so tables recombine them.
+Evaluation runs on the process's device (:func:`vgg.runtime.process_device`).  Under
+``torchrun`` each process scores its slice of the validation images and the posteriors are
+gathered in order, so every process holds the one-process result.
+
+Posteriors are cached per (net, method, scale) as .npz so tables recombine them; an entry is
+named by everything they depend on (:func:`cache_key`) and holds the stamp of the checkpoint
+it was computed from.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +30,29 @@ import torch
 
 from . import checkpoint as ck
 from .configs import check_config
-from .data import TORCHVISION_COLOUR, ColourStats, center_crop, data_root
-from .datasets import load_datasets
+from .data import TORCHVISION_COLOUR, ColourStats, center_crop, data_root, fraction_of
+from .datasets import cache_folder, load_datasets
 from .errors import UserError
 from .io import atomic_save_npz
 from .locks import file_lock
 from .metrics import topk_error
 from .model import VGG
 from .protocol import get_preset, parse_scale, single_test_scale
-from .runtime import keep_freed_memory, resolve_amp
+from .runtime import (
+    all_sum,
+    gather_rows,
+    keep_freed_memory,
+    precision_name,
+    process_device,
+    rank_and_world,
+    resolve_amp,
+    setup_distributed,
+)
 
 METHODS = ("dense", "multi-crop", "multi-crop & dense", "center-crop")
 MULTI_CROP_CHUNK = 500  # crops per forward pass
+# Part of every posterior-cache key: raise it when a change to this module changes posteriors.
+EVAL_VERSION = 2
 
 
 def check_method(method: str) -> str:
@@ -90,75 +110,113 @@ def fuse(posteriors: list[np.ndarray]) -> np.ndarray:
     return np.mean(np.stack(posteriors), axis=0)
 
 
+def _method_posteriors(model: VGG, x: torch.Tensor, method: str, amp: bool | None) -> torch.Tensor:
+    if method == "dense":
+        return dense_eval(model, x, amp)
+    if method == "multi-crop":
+        return multi_crop(model, x, amp)
+    if method == "center-crop":
+        return center_crop_eval(model, x, amp)
+    return (dense_eval(model, x, amp) + multi_crop(model, x, amp)) / 2
+
+
 @torch.no_grad()
 def posteriors(model: VGG, data, colour: ColourStats, method: str, scales_px: list[int],
-               amp: bool | None = None, limit: int | None = None, device=torch.device("cpu"), indices=None):
-    """(posteriors (N, C), labels (N,)) of ``method`` averaged over the test scales (in px),
-    on all validation images or on ``indices``."""
+               amp: bool | None = None, limit: int | None = None, device=None, indices=None):
+    """(posteriors (N, C), labels (N,)) of ``method`` averaged over the test scales (in px), on all
+    validation images, on ``indices``, or on the first ``limit`` of them (unreadable ones left out),
+    on ``device`` (default: the process's).  With several processes each scores its slice."""
     check_method(method)
     keep_freed_memory()
+    device = device or process_device()
+    rank, world = rank_and_world()
     model.eval().to(device, memory_format=torch.channels_last)
-    per_scale, labels = [], None
+    idx = np.arange(len(data.val)) if indices is None else np.asarray(indices, dtype=np.int64)
+    idx = idx[:limit][fraction_of(len(idx[:limit]), rank, world)]  # this process's slice, in order
+    per_scale, labels = [], torch.zeros(0, dtype=torch.int64)
     for q in scales_px:
-        ps, ys, seen = [], [], 0
-        for x, y in data.val_images(q, indices=indices):
-            if limit is not None and seen >= limit:
-                break
-            x = colour.normalise(x.to(device))
-            if method == "dense":
-                p = dense_eval(model, x, amp)
-            elif method == "multi-crop":
-                p = multi_crop(model, x, amp)
-            elif method == "center-crop":
-                p = center_crop_eval(model, x, amp)
-            else:
-                p = (dense_eval(model, x, amp) + multi_crop(model, x, amp)) / 2
-            ps.append(p.cpu())
-            ys.append(y)
-            seen += len(y)
-        per_scale.append(torch.cat(ps)[:limit])
-        labels = torch.cat(ys)[:limit]
-    return torch.stack(per_scale).mean(0).numpy(), labels.numpy()
+        ps, ys = [torch.zeros(0, model.num_classes)], [torch.zeros(0, dtype=torch.int64)]
+        for x, y in data.val_images(q, indices=idx):
+            ps.append(_method_posteriors(model, colour.normalise(x.to(device)), method, amp).cpu())
+            ys.append(torch.as_tensor(y, dtype=torch.int64))
+        per_scale.append(torch.cat(ps))
+        labels = torch.cat(ys)
+    p = torch.stack(per_scale).mean(0)
+    if world > 1:  # the slices in rank order: all images in order
+        p, labels = gather_rows(p, device), gather_rows(labels, device)
+    return p.numpy(), labels.numpy()
 
 
 def scales_px(preset, scales_paper: list[int]) -> list[int]:
     return [preset.px(q) for q in scales_paper]
 
 
+def cache_key(checkpoint: Path, method: str, scales_paper: list[int], data, amp: bool | None, device,
+              subset: np.ndarray | None) -> dict:
+    """Everything a cached posterior depends on but the checkpoint's contents (whose stamp the entry
+    holds): which checkpoint, the method, the test scales (paper and preset pixels, from the
+    checkpoint's preset), the precision, the val images (:meth:`identity` of ``data``), the subset's
+    indices, and this module's version."""
+    preset = get_preset(ck.load_metadata(checkpoint)["preset"]["name"])
+    return {"version": EVAL_VERSION, "checkpoint": str(checkpoint.resolve()), "method": method,
+            "scales_paper": [int(q) for q in scales_paper], "scales_px": scales_px(preset, scales_paper),
+            "precision": precision_name(amp, device.type), "data": data.identity(),
+            "subset": None if subset is None else hashlib.sha1(np.asarray(subset, np.int64).tobytes()).hexdigest()}
+
+
 def cached_posteriors(checkpoint: Path, method: str, scales_paper: list[int], data, amp: bool | None = None,
-                      cache_dir: Path | None = None, subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Posteriors of a training checkpoint, from the cache when the checkpoint is unchanged.
+                      cache_dir: Path | None = None, subset: np.ndarray | None = None,
+                      device=None) -> tuple[np.ndarray, np.ndarray]:
+    """Posteriors of a training checkpoint, from the cache when nothing they depend on has changed.
     'multi-crop & dense' is the mean of the two cached methods and several Q the mean of the cached
     single-Q posteriors (averaging is linear), so no image goes through a net twice.
     ``subset`` (validation indices): only those images; multi-crop is then computed on them alone,
-    other methods are taken from their all-image posteriors."""
-    checkpoint = Path(checkpoint)
+    other methods are taken from their all-image posteriors.  On the process's device by default."""
+    checkpoint, device = Path(checkpoint), device or process_device()
+
+    def again(m: str, qs: list[int], sub):
+        return cached_posteriors(checkpoint, m, qs, data, amp, cache_dir, sub, device)
+
     if method == "multi-crop & dense":
-        (pd_, y), (pm, _) = (cached_posteriors(checkpoint, m, scales_paper, data, amp, cache_dir, subset)
-                             for m in ("dense", "multi-crop"))
+        (pd_, y), (pm, _) = (again(m, scales_paper, subset) for m in ("dense", "multi-crop"))
         return ((pd_ + pm) / 2).astype(np.float32), y
     if len(scales_paper) > 1:  # multi-scale = the mean over Q: each scale is cached once, for every table
-        parts = [cached_posteriors(checkpoint, method, [q], data, amp, cache_dir, subset) for q in scales_paper]
+        parts = [again(method, [q], subset) for q in scales_paper]
         return np.mean(np.stack([p for p, _ in parts]), axis=0).astype(np.float32), parts[0][1]
     if subset is not None and method != "multi-crop":
-        p, y = cached_posteriors(checkpoint, method, scales_paper, data, amp, cache_dir)
+        p, y = again(method, scales_paper, None)
         return p[subset], y[subset]
-    cache_dir = cache_dir or checkpoint.parent / "posteriors"
-    slug = method.replace(" & ", "+") + ("" if subset is None else f"-n{len(subset)}")
-    cache = cache_dir / f"{checkpoint.stem}__{slug}__Q{'-'.join(map(str, scales_paper))}.npz"
-    with file_lock(cache):  # a concurrent table script waits for this entry instead of computing it too
-        stamp = os.stat(checkpoint).st_mtime_ns
-        if cache.exists():
-            z = np.load(cache)
-            if int(z["checkpoint_mtime_ns"]) == stamp:
-                return z["posteriors"], z["labels"]
+    cache_dir = Path(cache_dir or checkpoint.parent / "posteriors")
+    key = cache_key(checkpoint, method, scales_paper, data, amp, device, subset)
+    text = json.dumps(key, sort_keys=True)
+    slug = method.replace(" & ", "+")
+    cache = cache_dir / (f"{checkpoint.stem}__{slug}__Q{'-'.join(map(str, scales_paper))}__"
+                         f"{hashlib.sha1(text.encode()).hexdigest()[:16]}.npz")
+    rank, world = rank_and_world()
+    # one lock holder: rank 0 (a concurrent table script waits for this entry instead of computing it too)
+    with file_lock(cache) if rank == 0 else nullcontext():
+        stamp = json.dumps(ck.file_stamp(checkpoint), sort_keys=True)
+        hit = _read_entry(cache, text, stamp)
+        if world > 1 and all_sum([hit is None], device)[0]:
+            hit = None  # every process computes its slice when any of them missed
+        if hit is not None:
+            return hit
         ckpt = ck.load_training_checkpoint(checkpoint)
-        model = ck.model_from_checkpoint(ckpt)
-        preset = get_preset(ckpt["preset"]["name"])
-        p, y = posteriors(model, data, ColourStats.from_dict(ckpt["colour"]), method,
-                          scales_px(preset, scales_paper), amp, indices=subset)
-        atomic_save_npz(cache, posteriors=p.astype(np.float32), labels=y, checkpoint_mtime_ns=np.int64(stamp))
+        p, y = posteriors(ck.model_from_checkpoint(ckpt), data, ColourStats.from_dict(ckpt["colour"]), method,
+                          key["scales_px"], amp, device=device, indices=subset)
+        if rank == 0:
+            atomic_save_npz(cache, posteriors=p.astype(np.float32), labels=y, key=np.array(text),
+                            checkpoint_stamp=np.array(stamp))
     return p.astype(np.float32), y
+
+
+def _read_entry(cache: Path, key: str, stamp: str) -> tuple[np.ndarray, np.ndarray] | None:
+    if not cache.exists():
+        return None
+    z = np.load(cache)
+    if "key" not in z.files or str(z["key"]) != key or str(z["checkpoint_stamp"]) != stamp:
+        return None
+    return z["posteriors"], z["labels"]
 
 
 def eval_command(a) -> None:
@@ -184,11 +242,18 @@ def eval_command(a) -> None:
         parse_scale(s)
         if preset.px(s) < preset.crop:
             raise UserError(f"test scale Q={s} is smaller than the crop ({preset.crop} px in preset {preset.name})")
-    data = load_datasets(data_root(a.data), preset, cache_dir=Path("runs/cache"))
+    runs = ck.runs_folder(Path(a.checkpoint), ckpt["preset"]["name"]) if a.checkpoint else default_runs()
+    data = load_datasets(data_root(a.data), preset, cache_dir=cache_folder(runs))
     if len(data.classes) != model.num_classes:
         raise UserError(f"the net has {model.num_classes} classes but {a.data or os.environ.get('VGG_DATA')} "
                         f"has {len(data.classes)}")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rank, _, device = setup_distributed()
     p, y = posteriors(model, data, colour, a.method, scales_px(preset, scales), a.amp, a.limit, device)
-    print(f"{a.method} Q={scales}: top-1 error {100 * topk_error(p, y, 1):.2f}%  "
-          f"top-5 error {100 * topk_error(p, y, 5):.2f}%  ({len(y)} images)")
+    if rank == 0:
+            print(f"{a.method} Q={scales}: top-1 error {100 * topk_error(p, y, 1):.2f}%  "
+              f"top-5 error {100 * topk_error(p, y, 5):.2f}%  ({len(y)} images)")
+
+
+def default_runs() -> Path:
+    """The runs folder where no checkpoint names one: $VGG_RUNS, else runs/."""
+    return Path(os.environ.get("VGG_RUNS") or "runs")

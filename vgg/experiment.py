@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from .chain import BY_NAME, build_chain, checkpoint_path
-from .checkpoint import load_training_checkpoint
+from .checkpoint import load_metadata
 from .data import data_root
-from .datasets import load_datasets, val_subset
+from .datasets import cache_folder, load_datasets, val_subset
 from .errors import Divergence, UserError
 from .evaluate import cached_posteriors, fuse
 from .metrics import topk_error
@@ -70,7 +70,7 @@ class Experiment:
     @property
     def data(self):
         if self._data is None:
-            self._data = load_datasets(self.root, self.preset, cache_dir=Path("runs/cache"))
+            self._data = load_datasets(self.root, self.preset, cache_dir=cache_folder(self.args.runs))
         return self._data
 
     def checkpoint(self, net: str) -> Path:
@@ -88,8 +88,8 @@ class Experiment:
         out = Path(self.args.runs) / self.preset.name / study / f"{net}_{epochs}ep.pt"
         start = "auto" if out.exists() else str(chain)
         train(TrainSpec(config=n.config, scale=n.scale, preset=self.preset.name, data=str(self.root), out=str(out),
-                        resume=start, lr=load_training_checkpoint(chain)["spec"]["lr"], seed=self.args.seed,
-                        epochs=epochs, progress=sys.stderr.isatty()))
+                        runs=str(self.args.runs), resume=start, lr=load_metadata(chain)["spec"]["lr"],
+                        seed=self.args.seed, epochs=epochs, progress=sys.stderr.isatty()))
         return out
 
     @property

@@ -1,5 +1,5 @@
-"""Process-wide settings that make the CPU path fast (malloc; the precision, which changes
-results only within bf16 rounding).
+"""Process-wide settings: the CPU path's speed (malloc; the precision, which changes results
+only within bf16 rounding), and the process's device and its collectives under ``torchrun``.
 
 glibc's malloc returns every large block (> 32 MB at most, usually far less) to the
 kernel when it is freed and maps fresh, zero-filled pages for the next one, so each
@@ -91,3 +91,81 @@ def resolve_amp(amp: bool | str | None, device_type: str = "cpu") -> bool:
 
 def precision_name(amp: bool | str | None = None, device_type: str = "cpu") -> str:
     return "bf16 autocast" if resolve_amp(amp, device_type) else "fp32"
+
+
+# --------------------------------------------------------------------------- processes and devices
+# Rule: every tensor handed to a collective lives on the process's device (NCCL, the process group
+# on GPUs, takes no CPU tensors), so every collective of the package goes through these functions.
+
+
+def process_device():
+    """The device this process computes on: cuda:LOCAL_RANK where CUDA is available (``torchrun``
+    sets LOCAL_RANK; 0 without it), else the CPU.  Training and evaluation both use it."""
+    import torch
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes: (0, 1) without a process group."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def setup_distributed():
+    """(rank, world, device): joins the process group ``torchrun`` describes (WORLD_SIZE > 1;
+    NCCL on GPUs, gloo on CPUs) once per process."""
+    import torch
+    import torch.distributed as dist
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = process_device()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return (*rank_and_world(), device)
+
+
+def all_sum(values, device) -> list[float]:
+    """``values`` (numbers) summed over the processes, as float64 on ``device``."""
+    import torch
+    import torch.distributed as dist
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def gather_rows(t, device):
+    """Every process's rows of ``t`` (their numbers may differ), concatenated in rank order, on
+    every process (on the CPU)."""
+    import torch
+    import torch.distributed as dist
+    world = dist.get_world_size()
+    t = t.to(device)
+    n = torch.tensor([len(t)], dtype=torch.int64, device=device)
+    counts = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(counts, n)
+    counts = [int(c) for c in counts]
+    if max(counts) == 0:
+        return t.cpu()
+    padded = t.new_zeros((max(counts), *t.shape[1:]))  # all_gather takes tensors of one shape
+    padded[:len(t)] = t
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:c] for p, c in zip(parts, counts)]).cpu()
+
+
+def broadcast_object(obj, device):
+    """Rank 0's ``obj`` (picklable) on every process."""
+    import torch.distributed as dist
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, device=device)
+    return box[0]
+
+
+def barrier(device) -> None:
+    """Wait for every process (on a GPU, NCCL's barrier on this process's device)."""
+    import torch.distributed as dist
+    dist.barrier(device_ids=[device.index or 0] if device.type == "cuda" else None)

@@ -2,40 +2,40 @@
 
 One loop for both presets and for one or several processes (``torchrun`` ->
 DistributedDataParallel; the global batch is split across processes, so a step is
-the same as one device's step on the whole batch, as in the paper).
+the same as one device's step on the whole batch, as in the paper).  Every process takes
+every step; the logged train loss and error and the val errors are those of all processes.
 
-Each epoch's randomness (data order, scales, crops, flips, colour, dropout) is drawn
-from generators seeded by (seed, epoch, rank), and a checkpoint is written atomically
-at the end of every epoch, so ``--resume`` continues exactly where a run stopped.
+Each epoch's randomness (data order, scales, crops, flips, colour) is drawn from generators
+seeded by (seed, epoch), the same on every process, dropout by (seed, epoch, rank); a
+checkpoint is written atomically at the end of every epoch, so ``--resume`` continues
+exactly where a run stopped.
 """
 from __future__ import annotations
 
 import csv
 import io
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import checkpoint as ck
 from .configs import check_config
-from .data import data_root
-from .datasets import load_datasets
+from .data import data_root, fraction_of
+from .datasets import cache_folder, load_datasets
 from .errors import Divergence, UserError
 from .init import init_from, initialise
-from .io import atomic_torch_save, atomic_write_text
+from .io import atomic_write_text
 from .metrics import topk_correct
 from .model import VGG
 from .plateau import drops_taken, ema, rule_firings
 from .protocol import get_preset, single_test_scale
-from .runtime import keep_freed_memory, precision_name, resolve_amp
+from .runtime import all_sum, barrier, keep_freed_memory, precision_name, resolve_amp, setup_distributed
 
 LOG_COLUMNS = ["epoch", "lr", "train_loss", "train_top1_err", "val_top1_err", "val_top5_err", "seconds"]
 MAX_LOSS = 100.0  # a cross-entropy above this has exploded (ln 1000 = 6.9 at init)
@@ -52,6 +52,7 @@ class TrainSpec:
     preset: str = "proxy"
     data: str | None = None
     out: str | None = None
+    runs: str | None = None        # the runs folder (its cache/ holds decoded data); default: from out
     resume: str | None = None      # a checkpoint to continue ('auto' = --out)
     init: str | None = None        # 'normal' | 'glorot'; default: the preset's
     init_std: float = 0.01
@@ -74,30 +75,19 @@ def _positive(name: str, value, kind=float):
         raise UserError(f"--{name} must be a positive {kind.__name__}, got {value!r}")
 
 
-def setup_distributed() -> tuple[int, int, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    return rank, world, device
-
-
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     return (seed * 1_000_003 + epoch * 1_009 + rank) % 2**63
 
 
-def train_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, amp: bool | None = None) -> torch.Tensor:
-    """One SGD step on a batch; returns the (detached) mean cross-entropy."""
+def train_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, amp: bool | None = None,
+               weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step on a batch; returns the (detached) mean cross-entropy and the logits.
+    ``weight`` scales the loss the gradient comes from (a shard's share of the global batch)."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=resolve_amp(amp, x.device.type)):
         logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if weight == 1.0 else loss * weight).backward()
     optimizer.step()
     return loss.detach(), logits.detach()
 
@@ -211,7 +201,8 @@ def train(spec: TrainSpec) -> Path:
     rank, world, device = setup_distributed()
     if preset.batch % world:
         raise UserError(f"batch {preset.batch} does not split evenly over {world} processes")
-    data = load_datasets(root, preset, cache_dir=Path("runs/cache"), rank=rank)
+    runs = Path(spec.runs) if spec.runs else ck.runs_folder(out, preset.name)
+    data = load_datasets(root, preset, cache_dir=cache_folder(runs), rank=rank)
     if data.steps_per_epoch(world) == 0:
         raise UserError(f"{root}/train has {len(data.train)} images, fewer than one batch of {preset.batch}: "
                         "pass a smaller --batch")
@@ -249,20 +240,23 @@ def train(spec: TrainSpec) -> Path:
               + f", lr {lr}, {precision_name(amp)}",
               file=sys.stderr)
     stop = epochs if spec.stop_after is None else min(epochs, start + spec.stop_after)
+    part = fraction_of(preset.batch, rank, world)  # this process's rows of each global batch
     for epoch in range(start, stop):
         torch.manual_seed(epoch_seed(spec.seed, epoch, rank))  # dropout
-        gen = torch.Generator().manual_seed(epoch_seed(spec.seed, epoch, rank) + 1)
+        gen = torch.Generator().manual_seed(epoch_seed(spec.seed, epoch) + 1)  # augmentation: alike on all ranks
         model.train()
         t0 = time.perf_counter()
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        correct = seen = 0
+        loss_sum, correct, seen = 0.0, 0, 0
         batches = data.train_batches(epoch, spec.seed, (smin, smax), gen, rank, world)
         bar = tqdm(batches, total=data.steps_per_epoch(world), desc=f"{out.stem} ep {epoch + 1}/{epochs}",
                    disable=not spec.progress or rank != 0, leave=False, file=sys.stderr)
         for step, (x, y) in enumerate(bar):
-            x = data.colour_augment(x.to(device), gen).contiguous(memory_format=torch.channels_last)
+            weight = step_weight(x, y, world, device)
+            if weight is None:
+                continue
+            x = data.colour_augment(x.to(device), gen, part).contiguous(memory_format=torch.channels_last)
             y = y.to(device)
-            loss, logits = train_step(net, optimizer, x, y, amp)
+            loss, logits = train_step(net, optimizer, x, y, amp, weight)
             value = float(loss)
             if not math.isfinite(value) or value > MAX_LOSS:
                 raise Divergence(
@@ -273,6 +267,8 @@ def train(spec: TrainSpec) -> Path:
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
         train_seconds = time.perf_counter() - t0
+        if world > 1:  # the epoch's train loss and error over every process's images
+            loss_sum, correct, seen = all_sum([loss_sum, correct, seen], device)
         val1, val5 = validate(model, data, q_val, device, amp, rank, world)
         epoch_lr = optimizer.param_groups[0]["lr"]
         # what the rule sees: this stage's val accuracies, smoothed by the preset's EMA (if any); does
@@ -291,10 +287,10 @@ def train(spec: TrainSpec) -> Path:
                      "epoch": epoch + 1, "complete": stopped or epoch + 1 >= epochs, "log": rows, **meta}
             if stopped:
                 state["stopped_after_drops"] = stop_drops
-            atomic_torch_save(state, out)
+            ck.save_training_checkpoint(state, out)
             atomic_write_text(out.with_suffix(".log.csv"), log_csv(rows))
             print(f"[{out.stem}] epoch {epoch + 1}/{epochs} lr {rows[-1]['lr']:g} loss {rows[-1]['train_loss']:.4f} "
-                  f"val top-1 {val1:.4f} top-5 {val5:.4f} ({train_seconds:.0f} s)", file=sys.stderr)
+                  f"val top-1 err {val1:.4f} top-5 err {val5:.4f} ({train_seconds:.0f} s)", file=sys.stderr)
             if stopped:
                 print(f"[{out.stem}] stopped: the lr was lowered {drops} times and validation accuracy "
                       f"stalled again", file=sys.stderr)
@@ -304,8 +300,20 @@ def train(spec: TrainSpec) -> Path:
         if stopped:
             break
     if world > 1:
-        dist.barrier()
+        barrier(device)
     return out
+
+
+def step_weight(x, y, world: int, device) -> float | None:
+    """None: no process takes this step (one of them has no readable image in its shard, and every
+    process must take the same steps); else the weight of this shard's mean loss that makes the
+    processes' averaged gradient the mean over the global batch (1 when the shards are equal)."""
+    if world == 1:
+        return None if x is None else 1.0
+    empty, total = all_sum([x is None, 0 if y is None else len(y)], device)
+    if empty:
+        return None
+    return len(y) * world / total
 
 
 @torch.no_grad()
@@ -320,7 +328,5 @@ def validate(model, data, q: int, device, amp: bool | None, rank: int = 0, world
         k1, k5 = topk_correct(logits.cpu(), y, (1, 5))
         c1, c5, n = c1 + k1, c5 + k5, n + len(y)
     if world > 1:
-        t = torch.tensor([c1, c5, n], dtype=torch.float64)
-        dist.all_reduce(t)
-        c1, c5, n = t.tolist()
+        c1, c5, n = all_sum([c1, c5, n], device)
     return 1 - c1 / n, 1 - c5 / n
