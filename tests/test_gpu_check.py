@@ -1,0 +1,81 @@
+"""scripts/gpu_check.py end to end on the CPU (tiny preset, gloo, torchrun with one process) into a
+temporary folder: its CSVs have their columns and positive, finite rates; results/gpu is untouched."""
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT, run_cli
+
+SHARED = ROOT.parent / "shared" / "data"
+PROVENANCE = ["cpu", "preset", "torch", "torchvision", "device", "commit", "command"]
+COLUMNS = {
+    "step.csv": ["config", "input", "batch", "img_s", "step_tflop_s", "matmul_tflop_s", "fraction_of_matmul",
+                 "peak_mem_gib", "amp_bf16", "channels_last"],
+    "loader.csv": ["pipeline", "data", "scale", "workers", "img_s", "img_s_per_worker", "d_step_img_s",
+                   "workers_for_d_step", "choose_pipeline"],
+    "train.csv": ["run", "ok", "backend", "allreduce_ok", "ddp_step_max_abs_diff", "epochs_in_checkpoint", "steps",
+                  "train_img_s", "train_loss", "val_top1_err", "complete"],
+    "eval.csv": ["what", "ok", "images", "seconds", "img_s", "crops_s"],
+}
+RATES = {"step.csv": ["img_s", "step_tflop_s", "matmul_tflop_s", "fraction_of_matmul", "peak_mem_gib"],
+         "loader.csv": ["img_s", "img_s_per_worker", "d_step_img_s"], "train.csv": ["train_img_s", "train_loss"],
+         "eval.csv": ["img_s", "seconds"]}
+
+
+def stamps(folder: Path) -> dict:
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*")} if folder.exists() else {}
+
+
+def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
+    if not (SHARED / "imagenette" / "train").is_dir() or not (SHARED / "imagenet-sample" / "train").is_dir():
+        pytest.skip(f"no Imagenette / ImageNet photographs under {SHARED}")
+    before = stamps(ROOT / "results" / "gpu")
+    subset, out = tmp_path / "subset", tmp_path / "out"
+    r = run_cli(["scripts/gpu_check.py", "--make-subset", str(subset), "--max-mib", "2", "--photos-mib", "0.5"])
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((subset / "SUBSET.json").read_text())
+    assert manifest["bytes"] <= 2 * 2**20 and manifest["photos"] >= 1 and manifest["classes"] == 10
+    assert sum(f.stat().st_size for f in subset.rglob("*.JPEG")) == manifest["bytes"]
+    r = run_cli(["scripts/gpu_check.py", "--data", str(subset), "--out", str(out), "--runs", str(tmp_path / "runs"),
+                 "--workers", "1"])
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    assert "stage: eval" in r.stdout and "done in" in r.stdout
+    for name, columns in COLUMNS.items():
+        df = pd.read_csv(out / name)
+        assert set(columns + PROVENANCE) <= set(df.columns), name
+        assert (df.preset == "tiny").all()
+        for col in RATES[name]:
+            values = df[col].astype(float)
+            assert values.map(math.isfinite).all() and (values > 0).all(), (name, col)
+    step = pd.read_csv(out / "step.csv")
+    assert set(step.config) == {"D", "A"} and step.input.str.contains("gpu pipeline").any()
+    assert step.input.str.contains("stream loader").any()
+    loader = pd.read_csv(out / "loader.csv")
+    assert len(loader) == 4 and loader.data.str.contains("photographs").any()
+    stream = loader[loader.pipeline.str.startswith("stream")]
+    assert len(stream) == 2 and (stream.choose_pipeline == "stream").all()  # a CPU never takes the GPU path
+    assert (stream.workers_for_d_step > 0).all()
+    train = pd.read_csv(out / "train.csv")
+    assert train.run.tolist() == ["first", "resumed"] and train.ok.all()
+    assert train.epochs_in_checkpoint.tolist() == [1, 2] and train.complete.tolist() == [False, True]
+    assert (train.backend == "gloo").all() and train.allreduce_ok.all() and (train.ddp_step_max_abs_diff < 1e-5).all()
+    ev = pd.read_csv(out / "eval.csv")
+    assert ev.ok.all() and ev.what.str.contains("vgg eval").any() and ev.crops_s.dropna().gt(0).all()
+    assert len(ev) == 3
+    assert stamps(ROOT / "results" / "gpu") == before  # a test run writes only where --out says
+
+
+def test_gpu_check_without_a_subset_or_imagenette_exits_2_naming_the_fix(tmp_path):
+    r = run_cli(["scripts/gpu_check.py", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "out")])
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "--make-subset" in r.stderr and not (tmp_path / "out").exists()
+    r = run_cli(["scripts/gpu_check.py", "--make-subset", str(tmp_path / "s"), "--source", str(tmp_path / "no")])
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--source" in r.stderr
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    if (SHARED / "imagenette" / "train").is_dir():
+        r = run_cli(["scripts/gpu_check.py", "--make-subset", str(tmp_path / "mine")])
+        assert r.returncode == 2 and "not a subset this script made" in r.stderr
+        assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
