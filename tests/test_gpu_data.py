@@ -250,3 +250,20 @@ def test_each_process_takes_its_rows_of_the_global_batchs_draws():
     short = gpu_data.draw_params(shapes[:3], 256, 512, 224, torch.Generator().manual_seed(5), rows=8,
                                  part=slice(4, 8))  # an unreadable file: the first 3 of the rows
     assert torch.equal(short.scales, whole.scales[4:7])
+
+
+def test_the_pipeline_is_chosen_once_at_the_first_epoch_from_both_rates(sample_root, monkeypatch, one_thread):
+    data = StreamData(sample_root, get_preset("paper", batch=4, workers=2))
+    seen, logs = [], []
+    monkeypatch.setattr(gpu_data, "estimated_step_rate", lambda preset, device, config="A": 5000.0)
+
+    def choose(device, cpu_rate, step_rate):
+        seen.append((str(device), cpu_rate, step_rate))
+        return "gpu"
+    monkeypatch.setattr(gpu_data, "choose_pipeline", choose)
+    g = gpu_data.GPUStreamData(data, "cpu", None, log=logs.append)
+    for epoch in (0, 1):
+        assert [tuple(x.shape) for x, _ in g.train_batches(epoch, 0, (256, 256), torch.Generator())] == [(4, 3, 224, 224)] * 3
+    assert g.pipeline == "gpu" and len(seen) == 1 and len(logs) == 1 and "input pipeline: gpu" in logs[0]
+    device, cpu_rate, step_rate = seen[0]
+    assert device == "cpu" and step_rate == 5000.0 and cpu_rate > 0  # per-core rate x 2 workers

@@ -333,8 +333,13 @@ class GPUStreamData(StreamData):
         cpu = cpu_rate_per_core(self.train.paths, scale, self.preset.crop) * workers
         step = estimated_step_rate(self.preset, self.device)
         choice = choose_pipeline(self.device, cpu, step)
-        self.log(f"input pipeline: {choice} (stream loader ~{cpu:.0f} img/s on {workers} workers; training "
-                 f"step estimated at {step:.0f} img/s on {self.device})")
+        from .runtime import broadcast_object, rank_and_world
+        rank, world = rank_and_world()
+        if world > 1:  # one choice for all processes: rank 0's (the measurements differ a little)
+            choice = broadcast_object(choice, self.device)
+        if rank == 0:
+            self.log(f"input pipeline: {choice} (stream loader ~{cpu:.0f} img/s on {workers} workers; training "
+                     f"step estimated at {step:.0f} img/s on {self.device})")
         return choice
 
     def train_batches(self, epoch: int, seed: int, scale: tuple[int, int], gen: torch.Generator,
