@@ -400,13 +400,18 @@ class Check:
         probe_out = self.runs / "ddp_probe.json"
         probe_out.unlink(missing_ok=True)
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
+        plain_first = [*torchrun, "-m", "vgg", "train", *common, "--stop-after", str(first)]
         runs = [("first", [*torchrun, str(Path(__file__).resolve()), "--ddp-probe", str(probe_out),
                            "--preset", self.preset.name, "--", "train", *common, "--stop-after", str(first)]),
                 ("resumed", [*torchrun, "-m", "vgg", "train", *common, "--resume"])]
         rows = []
-        for run, cmd in runs:
+        while runs:
+            run, cmd = runs.pop(0)
             if self.clock.left() < self.reserve("train"):
                 self.clock.log(f"skipped the {run} training run: out of time")
+                break
+            if run == "resumed" and not ck.exists():
+                self.clock.log("skipped the resumed run: no checkpoint to resume")
                 break
             self.clock.log(f"training ({run}): {' '.join(cmd[1:])}")
             t0 = time.perf_counter()
@@ -417,10 +422,10 @@ class Check:
             probe = json.loads(probe_out.read_text()) if probe_out.exists() else {}
             n_train = _count_images(self.data_dir / "train", self.preset.max_per_class)
             steps_per_epoch = n_train // batch
-            done = len(log) - (0 if run == "first" else first)
+            done = len(log) - (first if run == "resumed" else 0)
             pipe = re.search(r"input pipeline: (\w+)", r.stderr)
             rows.append({
-                "run": run, "ok": r.returncode == 0 and bool(log) and len(log) == (first if run == "first" else epochs),
+                "run": run, "ok": r.returncode == 0 and len(log) == (epochs if run == "resumed" else first),
                 "returncode": r.returncode, "backend": probe.get("backend", ""), "world": probe.get("world", 1),
                 "ddp_step_max_abs_diff": probe.get("ddp_max_abs_diff", float("nan")),
                 "allreduce_ok": probe.get("allreduce_ok", False), "config": "A", "batch": batch,
@@ -434,6 +439,8 @@ class Check:
             if r.returncode:
                 print(r.stderr[-3000:], file=sys.stderr)
             write(rows, self.out / "train.csv", self.clock, self.extra)
+            if run == "first" and not ck.exists():  # the probe (NCCL?) or the training failed: train without it
+                runs.insert(0, ("first, without the probe", plain_first))
         return ck if ck.exists() else None
 
     def subprocess(self, cmd, timeout: float):
