@@ -32,17 +32,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-from vgg.data import SafeImageFolder, collate_skip, data_root  # noqa: E402
-from vgg.datasets import StreamData  # noqa: E402
-from vgg.errors import UserError  # noqa: E402
-from vgg.experiment import main  # noqa: E402
-from vgg.gpu_data import (  # noqa: E402
+from vgg.data import SafeImageFolder, collate_skip, data_root
+from vgg.datasets import StreamData
+from vgg.errors import UserError
+from vgg.experiment import main
+from vgg.gpu_data import (
     STEP_FRACTION_ESTIMATE,
     EncodedFiles,
     GPUStreamData,
@@ -50,8 +48,8 @@ from vgg.gpu_data import (  # noqa: E402
     decode,
     step_flops_per_image,
 )
-from vgg.protocol import get_preset, parse_scale  # noqa: E402
-from vgg.results import write_table  # noqa: E402
+from vgg.protocol import get_preset, parse_scale
+from vgg.results import write_table
 
 H200_BF16_PEAK = 989e12  # FLOP/s, dense bf16 tensor cores (NVIDIA's H100/H200 SXM spec sheet)
 SCALES = ["256", "256-512"]
