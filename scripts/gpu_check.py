@@ -49,12 +49,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+# The GPU machine has a copy of the repository and nothing installed (no `make install`): vgg from here,
+# and the same for the torchrun / `python -m vgg` processes this starts (PYTHONPATH in Check.subprocess).
 sys.path.insert(0, str(ROOT))
-
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 
 from vgg.errors import UserError  # noqa: E402
 
@@ -175,18 +178,21 @@ def cpu_name() -> str:
 
 
 def sync(device: torch.device) -> None:
+    import torch
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def peak_memory_gib(device: torch.device) -> float:
     """Peak GPU memory allocated since the last reset, or this process's peak RSS on a CPU."""
+    import torch
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def reset_peak(device: torch.device) -> None:
+    import torch
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -208,6 +214,8 @@ def timed_loop(step, device, seconds: float, warmup: int = 2, max_iters: int = 1
 
 
 def write(rows: list[dict], path: Path, clock: Clock, extra: dict) -> None:
+    import pandas as pd
+
     from vgg.results import write_table
     if not rows:
         return
@@ -224,6 +232,8 @@ def write(rows: list[dict], path: Path, clock: Clock, extra: dict) -> None:
 
 class Check:
     def __init__(self, args):
+        import torch
+
         from vgg.protocol import get_preset
         from vgg.runtime import keep_freed_memory, resolve_amp, usable_cpus
         keep_freed_memory()  # as training and evaluation do
@@ -257,42 +267,25 @@ class Check:
 
     # ---------------------------------------------------------------- 1. the training step
     def step_stage(self) -> None:
+        import torch
+
         from vgg.gpu_data import GPUStreamData, matmul_flops
-        from vgg.init import init_glorot
-        from vgg.model import VGG, multiply_adds
-        from vgg.train import make_optimizer, train_step
+        from vgg.model import multiply_adds
+        from vgg.train import train_step
         dev, p = self.device, self.preset
         dtype = torch.bfloat16 if self.amp else torch.float32
         matmul = matmul_flops(dev, dtype=dtype, seconds=1.0 if self.gpu else 0.2)
         size = 8192 if self.gpu else 1024
         self.clock.log(f"{size}^3 {str(dtype)[6:]} matmul: {matmul / 1e12:.1f} TFLOP/s")
         rows = []
-        classes = 1000
         for config in ("A", "D"):  # D last: it stays for the real-data steps (A's memory freed before D's peak)
-            torch.manual_seed(0)
-            net = init_glorot(VGG(config, num_classes=classes, width=p.width, crop_size=p.crop))
-            net = net.to(dev, memory_format=torch.channels_last).train()
-            opt = make_optimizer(net, p, 0.01)
-            x = torch.randn(p.batch, 3, p.crop, p.crop, device=dev).contiguous(memory_format=torch.channels_last)
-            y = torch.randint(0, classes, (p.batch,), device=dev)
-            reset_peak(dev)
-            rate, iters = timed_loop(lambda: (train_step(net, opt, x, y, self.amp), p.batch)[1], dev, self.window,
-                                     warmup=3 if self.gpu else 1)
-            flops = 6 * multiply_adds(net) * rate
-            rows.append({"config": config, "input": "synthetic tensors", "batch": p.batch, "crop": p.crop,
-                         "width": p.width, "amp_bf16": self.amp, "channels_last": True, "steps": iters,
-                         "img_s": rate, "step_tflop_s": flops / 1e12, "matmul_tflop_s": matmul / 1e12,
-                         "fraction_of_matmul": flops / matmul, "peak_mem_gib": peak_memory_gib(dev),
-                         "workers": 0})
-            self.clock.log(f"{config} step, synthetic, batch {p.batch}: {rate:.0f} img/s, {flops / 1e12:.1f} TFLOP/s "
-                           f"= {flops / matmul:.2f} of the matmul; peak memory {rows[-1]['peak_mem_gib']:.1f} GiB")
-            del x, y
+            net, opt, row = self.synthetic_step(config, matmul)
+            rows.append(row)
             if config == "D":
-                d_net, d_opt, self.d_rate = net, opt, rate
-            else:
-                del net, opt
-                if self.gpu:
-                    torch.cuda.empty_cache()
+                d_net, d_opt, self.d_rate = net, opt, row["img_s"]
+            net = opt = None
+            if self.gpu:
+                torch.cuda.empty_cache()
         self.write_step(rows)
         # D fed by real JPEGs: the GPU pipeline vs the CPU stream loader
         data = self.data(self.data_dir)
@@ -319,9 +312,35 @@ class Check:
                          "workers": source.preset.workers})
             self.clock.log(f"D step fed by the {name} ({source.preset.workers} workers): {rate:.0f} img/s")
             self.write_step(rows)
-        del d_net, d_opt
+        d_net = d_opt = None  # noqa: F841 (frees D before the next stages)
         if self.gpu:
             torch.cuda.empty_cache()
+
+    def synthetic_step(self, config: str, matmul: float):
+        """(net, optimiser, row): ``config``'s training step on random tensors at the preset's batch."""
+        import torch
+
+        from vgg.init import init_glorot
+        from vgg.model import VGG, multiply_adds
+        from vgg.train import make_optimizer, train_step
+        dev, p, classes = self.device, self.preset, 1000
+        torch.manual_seed(0)
+        net = init_glorot(VGG(config, num_classes=classes, width=p.width, crop_size=p.crop))
+        net = net.to(dev, memory_format=torch.channels_last).train()
+        opt = make_optimizer(net, p, 0.01)
+        x = torch.randn(p.batch, 3, p.crop, p.crop, device=dev).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, classes, (p.batch,), device=dev)
+        reset_peak(dev)
+        rate, iters = timed_loop(lambda: (train_step(net, opt, x, y, self.amp), p.batch)[1], dev, self.window,
+                                 warmup=3 if self.gpu else 1)
+        flops = 6 * multiply_adds(net) * rate
+        row = {"config": config, "input": "synthetic tensors", "batch": p.batch, "crop": p.crop, "width": p.width,
+               "amp_bf16": self.amp, "channels_last": True, "steps": iters, "img_s": rate,
+               "step_tflop_s": flops / 1e12, "matmul_tflop_s": matmul / 1e12, "fraction_of_matmul": flops / matmul,
+               "peak_mem_gib": peak_memory_gib(dev), "workers": 0}
+        self.clock.log(f"{config} step, synthetic, batch {p.batch}: {rate:.0f} img/s, {flops / 1e12:.1f} TFLOP/s "
+                       f"= {flops / matmul:.2f} of the matmul; peak memory {row['peak_mem_gib']:.1f} GiB")
+        return net, opt, row
 
     def write_step(self, rows):
         write(rows, self.out / "step.csv", self.clock, self.extra)
@@ -389,6 +408,7 @@ class Check:
 
     # ---------------------------------------------------------------- 3. training through torchrun
     def train_stage(self) -> Path | None:
+        import torch
         ck = self.runs / f"A_S256_{self.preset.name}.pt"
         for f in (ck, ck.with_suffix(".log.csv"), ck.with_name(ck.stem + ".meta.json")):
             f.unlink(missing_ok=True)
@@ -435,7 +455,8 @@ class Check:
                 "val_top1_err": log[-1]["val_top1_err"] if log else float("nan"),
                 "wall_s": seconds, "pipeline": pipe.group(1) if pipe else "stream (no choice logged)",
                 "complete": bool(state and state.get("complete"))})
-            self.clock.log(f"training ({run}) rc {r.returncode} in {seconds:.0f} s: {len(log)} epochs in the checkpoint")
+            self.clock.log(f"training ({run}) rc {r.returncode} in {seconds:.0f} s: {len(log)} epochs in the "
+                           "checkpoint")
             if r.returncode:
                 print(r.stderr[-3000:], file=sys.stderr)
             write(rows, self.out / "train.csv", self.clock, self.extra)
@@ -457,7 +478,8 @@ class Check:
 
     # ---------------------------------------------------------------- 4. evaluation
     def eval_stage(self, ck: Path | None) -> None:
-        from vgg.data import ColourStats
+        import torch
+
         from vgg.evaluate import posteriors
         from vgg.init import init_glorot
         from vgg.model import VGG
@@ -511,6 +533,7 @@ class Check:
         return (gpu if self.gpu else cpu)[stage]
 
     def run(self) -> None:
+        import torch
         import torchvision
         c = self.clock
         c.log(f"gpu_check on {self.device} ({torch.cuda.get_device_name(0) if self.gpu else cpu_name()}), preset "
@@ -552,6 +575,7 @@ def ddp_probe(out: Path, preset_name: str, train_argv: list[str]) -> int:
     """Inside torchrun: join the process group (NCCL on a GPU, gloo on a CPU) explicitly -- the
     training code joins one only for more than one process --, check an all-reduce and that a
     DistributedDataParallel step equals the plain step, then train (``python -m vgg`` argv)."""
+    import torch
     import torch.distributed as dist
 
     from vgg.__main__ import main as vgg_main

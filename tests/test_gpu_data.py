@@ -205,7 +205,8 @@ def test_gpu_stream_data_batches_are_seeded_by_the_epoch_generator_not_the_worke
         assert 0 <= float(x0.min()) and float(x0.max()) <= 1
     data = StreamData(sample_root, get_preset("paper", batch=4, workers=0))
     stream = gpu_data.GPUStreamData(data, "cpu", "stream")  # the stream loader's batches, as they were
-    assert [tuple(x.shape) for x, _ in stream.train_batches(0, 0, (256, 256), torch.Generator())] == [(4, 3, 224, 224)] * 3
+    shapes = [tuple(x.shape) for x, _ in stream.train_batches(0, 0, (256, 256), torch.Generator())]
+    assert shapes == [(4, 3, 224, 224)] * 3
 
 
 def test_choose_pipeline():
@@ -263,7 +264,8 @@ def test_the_pipeline_is_chosen_once_at_the_first_epoch_from_both_rates(sample_r
     monkeypatch.setattr(gpu_data, "choose_pipeline", choose)
     g = gpu_data.GPUStreamData(data, "cpu", None, log=logs.append)
     for epoch in (0, 1):
-        assert [tuple(x.shape) for x, _ in g.train_batches(epoch, 0, (256, 256), torch.Generator())] == [(4, 3, 224, 224)] * 3
+        shapes = [tuple(x.shape) for x, _ in g.train_batches(epoch, 0, (256, 256), torch.Generator())]
+        assert shapes == [(4, 3, 224, 224)] * 3
     assert g.pipeline == "gpu" and len(seen) == 1 and len(logs) == 1 and "input pipeline: gpu" in logs[0]
     device, cpu_rate, step_rate = seen[0]
     assert device == "cpu" and step_rate == 5000.0 and cpu_rate > 0  # per-core rate x 2 workers

@@ -95,7 +95,8 @@ def read_encoded(path: str) -> Encoded | None:
     except Exception:  # PIL raises many types for bad files
         return None
     if fmt in ("JPEG", "MPO") and mode in ("RGB", "L"):  # an orientation outside 2-8: none (as PIL)
-        return Encoded(torch.frombuffer(bytearray(raw), dtype=torch.uint8), orientation if orientation in _ORIENT else 1)
+        data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+        return Encoded(data, orientation if orientation in _ORIENT else 1)
     img = load_rgb(path)  # CMYK, PNG named .JPEG, ...: PIL, as the stream loader
     if img is None:
         return None
