@@ -18,6 +18,8 @@ export VGG_DATA PRESET
 PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
 	elif python3 scripts/env_matches_lock.py 2>/dev/null; then echo python3; else echo .venv/bin/python; fi)
 RUN = $(PYTHON)
+comma = ,
+LOADER_DATA ?= ../shared/data/imagenet-sample
 # Tables 3-7 and the findings: the smoke preset on the sample when there is no dataset.
 TABLES = $(if $(SMOKE),--preset smoke --data $(SAMPLE),--preset $(PRESET))
 SMOKE_START = echo "no dataset (data/$(DATASET) missing, VGG_DATA not set): smoke run on the sample in $(SAMPLE)" >&2
@@ -28,7 +30,8 @@ then \`make $(if $(filter smoke,$@),table3,$@)\`, or \`make $(if $(filter smoke,
 .DEFAULT_GOAL := help
 .PHONY: help install installed test data smoke table1 table2 table3 table4 table5 table6 table7 tables findings \
 	seeds init_study dense_geometry compare_presets plateau_study plateau_rules first_drop_effect schedule_study \
-	finetune_study crop_study bench epoch_times eval_cost profile_step clean
+	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate bench epoch_times eval_cost profile_step \
+	gpu_check clean
 
 ##@ Setup
 help: ## this list
@@ -45,7 +48,7 @@ install: ## install the package `vgg` (pip install -e .) with the pinned version
 	isolation=$$($$py -c 'import setuptools.command.bdist_wheel' 2>/dev/null && echo --no-build-isolation); \
 	$$py -m pip install -q -e . -c constraints.txt $$isolation
 
-# Every target that runs Python needs the package installed (no PYTHONPATH).
+# Every target that runs Python needs the package installed: the scripts import vgg from it.
 installed:
 	@$(PYTHON) -I -c "import vgg" 2>/dev/null || \
 		{ echo "error: the package vgg is not installed for $(PYTHON): run \`make install\`" >&2; exit 2; }
@@ -145,6 +148,24 @@ finetune_study: installed ## the S=384 and jittered D, E fine-tuned FACTOR x lon
 crop_study: installed ## net D's dense penalty at crop 128 and 160 (AGAINST=imagenette160)
 	$(RUN) experiments/studies/crop_study.py --preset $(PRESET) $(if $(AGAINST),--against $(AGAINST))
 
+# Does C beat D only through the dense penalty or the plateau rule's luck? From dense_geometry.csv,
+# first_drop_effect.csv, seeds.csv and table3.csv (no training).
+c_vs_d: installed ## D minus C with the dense penalty and the first-drop luck taken out (no training)
+	$(RUN) experiments/studies/c_vs_d.py --preset $(PRESET)
+
+# Why dense evaluation loses to crops above the training scale: boundary vs averaging terms.
+dense_penalty: installed ## dense minus centre crop split into boundary and averaging terms (NETS=D_S256)
+	$(RUN) experiments/studies/dense_penalty.py --preset $(PRESET) $(if $(NETS),--nets $(subst $(comma), ,$(NETS)))
+
+# A-LRN0 (A-LRN with alpha = 0: LRN's fixed division only) against A and A-LRN, paired on the images.
+lrn_control: installed ## is A-LRN's gain normalisation or a rescaling? A-LRN0 (alpha = 0) trained, paired
+	$(RUN) experiments/studies/lrn_control.py --preset $(PRESET)
+
+# The stream loader's rate per CPU core on ImageNet photographs at the paper's geometry; LOADER_DATA:
+# an ImageFolder tree of full-size JPEGs (default: the 250 ILSVRC-2012 photographs beside the checkout).
+loader_rate: installed ## JPEG decode + training input per CPU core at the paper's geometry (LOADER_DATA=)
+	$(RUN) experiments/studies/loader_rate.py --data $(LOADER_DATA)
+
 bench: installed ## benchmarks of the training step, loader and evaluation: results/bench.csv
 	$(RUN) experiments/studies/bench.py
 
@@ -157,6 +178,11 @@ eval_cost: installed ## cost per image of dense vs 150-crop multi-crop evaluatio
 profile_step: installed ## where a training / evaluation step's time goes (torch.profiler, per conv layer)
 	$(RUN) experiments/studies/profile_step.py --preset $(PRESET)
 
+# One prepared check of the paper preset on a GPU machine (scripts/gpu_check.py; needs no install there).
+gpu_check: ## the paper preset's path and rates on one GPU, <= 8 min: results/gpu/*.csv
+	$(PYTHON) scripts/gpu_check.py
+
+##@ Housekeeping
 clean: ## remove caches (runs/cache, __pycache__); checkpoints in runs/ stay
 	rm -rf .pytest_cache runs/cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
