@@ -19,7 +19,9 @@ timestamps so a run cut short still tells what it measured:
    6: fwd + bwd) as a fraction of a bf16 matmul's measured in the same process (8192^3 on a GPU),
    peak memory; then D fed by real JPEGs through the GPU pipeline (vgg.gpu_data) and through the
    CPU stream loader (vgg.datasets.StreamData).
-2. loader.csv: the input pipelines alone, img/s: the stream loader (PIL in DataLoader workers, one
+2. decode.csv: the GPU's decoded pixels against PIL's and the same random crops against the CPU's
+   (nvjpeg is not libjpeg-turbo: a few levels apart), and the batched decode's img/s.
+   loader.csv: the input pipelines alone, img/s: the stream loader (PIL in DataLoader workers, one
    per usable CPU) and the GPU pipeline (bytes read by the same workers, nvjpeg decode and tensor
    augmentation on the GPU), at S = 256 and S in [256, 512], on the Imagenette subset (224x224
    files) and on ImageNet photographs at their original sizes.
@@ -245,7 +247,7 @@ class Check:
         self.preset_name = args.preset or ("paper" if self.gpu else "tiny")
         self.preset = get_preset(self.preset_name, loader="stream", workers=args.workers or usable_cpus())
         self.amp = resolve_amp(None, self.device.type)
-        self.clock = Clock(args.budget or (450 if self.gpu else 150))
+        self.clock = Clock(args.budget or (450 if self.gpu else 300))
         self.data_dir = Path(args.data)
         self.out = Path(args.out)
         self.runs = Path(args.runs)
@@ -361,10 +363,7 @@ class Check:
         from vgg.gpu_data import GPUStreamData, choose_pipeline
         from vgg.protocol import parse_scale
         rows = []
-        sets = [(self.data_dir, f"{self.data_dir.name} (Imagenette, 224x224)")]
-        if (self.data_dir / "photos" / "train").is_dir():
-            sets.insert(0, (self.data_dir / "photos", "ImageNet photographs, original sizes"))
-        for root, label in sets:
+        for root, label in self.image_sets():
             data = self.data(root)
             n_files = len(data.train)
             data.train.paths, data.train.labels = _repeat(data.train.paths, data.train.labels, self.preset.batch * 200)
@@ -387,6 +386,56 @@ class Check:
                                  "choose_pipeline": choose_pipeline(self.device, rate, self.d_rate) if stream else ""})
                     self.clock.log(f"{name}, {label}, S={scale}: {rate:.0f} img/s ({w} workers)")
                     self.write_loader(rows)
+
+    def image_sets(self) -> list[tuple[Path, str]]:
+        sets = [(self.data_dir, f"{self.data_dir.name} (Imagenette, 224x224)")]
+        if (self.data_dir / "photos" / "train").is_dir():
+            sets.insert(0, (self.data_dir / "photos", "ImageNet photographs, original sizes"))
+        return sets
+
+    def decode_stage(self) -> None:
+        """The device's pixels against the CPU's: decode.csv. nvjpeg's decoder (IDCT, chroma upsampling)
+        is not libjpeg-turbo's, so its pixels may differ by a few levels; the same random parameters
+        then give crops that differ by as much (the tensor augmentation itself is the same code)."""
+        import numpy as np
+        import torch
+
+        from vgg import gpu_data
+        from vgg.data import load_rgb
+        rows = []
+        for root, label in self.image_sets():
+            files = sorted(str(f) for f in (root / "train").glob("*/*") if f.suffix.lower() in JPEG)
+            files = files[:64 if self.gpu else 12]
+            batch = gpu_data.encode_files(files)
+            gpu_data.decode(batch, self.device)  # warm-up (nvjpeg handles, kernels)
+            self.sync()
+            t0 = time.perf_counter()
+            on_device = gpu_data.decode(batch, self.device)
+            self.sync()
+            seconds = time.perf_counter() - t0
+            pil = [torch.from_numpy(np.array(load_rgb(f))).permute(2, 0, 1) for f in files]
+            same = [k for k, (a, b) in enumerate(zip(on_device, pil)) if tuple(a.shape) == tuple(b.shape)]
+            diff = [(on_device[k].cpu().int() - pil[k].int()).abs() for k in same]
+            px = (self.preset.px(256), self.preset.px(512))
+            params = gpu_data.draw_params([tuple(x.shape[-2:]) for x in on_device], *px, self.preset.crop,
+                                          torch.Generator().manual_seed(0))
+            crops = gpu_data.augment(on_device, params, self.preset.crop).cpu()
+            ref = gpu_data.augment([x.cpu() for x in gpu_data.decode(batch, "cpu")], params, self.preset.crop)
+            crop_diff = (crops - ref).abs() * 255
+            rows.append({"data": label, "images": len(files), "decode_img_s": len(files) / seconds,
+                         "shapes_equal": len(same) == len(files),
+                         "decode_max_abs_diff": max(float(d.max()) for d in diff),
+                         "decode_mean_abs_diff": float(np.mean([float(d.float().mean()) for d in diff])),
+                         "crop_max_abs_diff": float(crop_diff.max()), "crop_mean_abs_diff": float(crop_diff.mean()),
+                         "levels": "0-255 (pixel values); crops: S 256-512, the same parameters on both"})
+            r = rows[-1]
+            self.clock.log(f"{label}: decode on {self.device} {r['decode_img_s']:.0f} img/s; pixels vs PIL max "
+                           f"{r['decode_max_abs_diff']:.0f}, mean {r['decode_mean_abs_diff']:.2f} levels; the same "
+                           f"crops max {r['crop_max_abs_diff']:.1f}, mean {r['crop_mean_abs_diff']:.2f}")
+            write(rows, self.out / "decode.csv", self.clock, self.extra)
+
+    def sync(self) -> None:
+        sync(self.device)
 
     def write_loader(self, rows):
         write(rows, self.out / "loader.csv", self.clock, self.extra)
@@ -540,7 +589,7 @@ class Check:
               f"{self.preset.name}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
               f"{'bf16 autocast' if self.amp else 'fp32'}, {self.preset.workers} workers, budget {c.budget:.0f} s")
         self.runs.mkdir(parents=True, exist_ok=True)
-        for name, stage in (("step", self.step_stage), ("loader", self.loader_stage)):
+        for name, stage in (("step", self.step_stage), ("decode", self.decode_stage), ("loader", self.loader_stage)):
             c.log(f"stage: {name}")
             stage()
         c.log("stage: train")
@@ -639,7 +688,7 @@ def parse(argv=None):
                                                                            "(default runs/gpu_check)")
     p.add_argument("--preset", help="default: paper on a GPU, tiny on a CPU")
     p.add_argument("--workers", type=int, help="DataLoader workers (default: the usable CPUs)")
-    p.add_argument("--budget", type=float, help="seconds for the whole check (default 450 on a GPU, 150 on a CPU)")
+    p.add_argument("--budget", type=float, help="seconds for the whole check (default 450 on a GPU, 300 on a CPU)")
     p.add_argument("--ddp-probe", metavar="JSON", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
