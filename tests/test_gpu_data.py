@@ -269,3 +269,25 @@ def test_the_pipeline_is_chosen_once_at_the_first_epoch_from_both_rates(sample_r
     assert g.pipeline == "gpu" and len(seen) == 1 and len(logs) == 1 and "input pipeline: gpu" in logs[0]
     device, cpu_rate, step_rate = seen[0]
     assert device == "cpu" and step_rate == 5000.0 and cpu_rate > 0  # per-core rate x 2 workers
+
+
+def test_the_training_loop_trains_and_resumes_on_the_gpu_pipelines_batches(sample_root, tmp_path, monkeypatch,
+                                                                            one_thread):
+    """What the load_datasets hook gives a CUDA run, here on CPU tensors: train() takes the GPU
+    pipeline's batches (colour, validation, checkpoint), and a resumed run continues the same epochs."""
+    import vgg.train as tr
+    made = []
+
+    def hooked(*args, **kwargs):
+        made.append(gpu_data.GPUStreamData(original(*args, **kwargs), "cpu", "gpu"))
+        return made[-1]
+    original = tr.load_datasets
+    monkeypatch.setattr(tr, "load_datasets", hooked)
+    spec = dict(config="A", preset="tiny", data=str(sample_root), loader="stream", workers=0, batch=4, epochs=2,
+                progress=False, out=str(tmp_path / "a.pt"))
+    tr.train(tr.TrainSpec(**spec, stop_after=1))
+    tr.train(tr.TrainSpec(**spec, resume="auto"))
+    state = torch.load(tmp_path / "a.pt", map_location="cpu", weights_only=False)
+    assert [r["epoch"] for r in state["log"]] == [1, 2] and state["complete"]
+    assert all(np.isfinite(r["train_loss"]) for r in state["log"])
+    assert len(made) == 2 and all(d.pipeline == "gpu" for d in made)
