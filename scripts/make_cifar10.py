@@ -6,7 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from _download import fail, new_folders, reason
+from vgg.download import fail, new_folders, reason
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 

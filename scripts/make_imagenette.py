@@ -15,8 +15,9 @@ import argparse
 import shutil
 from pathlib import Path
 
-from _download import fail, new_folders, reason
 from PIL import Image
+
+from vgg.download import fail, new_folders, reason
 
 SIZE = 224
 EXTENSIONS = {".jpeg", ".jpg", ".png"}

@@ -1,5 +1,5 @@
-"""What the dataset scripts share: a download that fails offline says so in one line and leaves
-no folder behind (scripts/make_*.py import it as a sibling module)."""
+"""What the dataset scripts (scripts/make_*.py) share: a download that fails (offline, a bad
+checksum) says so in one line, exits 2 and leaves no folder it made behind."""
 import shutil
 import sys
 from pathlib import Path
