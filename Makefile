@@ -20,8 +20,11 @@ PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
 RUN = $(PYTHON)
 comma = ,
 LOADER_DATA ?= ../shared/data/imagenet-sample
-# Tables 3-7 and the findings: the smoke preset on the sample when there is no dataset.
+# Tables 3-7 and the findings: the smoke preset on the sample when there is no dataset, in one thread
+# (its nets are too small to split: with another job on the machine two threads spin waiting for each
+# other, 163 s instead of 23 s measured for make table3 here).
 TABLES = $(if $(SMOKE),--preset smoke --data $(SAMPLE),--preset $(PRESET))
+TABLES_RUN = $(if $(SMOKE),OMP_NUM_THREADS=1 )$(RUN)
 SMOKE_START = echo "no dataset (data/$(DATASET) missing, VGG_DATA not set): smoke run on the sample in $(SAMPLE)" >&2
 SMOKE_END = echo "smoke run (preset smoke, $(SAMPLE); results/smoke/, figures/smoke/, ignored by git): its \
 errors mean nothing. The reproduction: \`make data\` (CIFAR-10, a 170 MB download; PRESET=imagenette: Imagenette), \
@@ -61,8 +64,8 @@ test: installed ## the test suite (pytest; about 10 minutes on 2 cores)
 data: installed ## download CIFAR-10 into data/cifar10 (PRESET=imagenette: Imagenette into data/imagenette)
 	$(RUN) scripts/make_$(DATASET).py --out data/$(DATASET)
 
-smoke: installed ## Table 3 on the 700-image CIFAR-10 sample in vgg/samples (about 2 minutes): a smoke test
-	$(RUN) experiments/03_table3_single_scale.py --preset smoke --data $(SAMPLE)
+smoke: installed ## Table 3 on the 700-image CIFAR-10 sample in vgg/samples (under a minute): a smoke test
+	OMP_NUM_THREADS=1 $(RUN) experiments/03_table3_single_scale.py --preset smoke --data $(SAMPLE)
 	@$(SMOKE_END)
 
 ##@ The paper's tables (experiments/; results/PRESET/, figures/PRESET/)
@@ -74,26 +77,26 @@ table2: installed ## Table 2: parameters (and multiply-adds) per configuration
 	$(RUN) experiments/02_table2_params.py --results results/$(PRESET) --figures figures/$(PRESET)
 table3: installed ## Table 3, the main job: trains the 13 nets (init chain A -> B-E); no dataset: smoke
 	@$(if $(SMOKE),$(SMOKE_START),:)
-	$(RUN) experiments/03_table3_single_scale.py $(TABLES)
+	$(TABLES_RUN) experiments/03_table3_single_scale.py $(TABLES)
 	@$(if $(SMOKE),$(SMOKE_END),:)
 table4: installed ## Table 4: multi-scale evaluation of Table 3's nets (trains nothing after table3)
-	$(RUN) experiments/04_table4_multi_scale.py $(TABLES)
+	$(TABLES_RUN) experiments/04_table4_multi_scale.py $(TABLES)
 	@$(if $(SMOKE),$(SMOKE_END),:)
 table5: installed ## Table 5: dense vs multi-crop vs both, the jittered nets
-	$(RUN) experiments/05_table5_eval_methods.py $(TABLES)
+	$(TABLES_RUN) experiments/05_table5_eval_methods.py $(TABLES)
 	@$(if $(SMOKE),$(SMOKE_END),:)
 table6: installed ## Table 6: fusion of several nets (averaged soft-max posteriors)
-	$(RUN) experiments/06_table6_fusion.py $(TABLES)
+	$(TABLES_RUN) experiments/06_table6_fusion.py $(TABLES)
 	@$(if $(SMOKE),$(SMOKE_END),:)
 table7: installed ## Table 7: our best single net and fusion beside the paper's and the literature
-	$(RUN) experiments/07_table7_state_of_the_art.py $(TABLES)
+	$(TABLES_RUN) experiments/07_table7_state_of_the_art.py $(TABLES)
 	@$(if $(SMOKE),$(SMOKE_END),:)
 tables: table1 table2 table3 table4 table5 table6 table7 findings ## Tables 1-7 and the findings
 
 # Which of the paper's claims Tables 3-6 reproduce (vgg/paper/findings.csv), tested paired on the
 # cached posteriors (McNemar, bootstrap interval); then results/$(PRESET)/summary.md.
 findings: installed ## which of the paper's claims Tables 3-6 reproduce; then results/PRESET/summary.md
-	$(RUN) experiments/findings.py $(TABLES)
+	$(TABLES_RUN) experiments/findings.py $(TABLES)
 	$(RUN) experiments/summary.py $(if $(SMOKE),--preset smoke,--preset $(PRESET))
 
 ##@ Studies (experiments/studies/): beyond the paper's tables

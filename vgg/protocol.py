@@ -203,7 +203,7 @@ PRESETS: dict[str, Preset] = {
         scratch_init="glorot", loader="memory", workers=0, max_per_class=20,
     ),
     # The proxy's geometry at half its width and a few epochs, for vgg/samples/cifar10-sample
-    # (10 classes x 50 train + 20 val images): the whole Table 3 chain in about a minute on 2 cores.
+    # (10 classes x 50 train + 20 val images): the whole Table 3 chain in under a minute (make table3).
     "smoke": replace(
         _PROXY, name="smoke", width=0.125, batch=32, scratch_epochs=2, from_a_epochs=1, finetune_epochs=1,
         notes=["smoke test on the 700-image CIFAR-10 sample in vgg/samples/: checks that the pipeline runs; "
