@@ -61,7 +61,7 @@ test: installed ## the test suite (pytest; about 10 minutes on 2 cores)
 
 # The dataset as an ImageFolder tree in data/$(DATASET): CIFAR-10 (torchvision download) or
 # Imagenette 2 (fast.ai's imagenette2-320, MD5-checked, resized to 224x224).
-data: installed ## download CIFAR-10 into data/cifar10 (PRESET=imagenette: Imagenette into data/imagenette)
+data: installed ## CIFAR-10 into data/cifar10 (DATASET=imagenette: Imagenette; DATASET=imagenet: ILSVRC-2012)
 	$(RUN) scripts/make_$(DATASET).py --out data/$(DATASET)
 
 smoke: installed ## Table 3 on the 700-image CIFAR-10 sample in vgg/samples (under a minute): a smoke test
