@@ -27,7 +27,15 @@ from vgg.findings import (
 )
 from vgg.protocol import get_preset
 from vgg.results import findings_markdown, write_table
-from vgg.seeds import PER_IMAGE_FILE, SEEDS_FILE, is_seed_row, load_correctness, load_per_image, save_per_image
+from vgg.seeds import (
+    PER_IMAGE_FILE,
+    SEEDS_FILE,
+    is_seed_row,
+    load_correctness,
+    load_per_image,
+    save_per_image,
+    stale_seed_runs,
+)
 from vgg.stats import TIE_TOLERANCE, correct_top1
 
 
@@ -86,7 +94,6 @@ def findings(args) -> None:
     by_seed = load_correctness(folder)  # {} unless experiments/seeds.py ran
     seed0_now = {pick(tables, t, q).config: correct[side_key(t, q)] for t, q in wanted
                  if t == "table3" and side_key(t, q) in correct and is_seed_row(pick(tables, t, q))}
-    from vgg.seeds import stale_seed_runs
     stale = stale_seed_runs(by_seed, seed0_now)
     if stale:
         print(f"warning: {folder / SEEDS_FILE} was made from another chain (seed 0 of {', '.join(stale)} is not "

@@ -167,16 +167,9 @@ class Clock:
 
 
 def cpu_name() -> str:
+    from vgg.results import cpu_model
     from vgg.runtime import usable_cpus
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} ({usable_cpus()} usable CPUs)"
+    return f"{cpu_model()} ({usable_cpus()} usable CPUs)"
 
 
 def sync(device: torch.device) -> None:

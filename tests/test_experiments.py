@@ -425,7 +425,8 @@ def test_seeds_train_their_own_chains_and_feed_table3_and_findings(tables, small
     r = run_cli([str(ROOT / "experiments" / "findings.py"), *common[:-2]], cwd=cwd)
     assert r.returncode == 0, r.stderr[-2000:]
     f = pd.read_csv(out / "findings.csv").set_index("claim")
-    f = f.join(pd.read_csv(out / "findings_evidence.csv", dtype={"seeds": str}).set_index("claim"))
+    ev = pd.read_csv(out / "findings_evidence.csv", dtype={"seeds": str}).set_index("claim")
+    f = f.join(ev.drop(columns=[c for c in ev.columns if c in f.columns]))  # both carry the provenance
     ba = f.loc["error decreases with depth: B (13 layers) beats A (11)"]
     diffs = [float(d) for d in ba.seed_diffs.split(";")]
     assert ba.seeds == "0;1"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -53,7 +54,6 @@ def claims() -> pd.DataFrame:
 
 
 def read_tables(folder) -> dict[str, pd.DataFrame]:
-    from pathlib import Path
     tables = {}
     for name in CLAIM_TABLES:
         path = Path(folder) / f"{name}.csv"
