@@ -23,7 +23,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from _download import fail, new_folders
+from vgg.download import fail, new_folders
 
 URL = "https://image-net.org/challenges/LSVRC/2012/2012-downloads.php"
 ARCHIVES = {"devkit": "ILSVRC2012_devkit_t12.tar.gz", "val": "ILSVRC2012_img_val.tar",
