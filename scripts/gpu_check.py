@@ -50,6 +50,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -149,6 +150,10 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
+
+class StageFailure(Exception):
+    """A stage of the check raised: the others ran; exit 1."""
+
 
 class Clock:
     """The run's time budget and timestamped progress lines."""
@@ -582,14 +587,25 @@ class Check:
               f"{self.preset.name}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
               f"{'bf16 autocast' if self.amp else 'fp32'}, {self.preset.workers} workers, budget {c.budget:.0f} s")
         self.runs.mkdir(parents=True, exist_ok=True)
-        for name, stage in (("step", self.step_stage), ("decode", self.decode_stage), ("loader", self.loader_stage)):
+        failed = []
+        # a stage that fails is reported and the next one still runs: one run on a lent GPU tells all it can
+        ck = None
+        for name, stage in (("step", self.step_stage), ("decode", self.decode_stage), ("loader", self.loader_stage),
+                            ("train", self.train_stage), ("eval", lambda: self.eval_stage(ck))):
             c.log(f"stage: {name}")
-            stage()
-        c.log("stage: train")
-        ck = self.train_stage()
-        c.log("stage: eval")
-        self.eval_stage(ck)
-        c.log(f"done in {c.elapsed():.0f} s; CSVs in {self.out}")
+            try:
+                result = stage()
+            except Exception:  # noqa: BLE001 (reported below, and the exit status says so)
+                failed.append(name)
+                c.log(f"stage {name} FAILED:\n{traceback.format_exc()}")
+                if self.gpu:
+                    torch.cuda.empty_cache()
+                continue
+            if name == "train":
+                ck = result
+        c.log(f"done in {c.elapsed():.0f} s; CSVs in {self.out}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+        if failed:
+            raise StageFailure(f"gpu_check: stage(s) {', '.join(failed)} failed (tracebacks above)")
 
 
 def _repeat(paths: list[str], labels: list[int], at_least: int):
@@ -708,6 +724,9 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except StageFailure as e:
+        print(e, file=sys.stderr)
+        return 1
     return 0
 
 

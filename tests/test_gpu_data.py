@@ -233,6 +233,19 @@ def test_the_hook_leaves_cpu_runs_and_the_memory_loader_alone(sample_root, monke
         gpu_data.with_gpu_decoding(data, "cuda")
 
 
+def test_load_datasets_hands_the_stream_loader_to_the_hook(sample_root, monkeypatch):
+    """train() gets its data from load_datasets with the process's device: the GPU pipeline is
+    offered there (forced here on the CPU), never to the memory loader or a plain CPU run."""
+    from vgg.datasets import MemoryData, load_datasets
+    monkeypatch.delenv("VGG_PIPELINE", raising=False)
+    stream = get_preset("tiny", loader="stream", workers=0)
+    assert type(load_datasets(sample_root, stream, device=torch.device("cpu"))) is StreamData
+    monkeypatch.setenv("VGG_PIPELINE", "gpu")
+    hooked = load_datasets(sample_root, stream, device=torch.device("cpu"))
+    assert isinstance(hooked, gpu_data.GPUStreamData) and hooked.pipeline == "gpu"
+    assert isinstance(load_datasets(sample_root, get_preset("tiny", loader="memory"), device="cpu"), MemoryData)
+
+
 def test_the_step_estimate_rests_on_the_nets_flops():
     from vgg.model import VGG, multiply_adds
     assert gpu_data.step_flops_per_image("D", 1.0, 224) == 6 * multiply_adds(VGG("D"))

@@ -215,7 +215,10 @@ def val_subset(n: int, k: int | None) -> np.ndarray | None:
     return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
 
 
-def load_datasets(root: Path, preset, cache_dir: Path | None = None, rank: int = 0):
+def load_datasets(root: Path, preset, cache_dir: Path | None = None, rank: int = 0, device=None):
+    """The preset's loader. On a CUDA device the stream loader's training batches may come from the
+    GPU pipeline instead (vgg.gpu_data: chosen at the first epoch, VGG_PIPELINE=gpu|stream forces one)."""
     if preset.loader == "memory":
         return MemoryData(root, preset, cache_dir)
-    return StreamData(root, preset, cache_dir, rank)
+    from .gpu_data import with_gpu_decoding  # imports this module: a function-level import
+    return with_gpu_decoding(StreamData(root, preset, cache_dir, rank), device)

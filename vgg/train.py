@@ -202,7 +202,7 @@ def train(spec: TrainSpec) -> Path:
     if preset.batch % world:
         raise UserError(f"batch {preset.batch} does not split evenly over {world} processes")
     runs = Path(spec.runs) if spec.runs else ck.runs_folder(out, preset.name)
-    data = load_datasets(root, preset, cache_dir=cache_folder(runs), rank=rank)
+    data = load_datasets(root, preset, cache_dir=cache_folder(runs), rank=rank, device=device)
     if data.steps_per_epoch(world) == 0:
         raise UserError(f"{root}/train has {len(data.train)} images, fewer than one batch of {preset.batch}: "
                         "pass a smaller --batch")
