@@ -60,16 +60,22 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     assert len(stream) == 2 and (stream.choose_pipeline == "stream").all()  # a CPU never takes the GPU path
     assert (stream.workers_for_d_step > 0).all()
     train = pd.read_csv(out / "train.csv")
-    assert train.run.tolist() == ["first", "resumed"] and train.ok.all()
-    assert train.epochs_in_checkpoint.tolist() == [1, 2] and train.complete.tolist() == [False, True]
+    assert train.run.tolist() == ["first", "resumed", "gpu pipeline"] and train.ok.all()
+    assert train.epochs_in_checkpoint.tolist() == [1, 2, 1] and train.complete.tolist() == [False, True, True]
+    assert train.pipeline.iloc[-1].startswith("gpu")  # the training loop on the GPU pipeline's batches
     assert (train.backend == "gloo").all() and train.allreduce_ok.all() and (train.ddp_step_max_abs_diff < 1e-5).all()
     decoded = pd.read_csv(out / "decode.csv")  # on a CPU torchvision decodes with PIL's libjpeg-turbo: equal
     assert len(decoded) == 2 and decoded.shapes_equal.all() and (decoded.decode_max_abs_diff == 0).all()
     assert (decoded.crop_max_abs_diff == 0).all()
     ev = pd.read_csv(out / "eval.csv")
     assert ev.ok.all() and ev.what.str.contains("vgg eval").any() and ev.crops_s.dropna().gt(0).all()
-    assert len(ev) == 3
+    assert len(ev) == 3 and ev.what.str.contains("photographs").sum() == 2  # Table 5 on ImageNet-size images
     assert stamps(ROOT / "results" / "gpu") == before  # a test run writes only where --out says
+    again = run_cli(["scripts/gpu_check.py", "--data", str(subset), "--out", str(tmp_path / "again"), "--runs",
+                     str(tmp_path / "runs"), "--workers", "1", "--stages", "decode"])
+    assert again.returncode == 0 and [p.name for p in (tmp_path / "again").iterdir()] == ["decode.csv"]
+    bad = run_cli(["scripts/gpu_check.py", "--data", str(subset), "--stages", "train,bench"])
+    assert bad.returncode == 2 and "--stages" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_gpu_check_without_a_subset_or_imagenette_exits_2_naming_the_fix(tmp_path):
