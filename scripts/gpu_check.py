@@ -603,6 +603,41 @@ class Check:
                            f"{steady:.1f} img/s past the loaders' start"
                            + (f" = {steady * crops:.0f} crops/s" if crops else ""))
             write(rows, self.out / "eval.csv", self.clock, self.extra)
+        if self.clock.left() > 15:
+            rows += self.eval_parts(net, data, qs, large, label)
+            write(rows, self.out / "eval.csv", self.clock, self.extra)
+
+    def eval_parts(self, net, data, qs: list[int], n: int, label: str) -> list[dict]:
+        """Where Table 5's time goes: the loader alone (the n images at the three scales onto the
+        device, loader starts included) and the device alone (each method on those images in memory)."""
+        import torch
+
+        from vgg.evaluate import _method_posteriors
+        sync(self.device)
+        t0 = time.perf_counter()
+        images = [x.to(self.device, non_blocking=True) for q in qs for x, _ in data.val_images(q, indices=range(n))]
+        sync(self.device)
+        load_s = time.perf_counter() - t0
+        rows = [{"what": f"Table 5 part: the loader alone, Q = {qs} px, {label} ({data.preset.workers} workers, "
+                         "3 loader starts)", "ok": len(images) == n * len(qs), "images": n, "seconds": load_s,
+                 "img_s": n / load_s, "steady_img_s": float("nan"), "crops_s": float("nan"), "top1_err": float("nan")}]
+        self.clock.log(f"Table 5 part, loader alone: {n / load_s:.1f} img/s (3 scales)")
+        for method, crops in (("multi-crop", 150), ("dense", 0)):
+            with torch.no_grad():
+                _method_posteriors(net, data.colour.normalise(images[0]), method, self.amp)  # warm-up
+                sync(self.device)
+                t0 = time.perf_counter()
+                for x in images:
+                    _method_posteriors(net, data.colour.normalise(x), method, self.amp)
+                sync(self.device)
+            seconds = time.perf_counter() - t0
+            rows.append({"what": f"Table 5 part: net D {method} on the device alone, images in memory, Q = {qs} px",
+                         "ok": True, "images": n, "seconds": seconds, "img_s": n / seconds,
+                         "steady_img_s": n / seconds, "crops_s": n * crops / seconds if crops else float("nan"),
+                         "top1_err": float("nan")})
+            self.clock.log(f"Table 5 part, {method} on the device alone: {n / seconds:.1f} img/s"
+                           + (f" = {n * crops / seconds:.0f} crops/s" if crops else ""))
+        return rows
 
     # ---------------------------------------------------------------- the plan
     def reserve(self, stage: str) -> float:

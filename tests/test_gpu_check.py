@@ -69,7 +69,8 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     assert (decoded.crop_max_abs_diff == 0).all()
     ev = pd.read_csv(out / "eval.csv")
     assert ev.ok.all() and ev.what.str.contains("vgg eval").any() and ev.crops_s.dropna().gt(0).all()
-    assert len(ev) == 3 and ev.what.str.contains("photographs").sum() == 2  # Table 5 on ImageNet-size images
+    assert len(ev) == 6 and ev.what.str.contains("photographs").sum() == 3  # Table 5 on ImageNet-size images
+    assert ev.what.str.contains("part: the loader alone").sum() == 1 and ev.what.str.contains("device alone").sum() == 2
     assert stamps(ROOT / "results" / "gpu") == before  # a test run writes only where --out says
     again = run_cli(["scripts/gpu_check.py", "--data", str(subset), "--out", str(tmp_path / "again"), "--runs",
                      str(tmp_path / "runs"), "--workers", "1", "--stages", "decode"])

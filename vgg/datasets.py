@@ -188,14 +188,16 @@ class StreamData(_Data):
         import torchvision.transforms as T
 
         from .data import IsotropicRescale
-        self.val.transform = T.Compose([IsotropicRescale(q), T.PILToTensor()])
+        # to float [0, 1] in the workers: the loader pins the float batches for the device (on CUDA)
+        self.val.transform = T.Compose([IsotropicRescale(q), T.PILToTensor(), T.ConvertImageDtype(torch.float32)])
         idx = list(range(len(self.val))) if indices is None else [int(i) for i in indices]
         shard = Subset(self.val, idx[fraction_of(len(idx), rank, world)])
-        loader = DataLoader(shard, batch_size=1, num_workers=self.preset.workers, collate_fn=collate_skip)
+        loader = DataLoader(shard, batch_size=1, num_workers=self.preset.workers, collate_fn=collate_skip,
+                            pin_memory=torch.cuda.is_available())
         for x, y, skipped in loader:
             self.skipped += skipped
             if x is not None:
-                yield x.float().div_(255), y
+                yield x, y
 
     def val_center_crops(self, q: int, rank: int = 0, world: int = 1):
         for x, y in self.val_images(q, rank, world):

@@ -135,11 +135,13 @@ def posteriors(model: VGG, data, colour: ColourStats, method: str, scales_px: li
     idx = idx[:limit][fraction_of(len(idx[:limit]), rank, world)]  # this process's slice, in order
     per_scale, labels = [], torch.zeros(0, dtype=torch.int64)
     for q in scales_px:
-        ps, ys = [torch.zeros(0, model.num_classes)], [torch.zeros(0, dtype=torch.int64)]
+        # posteriors stay on the device until the scale is done: no wait for the device per image, so the
+        # next image is read and sent while the device computes (the loader pins its batches on CUDA)
+        ps, ys = [torch.zeros(0, model.num_classes, device=device)], [torch.zeros(0, dtype=torch.int64)]
         for x, y in data.val_images(q, indices=idx):
-            ps.append(_method_posteriors(model, colour.normalise(x.to(device)), method, amp).cpu())
+            ps.append(_method_posteriors(model, colour.normalise(x.to(device, non_blocking=True)), method, amp))
             ys.append(torch.as_tensor(y, dtype=torch.int64))
-        per_scale.append(torch.cat(ps))
+        per_scale.append(torch.cat(ps).cpu())
         labels = torch.cat(ys)
     p = torch.stack(per_scale).mean(0)
     if world > 1:  # the slices in rank order: all images in order
