@@ -128,3 +128,20 @@ def test_make_imagenette_resizes_an_imagefolder_split_to_224(tmp_path):
         with Image.open(p) as im:
             assert im.size == (224, 224) and im.mode in ("RGB", "L")
     assert not (tmp_path / "out" / "val.partial").exists()
+
+
+def test_batched_validation_crops_are_the_centre_crops_of_the_rescaled_images(small_data, tmp_path):
+    """The per-epoch validation's batched crops (made in the workers) hold the pixels of center_crop
+    applied to each rescaled image, for each process's slice; Q = 43 puts the centre at a half pixel
+    (floor, as center_crop; torchvision's CenterCrop would round up)."""
+    from vgg.data import center_crop
+    from vgg.datasets import StreamData
+    from vgg.protocol import get_preset
+    data = StreamData(small_data, get_preset("tiny", loader="stream", workers=0), cache_dir=tmp_path)
+    for world in (1, 2):
+        for rank in range(world):
+            one = [(center_crop(x, data.preset.crop), y) for x, y in data.val_images(43, rank, world)]
+            batched = list(data.val_center_crops(43, rank, world, batch=5))
+            assert [len(y) for _, y in batched][:1] == [5]
+            assert torch.equal(torch.cat([x for x, _ in one]), torch.cat([x for x, _ in batched]))
+            assert torch.equal(torch.cat([y for _, y in one]), torch.cat([y for _, y in batched]))

@@ -49,7 +49,9 @@ def run_ranks(args: list[str], folder: Path, world: int = 2, timeout: float = 12
     for rank in range(world):
         env = {**os.environ, "PYTHONPATH": str(ROOT), "RANK": str(rank), "LOCAL_RANK": str(rank),
                "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-               "OMP_NUM_THREADS": "1"}
+               "OMP_NUM_THREADS": "1",
+               # the CPU path on any machine: a one-GPU machine has no cuda:1 for rank 1 (seen on an H200)
+               "CUDA_VISIBLE_DEVICES": ""}
         err = open(folder / f"stderr{rank}.txt", "w")
         procs.append((subprocess.Popen([sys.executable, str(ROOT / "tests" / "_ddp_train.py"), *args], cwd=folder,
                                        env=env, stdout=subprocess.DEVNULL, stderr=err), err))

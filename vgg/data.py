@@ -346,6 +346,18 @@ class IsotropicRescale:
         return img.resize((nw, nh), Image.BILINEAR)
 
 
+class CentreCrop:
+    """PIL transform: the crop x crop centre, at the offsets of :func:`center_crop` (floor)."""
+
+    def __init__(self, crop: int):
+        self.crop = crop
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        w, h = img.size
+        top, left = (h - self.crop) // 2, (w - self.crop) // 2
+        return img.crop((left, top, left + self.crop, top + self.crop))
+
+
 class SafeImageFolder(torch.utils.data.Dataset):
     """ImageFolder that returns None for files that do not decode (skipped by the collate)."""
 

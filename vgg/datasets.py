@@ -40,6 +40,7 @@ from .data import (
 from .io import atomic_write_text
 
 EVAL_BATCH = 250
+VAL_CROP_BATCH = 64  # centre crops per batch from the stream loader (pinned float batches in flight)
 
 
 def cache_folder(runs: str | Path) -> Path:
@@ -199,9 +200,22 @@ class StreamData(_Data):
             if x is not None:
                 yield x, y
 
-    def val_center_crops(self, q: int, rank: int = 0, world: int = 1):
-        for x, y in self.val_images(q, rank, world):
-            yield center_crop(x, self.preset.crop), y
+    def val_center_crops(self, q: int, rank: int = 0, world: int = 1, batch: int = VAL_CROP_BATCH):
+        """Centre crops of the images rescaled to Q, made in the workers and batched (one size): the
+        per-epoch validation, the same pixels as center_crop of :meth:`val_images`."""
+        import torchvision.transforms as T
+
+        from .data import CentreCrop, IsotropicRescale
+        self.val.transform = T.Compose([IsotropicRescale(q), CentreCrop(self.preset.crop), T.PILToTensor(),
+                                        T.ConvertImageDtype(torch.float32)])
+        idx = list(range(len(self.val)))
+        shard = Subset(self.val, idx[fraction_of(len(idx), rank, world)])
+        loader = DataLoader(shard, batch_size=batch, num_workers=self.preset.workers, collate_fn=collate_skip,
+                            pin_memory=torch.cuda.is_available())
+        for x, y, skipped in loader:
+            self.skipped += skipped
+            if x is not None:
+                yield x, y
 
 
 def largest_side(preset) -> int:
