@@ -34,7 +34,7 @@ then \`make $(if $(filter smoke,$@),table3,$@)\`, or \`make $(if $(filter smoke,
 .PHONY: help install installed test data smoke table1 table2 table3 table4 table5 table6 table7 tables findings \
 	seeds init_study dense_geometry compare_presets plateau_study plateau_rules first_drop_effect schedule_study \
 	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate bench epoch_times eval_cost profile_step \
-	gpu_check clean
+	gpu_subset gpu_check gpu_estimates clean
 
 ##@ Setup
 help: ## this list
@@ -182,8 +182,16 @@ profile_step: installed ## where a training / evaluation step's time goes (torch
 	$(RUN) experiments/studies/profile_step.py --preset $(PRESET)
 
 # One prepared check of the paper preset on a GPU machine (scripts/gpu_check.py; needs no install there).
+# Ship the repository with data/gpu_subset (git-ignored; the device tool's `carry`), then on the GPU
+# machine `make gpu_check PYTHON=python3`.
+gpu_subset: ## the real-image subset gpu_check reads (<= 40 MiB into data/gpu_subset; needs ../shared/data)
+	$(PYTHON) scripts/gpu_check.py --make-subset data/gpu_subset
+
 gpu_check: ## the paper preset's path and rates on one GPU, <= 8 min: results/gpu/*.csv
 	$(PYTHON) scripts/gpu_check.py
+
+gpu_estimates: installed ## each table's hours on 1 and 4 GPUs from results/gpu's rates: results/gpu/table_times.csv
+	$(RUN) experiments/studies/gpu_estimates.py
 
 ##@ Housekeeping
 clean: ## remove caches (runs/cache, __pycache__); checkpoints in runs/ stay

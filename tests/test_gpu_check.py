@@ -91,3 +91,27 @@ def test_gpu_check_without_a_subset_or_imagenette_exits_2_naming_the_fix(tmp_pat
         r = run_cli(["scripts/gpu_check.py", "--make-subset", str(tmp_path / "mine")])
         assert r.returncode == 2 and "not a subset this script made" in r.stderr
         assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_table_time_estimates_rest_on_the_measured_gpu_rates(tmp_path):
+    """results/gpu/table_times.csv from the committed H200 CSVs: D trains at the rate measured with
+    the GPU pipeline, Table 5's hours are 6 multi-crop passes at the measured rate, 4 GPUs divide by 4."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gpu_estimates", ROOT / "experiments" / "studies" / "gpu_estimates.py")
+    est = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(est)
+    folder = ROOT / "results" / "gpu"
+    if not (folder / "step.csv").exists():
+        pytest.skip("no GPU measurements committed")
+    r = est.rates(folder)
+    step = pd.read_csv(folder / "step.csv")
+    fed = float(step[step.input.str.startswith("gpu pipeline")].img_s.iloc[0])
+    from vgg.model import VGG, multiply_adds
+    macs = {c: multiply_adds(VGG(c)) for c in ("A", "D", "E")}
+    assert est.train_rate("D", r, macs) == pytest.approx(fed, rel=1e-3)  # the CSV rounds TFLOP/s to 0.1
+    assert est.train_rate("A", r, macs) > fed > est.train_rate("E", r, macs)
+    df = est.estimate(folder)
+    t5 = df.set_index("table").loc[5]
+    assert t5.eval_h_1gpu == pytest.approx(6 * 50_000 * 3 / r["multi_crop"] / 3600, abs=0.01)
+    assert (df.total_h_4gpu - df.total_h_1gpu / 4).abs().max() <= 0.1
+    assert df.set_index("table").loc[3].train_h_1gpu > 13 * 74 * 1_281_167 / est.train_rate("A", r, macs) / 3600
