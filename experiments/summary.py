@@ -7,7 +7,10 @@ import pandas as pd
 from vgg.errors import UserError
 from vgg.experiment import main
 from vgg.io import atomic_write_text
-from vgg.results import findings_markdown
+from vgg.results import findings_markdown, findings_side_by_side, replace_block
+
+#: The presets whose findings the README shows side by side (its findings block), in this order.
+README_PRESETS = {"imagenette": "Imagenette", "proxy": "CIFAR-10"}
 
 
 def pair(a, b) -> str:
@@ -95,7 +98,23 @@ def summary(args) -> None:
         lines.append(findings_markdown(fd, pd.read_csv(ev, dtype={"seeds": str}) if ev.exists() else None))
     atomic_write_text(folder / "summary.md", "\n".join(lines) + "\n")
     print(f"wrote {folder / 'summary.md'}")
+    update_readme(Path(args.results), Path(args.readme))
+
+
+def update_readme(results: Path, readme: Path) -> None:
+    """The README's findings block (<!-- findings:begin/end -->), remade from every preset's
+    findings.csv that exists."""
+    found = {label: pd.read_csv(results / p / "findings.csv") for p, label in README_PRESETS.items()
+             if (results / p / "findings.csv").exists()}
+    if not found or not readme.exists() or "<!-- findings:begin -->" not in readme.read_text():
+        return
+    atomic_write_text(readme, replace_block(readme.read_text(), "findings", findings_side_by_side(found)))
+    print(f"updated the findings table in {readme}")
+
+
+def extra(p) -> None:
+    p.add_argument("--readme", default="README.md", help="README whose findings block is remade (default README.md)")
 
 
 if __name__ == "__main__":
-    main(summary, needs_data=False)
+    main(summary, needs_data=False, extra=extra)

@@ -404,3 +404,26 @@ def test_plan_reads_the_metadata_sidecars_not_the_checkpoints(one_process, tmp_p
     with monkeypatch.context() as m:
         m.setattr(ck, "load", no_full_load)
         assert _plans(runs)["A_S256"] == "stale: trained with seed 4, this run asks 0"
+
+
+def test_only_rank_0_writes_tables_and_figures(tmp_path, monkeypatch):
+    """Under torchrun every rank holds the gathered results: one file each, written by rank 0."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    import vgg.results as results
+    import vgg.runtime as runtime
+    from vgg.plots import save_figure
+    from vgg.results import write_table
+
+    def rank(r):
+        for module in (runtime, results):
+            monkeypatch.setattr(module, "rank_and_world", lambda: (r, 2))
+    rank(1)
+    write_table(pd.DataFrame({"a": [1]}), tmp_path / "t.csv")
+    save_figure(plt.figure(), tmp_path / "f.png")
+    assert list(tmp_path.iterdir()) == []
+    rank(0)
+    write_table(pd.DataFrame({"a": [1]}), tmp_path / "t.csv")
+    save_figure(plt.figure(), tmp_path / "f.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "t.csv"]

@@ -505,3 +505,21 @@ def test_table3_leaves_out_a_seed_spread_made_from_another_chain(tmp_path):
     assert spread.seeds.tolist() == ["0;1", ""] and spread.ours_top1_err_seed_mean[0] == 24.35
     retrained = mod.with_seed_spread(df.assign(ours_top1_err=[60.0, 30.0]), tmp_path / "seeds.csv")
     assert "seeds" not in retrained.columns  # seed 0 there is not this table's net: no spread
+
+
+def test_the_readme_findings_table_is_the_one_findings_csv_makes():
+    """README.md's findings block is remade from results/{imagenette,proxy}/findings.csv (make findings):
+    the committed README holds exactly what the committed CSVs give, a row per claim."""
+    import pandas as pd
+
+    from vgg.results import findings_side_by_side, replace_block
+    found = {label: pd.read_csv(ROOT / "results" / p / "findings.csv")
+             for p, label in (("imagenette", "Imagenette"), ("proxy", "CIFAR-10"))}
+    block = findings_side_by_side(found)
+    readme = (ROOT / "README.md").read_text()
+    assert replace_block(readme, "findings", block) == readme
+    assert len(block.splitlines()) == 2 + len(found["Imagenette"])
+    first = found["Imagenette"].iloc[0]
+    assert f"**{first.verdict.split(' (')[0]}**" in block.splitlines()[2]
+    with pytest.raises(ValueError, match="findings:begin"):
+        replace_block("no block here", "findings", block)

@@ -20,6 +20,7 @@ from .model import feature_size
 from .plateau import drops_taken
 from .protocol import PRESETS, get_preset
 from .results import paper_table
+from .runtime import setup_distributed
 from .train import TrainSpec, train
 
 # Points: dense evaluation more than this worse than a centre crop of the same rescaled image is a
@@ -51,7 +52,10 @@ def main(fn, needs_data: bool = True, extra=None) -> None:
     """Run an experiment's main; user errors give one line and exit 2.
     ``extra(parser)`` adds a script's own flags."""
     try:
-        fn(arguments(sys.modules[fn.__module__].__doc__ or "", needs_data, extra))
+        args = arguments(sys.modules[fn.__module__].__doc__ or "", needs_data, extra)
+        if needs_data:  # under torchrun: join the group, so each rank evaluates its slice of the images
+            setup_distributed()
+        fn(args)
     except (UserError, Divergence) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

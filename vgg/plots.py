@@ -15,9 +15,12 @@ from .io import atomic_savefig  # noqa: E402
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Lay out, write atomically (temp file + rename) at 120 dpi, and free the figure."""
+    """Lay out, write atomically (temp file + rename) at 120 dpi, and free the figure (rank 0 only
+    under torchrun)."""
+    from .runtime import rank_and_world
     fig.tight_layout()
-    atomic_savefig(fig, path, dpi=120)
+    if rank_and_world()[0] == 0:
+        atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
     return Path(path)
 

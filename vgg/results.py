@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from .io import atomic_write_text
-from .runtime import precision_name
+from .runtime import precision_name, rank_and_world
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,6 +115,8 @@ def same_but_stamp(text: str, path: str | Path) -> bool:
 def write_table(df: pd.DataFrame, path: str | Path, provenance: dict | None = None) -> Path:
     """Write ``df`` with provenance columns (commit, command, ...) atomically; print it. A table
     that would come out the same apart from its commit and command is left as it is."""
+    if rank_and_world()[0] != 0:  # under torchrun every process holds the gathered table: rank 0 writes it
+        return Path(path)
     df = df.copy()
     extra = {**(provenance or {}), **environment(), "commit": git_commit(), "command": command_line()}
     clash = sorted(set(extra) & set(df.columns))
@@ -168,3 +170,37 @@ def findings_markdown(df: pd.DataFrame, evidence: pd.DataFrame | None = None) ->
                      f"{r.estimate:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] ({decided_tag(r.decided_by)}) | "
                      f"{r.verdict}{caveat_tag(r.caveat)}{seed_tag(ev.get(r.claim))} |")
     return "\n".join(lines)
+
+
+def findings_side_by_side(by_preset: dict[str, pd.DataFrame]) -> str:
+    """Several presets' findings.csv as one Markdown table, a claim per row: the paper's errors and,
+    per preset, error(a) - error(b) with the 95% interval that decided the verdict (short rule tag)."""
+    names = list(by_preset)
+    first = by_preset[names[0]]
+    lines = ["| claim | Sect. | paper a / b | " + " | ".join(f"{n}: a - b [95% CI] verdict" for n in names) + " |",
+             "| --- | --- | --- |" + " --- |" * len(names)]
+    indexed = {n: df.set_index("claim") for n, df in by_preset.items()}
+    for r in first.itertuples():
+        paper = "-" if pd.isna(r.paper_a) else f"{r.paper_a:g} / {r.paper_b:g}"
+        cells = []
+        for n in names:
+            if r.claim not in indexed[n].index:
+                cells.append("-")
+                continue
+            q = indexed[n].loc[r.claim]
+            tag = {"seed level": "seeds", "unpaired": "unpaired", "paired": ""}[decided_tag(q.decided_by)]
+            caveat = caveat_tag(q.get("caveat"))
+            cells.append(f"{q.estimate:+.1f} [{q.ci_low:+.1f}, {q.ci_high:+.1f}]{' ' + tag if tag else ''} "
+                         f"**{q.verdict.split(' (')[0]}**{caveat}")
+        lines.append(f"| {r.claim} | {r.paper_section} | {paper} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def replace_block(text: str, name: str, block: str) -> str:
+    """``text`` with the lines between ``<!-- name:begin -->`` and ``<!-- name:end -->`` replaced."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in text or end not in text:
+        raise ValueError(f"no {begin} ... {end} block")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{block}\n{end}{tail}"
