@@ -91,7 +91,7 @@ def findings(args) -> None:
     cs = claims()
     wanted = [(c.table_a, c.row_a) for c in cs.itertuples()] + [(c.table_b, c.row_b) for c in cs.itertuples()]
     correct, classes = correctness(args, tables, wanted, folder)
-    by_seed = load_correctness(folder)  # {} unless experiments/seeds.py ran
+    by_seed = load_correctness(folder)  # {} unless experiments/studies/seeds.py ran
     seed0_now = {pick(tables, t, q).config: correct[side_key(t, q)] for t, q in wanted
                  if t == "table3" and side_key(t, q) in correct and is_seed_row(pick(tables, t, q))}
     stale = stale_seed_runs(by_seed, seed0_now)

@@ -26,7 +26,7 @@ def error_table(df: pd.DataFrame, label) -> list[str]:
 
 
 def seed_table(seeds: pd.DataFrame) -> list[str]:
-    """seeds.csv (experiments/seeds.py) as Markdown: Table 3's S=256 row per net and seed, its mean
+    """seeds.csv (experiments/studies/seeds.py) as Markdown: Table 3's S=256 row per net and seed, its mean
     and sample sd over the seeds, and what each seed was trained with."""
     runs = seeds[seeds.seed.str.isdigit()].assign(seed=lambda d: d.seed.astype(int))
     stat = seeds[~seeds.seed.str.isdigit()].set_index(["config", "seed"]).ours_top1_err

@@ -1,5 +1,5 @@
 """Seed variance of the S=256 nets (Table 3's depth rows): per-image top-1 correctness of every
-(config, seed), saved by experiments/seeds.py beside seeds.csv, and how a paired difference
+(config, seed), saved by experiments/studies/seeds.py beside seeds.csv, and how a paired difference
 between two configs varies from seed to seed.
 
 A verdict that one seed's interval supports but another seed's difference contradicts is not
@@ -7,7 +7,7 @@ evidence: ``seed_check`` calls such a finding *inconclusive (flips between seeds
 
 The saved correctness is also what lets the seed runs span sessions and fresh clones (checkpoints
 are not published): every entry carries the fingerprint of the training protocol that made it
-(``protocol_fingerprint``), and experiments/seeds.py reuses an entry whose fingerprint is the
+(``protocol_fingerprint``), and experiments/studies/seeds.py reuses an entry whose fingerprint is the
 preset's now instead of training that net again; seed 0 is read from the published chain's
 per-image correctness (``published_seed0``) when it matches Table 3."""
 from __future__ import annotations
@@ -243,7 +243,7 @@ def seeded_verdict(paired: str, check: SeedCheck | None) -> str:
 def stale_seed_runs(correct: dict[tuple[str, int], np.ndarray], seed0_now: dict[str, np.ndarray]) -> list[str]:
     """Configs whose seed-0 correctness in the saved seed runs differs from the chain's seed-0 net
     now (``seed0_now``: config -> correctness of Table 3's seed row): the chain was retrained
-    (another schedule, another machine) after experiments/seeds.py ran, so seeds 1, 2 belong to
+    (another schedule, another machine) after experiments/studies/seeds.py ran, so seeds 1, 2 belong to
     another protocol and must not be mixed with it."""
     return sorted(c for c, now in seed0_now.items()
                   if (c, 0) in correct and (len(correct[(c, 0)]) != len(now) or (correct[(c, 0)] != now).any()))
