@@ -56,7 +56,7 @@ installed:
 	@$(PYTHON) -I -c "import vgg" 2>/dev/null || \
 		{ echo "error: the package vgg is not installed for $(PYTHON): run \`make install\`" >&2; exit 2; }
 
-test: installed ## the test suite (pytest; about 10 minutes on 2 cores)
+test: installed ## the test suite (pytest; about 8 minutes on 2 cores)
 	$(RUN) -m pytest -q tests
 
 # The dataset as an ImageFolder tree in data/$(DATASET): CIFAR-10 (torchvision download) or

@@ -135,8 +135,7 @@ _PROXY = Preset(
     notes=["batch 128 (not 256): twice the updates in a short schedule",
            "Glorot init for nets from scratch: N(0, 0.01) does not train at 1/4 width (see init study)",
            "lr / 10 after 2 epochs without a new best val accuracy (patience 1; the paper gives none): "
-           "with patience 0 one noisy epoch decided the first drop in 53% of replays, with 1 in 6.5% "
-           "(plateau study)",
+           "with patience 0 one noisy epoch decided most first drops (plateau study)",
            "the same 10 epochs from scratch and from net A (the paper: 74 for every net); "
            "3 per fine-tuning stage"],
 )
@@ -159,21 +158,15 @@ _IMAGENETTE = replace(
     notes=["Imagenette (10 ILSVRC-2012 classes, 224x224 copies of ImageNet photographs)",
            "crop 128; every size a multiple of 32 px: S = 160 / 224 / [160, 288], Q alike "
            "(paper -> here: 224->128, 256->160, 288->192, 352->192, 384->224, 416->256, 512->288)",
-           "batch 64 (not 256), lr 1e-2: 148 updates per epoch on 9,469 images (measured: net A at 76.8% "
-           "top-1 error after 2 epochs, 86.9% with batch 128)",
-           "Glorot init for nets from scratch: N(0, 0.01) does not train at 1/4 width (see init study)",
-           "B-5x5 (the shallow control) at lr 2.5e-3, the largest lr / 2^k that trains with seeds 0, 1 and 2: "
-           "at 1e-2 it diverged within 4 steps (loss 134 / 126 / 1018); at 5e-3 seeds 0 and 1 collapsed to "
-           "chance on the AMD EPYC (loss 2.30 from epoch 2; seed 0 had trained on the Intel Xeon); at "
-           "2.5e-3 val error after 3 epochs 73.7 / 87.4 (81.1 after 5) / 75.2%",
+           "batch 64 (not 256), lr 1e-2: 148 updates per epoch on 9,469 images",
+           "Glorot init for nets from scratch: N(0, 0.01) does not train at 1/4 width (init study)",
+           "B-5x5 (the shallow control) at lr 2.5e-3, the largest lr / 2^k that trains with seeds 0, 1 and 2",
            "every stage trains until the plateau rule (lr / 10 after 3 epochs without a new best val "
            "accuracy, patience 2) has lowered the lr twice and fires again (the paper stopped after its third "
-           "drop, 74 epochs; measured with patience 1: first drops after epochs 5-17, one D none in 24): at "
-           "most 50 epochs from scratch and from net A, 20 per fine-tuning stage (S=384 and jitter, from lr "
-           "1e-3); fixed 2-epoch fine-tuning stages left every fine-tuned net 3-5 points behind its parent",
-           "patience 2 (CIFAR-10 proxy: 1): validation error moves 2.8 points (sd) from epoch to epoch here, "
-           "and the plateau study found noise deciding the first drop in 5-49% of replays (median 27%) with patience 1 "
-           "and 0-14% (median 4%) with 2; E with patience 1 dropped at epoch 9 and ended 14.6 points behind D",
+           "drop, 74 epochs): at most 50 epochs from scratch and from net A, 20 per fine-tuning stage (S=384 "
+           "and jitter, from lr 1e-3)",
+           "patience 2 (CIFAR-10 proxy: 1): with patience 1 epoch-to-epoch noise decided the first lr drop "
+           "in a quarter of the plateau study's replays (results/imagenette/README.md has the measurements)",
            "Tables 5-6 (150-crop multi-crop) on 1,000 of the 3,925 val images, every 4th image "
            "(stratified by class); Tables 3-4 on all"],
 )

@@ -56,8 +56,7 @@ AMP_CHOICES = ("auto", "bf16", "fp32")
 def bf16_is_fast(device_type: str = "cpu") -> bool:
     """Whether bf16 autocast runs at hardware speed here: a CUDA GPU with bf16, or a CPU with
     AVX512-BF16 or AMX.  Elsewhere (AVX2-only x86, most laptops) PyTorch emulates bf16 and a
-    training step is 10-15x slower than fp32 (measured on an AVX2 AMD EPYC, 2 threads: net A at
-    the CIFAR-10 proxy geometry 108 img/s in bf16 vs 1,192 in fp32)."""
+    training step is an order of magnitude slower than in fp32 (docs/performance.md)."""
     import torch
     if device_type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
