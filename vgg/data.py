@@ -278,9 +278,13 @@ def rescale(images: torch.Tensor, q: int) -> torch.Tensor:
     return F.interpolate(x, size=rescaled_size(h, w, q), mode="bilinear", align_corners=False, antialias=True)
 
 
+def centre_offsets(h: int, w: int, crop: int) -> tuple[int, int]:
+    """(top, left) of the crop x crop centre of an h x w image (floor where the margin is odd)."""
+    return (h - crop) // 2, (w - crop) // 2
+
+
 def center_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    top, left = (h - crop) // 2, (w - crop) // 2
+    top, left = centre_offsets(*x.shape[-2:], crop)
     return x[..., top:top + crop, left:left + crop]
 
 
@@ -347,14 +351,14 @@ class IsotropicRescale:
 
 
 class CentreCrop:
-    """PIL transform: the crop x crop centre, at the offsets of :func:`center_crop` (floor)."""
+    """PIL transform: the crop x crop centre, at the offsets of :func:`center_crop`."""
 
     def __init__(self, crop: int):
         self.crop = crop
 
     def __call__(self, img: Image.Image) -> Image.Image:
         w, h = img.size
-        top, left = (h - self.crop) // 2, (w - self.crop) // 2
+        top, left = centre_offsets(h, w, self.crop)
         return img.crop((left, top, left + self.crop, top + self.crop))
 
 

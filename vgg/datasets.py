@@ -186,29 +186,22 @@ class StreamData(_Data):
 
     def val_images(self, q: int, rank: int = 0, world: int = 1, batch: int = 1, indices=None):
         """One image at a time (sizes differ), rescaled to shortest side Q."""
-        import torchvision.transforms as T
-
         from .data import IsotropicRescale
-        # to float [0, 1] in the workers: the loader pins the float batches for the device (on CUDA)
-        self.val.transform = T.Compose([IsotropicRescale(q), T.PILToTensor(), T.ConvertImageDtype(torch.float32)])
-        idx = list(range(len(self.val))) if indices is None else [int(i) for i in indices]
-        shard = Subset(self.val, idx[fraction_of(len(idx), rank, world)])
-        loader = DataLoader(shard, batch_size=1, num_workers=self.preset.workers, collate_fn=collate_skip,
-                            pin_memory=torch.cuda.is_available())
-        for x, y, skipped in loader:
-            self.skipped += skipped
-            if x is not None:
-                yield x, y
+        yield from self._val_batches([IsotropicRescale(q)], indices, rank, world, batch=1)
 
     def val_center_crops(self, q: int, rank: int = 0, world: int = 1, batch: int = VAL_CROP_BATCH):
         """Centre crops of the images rescaled to Q, made in the workers and batched (one size): the
         per-epoch validation, the same pixels as center_crop of :meth:`val_images`."""
-        import torchvision.transforms as T
-
         from .data import CentreCrop, IsotropicRescale
-        self.val.transform = T.Compose([IsotropicRescale(q), CentreCrop(self.preset.crop), T.PILToTensor(),
-                                        T.ConvertImageDtype(torch.float32)])
-        idx = list(range(len(self.val)))
+        yield from self._val_batches([IsotropicRescale(q), CentreCrop(self.preset.crop)], None, rank, world, batch)
+
+    def _val_batches(self, transforms: list, indices, rank: int, world: int, batch: int):
+        """This process's slice of the validation images (all, or ``indices``) through the PIL
+        ``transforms`` and to float [0, 1] in the workers, so the loader pins the float batches for a
+        CUDA device; files that do not decode are skipped and counted."""
+        import torchvision.transforms as T
+        self.val.transform = T.Compose([*transforms, T.PILToTensor(), T.ConvertImageDtype(torch.float32)])
+        idx = list(range(len(self.val))) if indices is None else [int(i) for i in indices]
         shard = Subset(self.val, idx[fraction_of(len(idx), rank, world)])
         loader = DataLoader(shard, batch_size=batch, num_workers=self.preset.workers, collate_fn=collate_skip,
                             pin_memory=torch.cuda.is_available())
