@@ -93,11 +93,15 @@ def multi_crop(model: VGG, x: torch.Tensor, amp: bool | None = None, grid: int =
     crops = torch.stack([x[..., t:t + crop, s:s + crop] for t, s in corners], 1)  # (N, G, 3, c, c)
     crops = torch.cat([crops, crops.flip(-1)], 1)
     n, g = crops.shape[:2]
-    flat = crops.reshape(n * g, *crops.shape[2:])
-    # forward in chunks: all crops of a 250-image batch at once would need ~10 GB at crop 128
-    p = torch.cat([_forward(model, flat[i:i + MULTI_CROP_CHUNK], amp, dense=False).softmax(1)
-                   for i in range(0, len(flat), MULTI_CROP_CHUNK)])
+    p = crop_scores(model, crops.reshape(n * g, *crops.shape[2:]), amp).softmax(1)
     return p.reshape(n, g, -1).mean(1)
+
+
+def crop_scores(model: VGG, crops: torch.Tensor, amp: bool | None) -> torch.Tensor:
+    """Class scores (N, C) of N crops, forwarded MULTI_CROP_CHUNK at a time: all crops of a 250-image
+    batch at once would need ~10 GB at crop 128."""
+    return torch.cat([_forward(model, crops[i:i + MULTI_CROP_CHUNK], amp, dense=False)
+                      for i in range(0, len(crops), MULTI_CROP_CHUNK)])
 
 
 @torch.no_grad()

@@ -29,7 +29,7 @@ import torch
 from vgg.checkpoint import load_training_checkpoint, model_from_checkpoint
 from vgg.data import ColourStats, center_crop
 from vgg.errors import UserError
-from vgg.evaluate import MULTI_CROP_CHUNK, _forward
+from vgg.evaluate import _forward, crop_scores
 from vgg.experiment import Experiment, main
 from vgg.model import feature_size
 from vgg.results import write_table
@@ -49,10 +49,7 @@ def arms(model, x: torch.Tensor, amp) -> dict[str, torch.Tensor]:
         n, c, h, w = smap.shape
         windows = torch.stack([img[..., CELL * i:CELL * i + crop, CELL * j:CELL * j + crop]
                                for i in range(h) for j in range(w)], 1)
-        flat = windows.reshape(n * h * w, *windows.shape[2:])
-        # in chunks, as multi_crop: every window of a 250-image batch at once exhausts the memory
-        win_scores = torch.cat([_forward(model, flat[i:i + MULTI_CROP_CHUNK], amp, dense=False)
-                                for i in range(0, len(flat), MULTI_CROP_CHUNK)]).reshape(n, h * w, c)
+        win_scores = crop_scores(model, windows.reshape(n * h * w, *windows.shape[2:]), amp).reshape(n, h * w, c)
         out["centre crop"] = out["centre crop"] + _forward(model, center_crop(img, crop), amp, False).softmax(1)
         out["dense"] = out["dense"] + smap.mean((2, 3)).softmax(1)
         out["windows as crops"] = out["windows as crops"] + win_scores.mean(1).softmax(1)
