@@ -458,52 +458,47 @@ class Check:
     # ---------------------------------------------------------------- 3. training through torchrun
     def train_stage(self) -> Path | None:
         import torch
-        ck = self.runs / f"A_S256_{self.preset.name}.pt"
-        for f in (ck, ck.with_suffix(".log.csv"), ck.with_name(ck.stem + ".meta.json")):
-            f.unlink(missing_ok=True)
-        epochs, first = (5, 3) if self.gpu else (2, 1)
+        ck = _fresh(self.runs / f"A_S256_{self.preset.name}.pt")
+        # the real training loop on the GPU pipeline's batches too (VGG_PIPELINE=gpu; auto picks by the rates)
+        gpu_ck = _fresh(self.runs / f"A_S256_{self.preset.name}_gpu_pipeline.pt")
+        epochs, first, gpu_epochs = (5, 3, 2) if self.gpu else (2, 1, 1)
         batch = 32
-        common = ["--config", "A", "--scale", "256", "--preset", self.preset.name, "--data", str(self.data_dir),
-                  "--out", str(ck), "--epochs", str(epochs), "--batch", str(batch), "--loader", "stream",
-                  "--workers", str(self.preset.workers if self.gpu else 1), "--no-progress"]
+
+        def train_args(out: Path, n: int) -> list[str]:
+            return ["train", "--config", "A", "--scale", "256", "--preset", self.preset.name, "--data",
+                    str(self.data_dir), "--out", str(out), "--epochs", str(n), "--batch", str(batch), "--loader",
+                    "stream", "--workers", str(self.preset.workers if self.gpu else 1), "--no-progress"]
         probe_out = self.runs / "ddp_probe.json"
         probe_out.unlink(missing_ok=True)
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
-        plain_first = [*torchrun, "-m", "vgg", "train", *common, "--stop-after", str(first)]
-        runs = [("first", [*torchrun, str(Path(__file__).resolve()), "--ddp-probe", str(probe_out),
-                           "--preset", self.preset.name, "--", "train", *common, "--stop-after", str(first)]),
-                ("resumed", [*torchrun, "-m", "vgg", "train", *common, "--resume"])]
-        # the real training loop on the GPU pipeline's batches (VGG_PIPELINE=gpu; auto picks by the rates)
-        gpu_ck = self.runs / f"A_S256_{self.preset.name}_gpu_pipeline.pt"
-        for f in (gpu_ck, gpu_ck.with_suffix(".log.csv"), gpu_ck.with_name(gpu_ck.stem + ".meta.json")):
-            f.unlink(missing_ok=True)
-        gpu_epochs = 2 if self.gpu else 1
-        gpu_args = [*common[:common.index("--out")], "--out", str(gpu_ck), "--epochs", str(gpu_epochs),
-                    *common[common.index("--epochs") + 2:]]
-        runs.append(("gpu pipeline", [*torchrun, "-m", "vgg", "train", *gpu_args]))
+        vgg = [*torchrun, "-m", "vgg"]
+        stop = ["--stop-after", str(first)]
+        # (run, command, its checkpoint, epochs there before it, epochs there after it, environment)
+        plain_first = ("first, without the probe", [*vgg, *train_args(ck, epochs), *stop], ck, 0, first, {})
+        runs = [("first", [*torchrun, str(Path(__file__).resolve()), "--ddp-probe", str(probe_out), "--preset",
+                           self.preset.name, "--", *train_args(ck, epochs), *stop], ck, 0, first, {}),
+                ("resumed", [*vgg, *train_args(ck, epochs), "--resume"], ck, first, epochs, {}),
+                ("gpu pipeline", [*vgg, *train_args(gpu_ck, gpu_epochs)], gpu_ck, 0, gpu_epochs,
+                 {"VGG_PIPELINE": "gpu"})]
+        steps_per_epoch = _count_images(self.data_dir / "train", self.preset.max_per_class) // batch
         rows = []
         while runs:
-            run, cmd = runs.pop(0)
+            run, cmd, this, before, expected, env = runs.pop(0)
             if self.clock.left() < self.reserve("train"):
                 self.clock.log(f"skipped the {run} training run: out of time")
                 break
-            if run == "resumed" and not ck.exists():
-                self.clock.log("skipped the resumed run: no checkpoint to resume")
+            if before and not this.exists():
+                self.clock.log(f"skipped the {run} run: no checkpoint to resume")
                 continue
             self.clock.log(f"training ({run}): {' '.join(cmd[1:])}")
             t0 = time.perf_counter()
-            env = {"VGG_PIPELINE": "gpu"} if run == "gpu pipeline" else {}
             r = self.subprocess(cmd, timeout=self.clock.left() - self.reserve("after train"), env=env)
             seconds = time.perf_counter() - t0
-            this = gpu_ck if run == "gpu pipeline" else ck
             state = torch.load(this, map_location="cpu", weights_only=False, mmap=True) if this.exists() else None
             log = state["log"] if state else []
             probe = json.loads(probe_out.read_text()) if probe_out.exists() else {}
-            n_train = _count_images(self.data_dir / "train", self.preset.max_per_class)
-            steps_per_epoch = n_train // batch
-            done = len(log) - (first if run == "resumed" else 0)
+            done = len(log) - before
             pipe = re.search(r"input pipeline: (\w+)", r.stderr)
-            expected = {"resumed": epochs, "gpu pipeline": gpu_epochs}.get(run, first)
             rows.append({
                 "run": run, "ok": r.returncode == 0 and len(log) == expected,
                 "returncode": r.returncode, "backend": probe.get("backend", ""), "world": probe.get("world", 1),
@@ -514,8 +509,7 @@ class Check:
                 "train_loss": log[-1]["train_loss"] if log else float("nan"),
                 "val_top1_err": log[-1]["val_top1_err"] if log else float("nan"),
                 "wall_s": seconds,
-                "pipeline": "gpu (VGG_PIPELINE=gpu)" if run == "gpu pipeline" else pipe.group(1) if pipe else
-                "stream (no choice logged)",
+                "pipeline": "gpu (VGG_PIPELINE=gpu)" if env else pipe.group(1) if pipe else "stream (no choice logged)",
                 "complete": bool(state and state.get("complete"))})
             self.clock.log(f"training ({run}) rc {r.returncode} in {seconds:.0f} s: {len(log)} epochs in the "
                            "checkpoint")
@@ -523,7 +517,7 @@ class Check:
                 print(r.stderr[-3000:], file=sys.stderr)
             write(rows, self.out / "train.csv", self.clock, self.extra)
             if run == "first" and not ck.exists():  # the probe (NCCL?) or the training failed: train without it
-                runs.insert(0, ("first, without the probe", plain_first))
+                runs.insert(0, plain_first)
         return ck if ck.exists() else None
 
     def subprocess(self, cmd, timeout: float, env: dict | None = None):
@@ -683,6 +677,13 @@ def parse_stages(text: str) -> list[str]:
     if unknown or not stages:
         raise UserError(f"--stages {text!r}: name some of {','.join(STAGES)}")
     return stages
+
+
+def _fresh(ck: Path) -> Path:
+    """``ck`` with no checkpoint, log or metadata sidecar left from an earlier check."""
+    for f in (ck, ck.with_suffix(".log.csv"), ck.with_name(ck.stem + ".meta.json")):
+        f.unlink(missing_ok=True)
+    return ck
 
 
 def _repeat(paths: list[str], labels: list[int], at_least: int):
