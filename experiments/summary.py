@@ -106,9 +106,10 @@ def update_readme(results: Path, readme: Path) -> None:
     findings.csv that exists."""
     found = {label: pd.read_csv(results / p / "findings.csv") for p, label in README_PRESETS.items()
              if (results / p / "findings.csv").exists()}
-    if not found or not readme.exists() or "<!-- findings:begin -->" not in readme.read_text():
+    text = readme.read_text() if readme.exists() else ""
+    if not found or "<!-- findings:begin -->" not in text:
         return
-    atomic_write_text(readme, replace_block(readme.read_text(), "findings", findings_side_by_side(found)))
+    atomic_write_text(readme, replace_block(text, "findings", findings_side_by_side(found)))
     print(f"updated the findings table in {readme}")
 
 
