@@ -7,7 +7,9 @@ import pandas as pd
 from vgg.errors import UserError
 from vgg.experiment import main
 from vgg.io import atomic_write_text
-from vgg.results import findings_markdown, findings_side_by_side, replace_block
+from vgg.results import ROOT, findings_markdown, findings_side_by_side, replace_block
+
+README = ROOT / "README.md"
 
 #: The presets whose findings the README shows side by side (its findings block), in this order.
 README_PRESETS = {"imagenette": "Imagenette", "proxy": "CIFAR-10"}
@@ -98,7 +100,9 @@ def summary(args) -> None:
         lines.append(findings_markdown(fd, pd.read_csv(ev, dtype={"seeds": str}) if ev.exists() else None))
     atomic_write_text(folder / "summary.md", "\n".join(lines) + "\n")
     print(f"wrote {folder / 'summary.md'}")
-    update_readme(Path(args.results), Path(args.readme))
+    readme = args.readme or (README if Path(args.results).resolve() == (ROOT / "results").resolve() else None)
+    if readme:  # the README shows the published results only, never a test's or a scratch folder's
+        update_readme(Path(args.results), Path(readme))
 
 
 def update_readme(results: Path, readme: Path) -> None:
@@ -114,7 +118,8 @@ def update_readme(results: Path, readme: Path) -> None:
 
 
 def extra(p) -> None:
-    p.add_argument("--readme", default="README.md", help="README whose findings block is remade (default README.md)")
+    p.add_argument("--readme", help="README whose findings block is remade (default: the repository's README.md, "
+                                    "when --results is the repository's results/)")
 
 
 if __name__ == "__main__":

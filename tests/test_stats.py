@@ -340,8 +340,10 @@ def test_summary_counts_seed_flipped_verdicts_as_inconclusive(tmp_path):
     fd = pd.read_csv(tmp_path / "imagenette" / "findings.csv")
     fd.loc[0, "verdict"] = "inconclusive (flips between seeds)"  # the case this test is about
     fd.to_csv(tmp_path / "imagenette" / "findings.csv", index=False)
+    readme = (ROOT / "README.md").read_text()
     r = run_cli([str(ROOT / "experiments" / "summary.py"), "--preset", "imagenette", "--results", str(tmp_path)])
     assert r.returncode == 0, r.stderr[-2000:]
+    assert (ROOT / "README.md").read_text() == readme  # a scratch results folder leaves the README alone
     line = re.search(r"(\d+) claims: (\d+) reproduced, (\d+) inconclusive, (\d+) opposite",
                      (tmp_path / "imagenette" / "summary.md").read_text())
     n, rep, inc, opp = map(int, line.groups())
