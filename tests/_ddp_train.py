@@ -3,6 +3,7 @@ gloo processes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT in the environment).
 
     _ddp_train.py chain DATA RUNS OUT   -- scenario() below; rank 0 saves its posteriors to OUT
     _ddp_train.py steps DATA RUNS OUT   -- one stream-loader epoch; each rank writes OUT/steps<rank>.json
+    _ddp_train.py photos DATA RUNS OUT  -- photographs(): batched dense and multi-crop posteriors to OUT
 """
 import json
 import os
@@ -28,7 +29,7 @@ def scenario(data: str, runs: Path) -> dict:
     from vgg import checkpoint as ck
     from vgg.chain import build_chain, checkpoint_path
     from vgg.data import ColourStats
-    from vgg.datasets import load_datasets
+    from vgg.loaders import load_datasets
     from vgg.evaluate import cached_posteriors, posteriors
     from vgg.protocol import get_preset
     from vgg.train import TrainSpec, train
@@ -44,6 +45,21 @@ def scenario(data: str, runs: Path) -> dict:
     crops = posteriors(ck.model_from_checkpoint(ckpt), val, ColourStats.from_dict(ckpt["colour"]), "multi-crop",
                        [preset.px(256)], amp=False, indices=SUBSET)
     return {"dense": dense, "multi_crop": crops}
+
+
+def photographs(data: str) -> dict:
+    """A fixed random net A (1/16 width, crop 32, seed 0) scored on photographs of mixed sizes by the
+    stream loader's shape-grouped batches: dense and multi-crop at Q = 40 and 56 px."""
+    from vgg.datasets import StreamData
+    from vgg.evaluate import posteriors
+    from vgg.model import VGG
+    from vgg.protocol import get_preset
+    torch.manual_seed(0)
+    net = VGG("A", num_classes=3, width=1 / 16, crop_size=32).eval()
+    preset = get_preset("tiny", crop=32, loader="stream", workers=0, max_per_class=None)
+    data = StreamData(Path(data), preset)
+    return {m: posteriors(net, data, data.colour, m, [40, 56], amp=False, device=torch.device("cpu"))
+            for m in ("dense", "multi-crop")}
 
 
 def stream_epoch(data: str, runs: Path, out: Path) -> None:
@@ -71,8 +87,8 @@ if __name__ == "__main__":
     protocol.PRESETS["tiny"] = replace(protocol.PRESETS["tiny"], **TINY)
     mode, data, runs, out = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
     rank, world, _ = setup_distributed()
-    if mode == "chain":
-        result = scenario(data, runs)
+    if mode in ("chain", "photos"):
+        result = scenario(data, runs) if mode == "chain" else photographs(data)
         if rank == 0:
             torch.save(result, out)
     else:

@@ -25,7 +25,7 @@ from conftest import ROOT
 from vgg import checkpoint as ck
 from vgg import evaluate, protocol
 from vgg.chain import CHAIN, build_chain, checkpoint_path, plan
-from vgg.datasets import load_datasets
+from vgg.loaders import load_datasets
 
 sys.path.insert(0, str(ROOT / "tests"))
 import _ddp_train  # noqa: E402

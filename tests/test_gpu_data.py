@@ -236,7 +236,8 @@ def test_the_hook_leaves_cpu_runs_and_the_memory_loader_alone(sample_root, monke
 def test_load_datasets_hands_the_stream_loader_to_the_hook(sample_root, monkeypatch):
     """train() gets its data from load_datasets with the process's device: the GPU pipeline is
     offered there (forced here on the CPU), never to the memory loader or a plain CPU run."""
-    from vgg.datasets import MemoryData, load_datasets
+    from vgg.datasets import MemoryData
+    from vgg.loaders import load_datasets
     monkeypatch.delenv("VGG_PIPELINE", raising=False)
     stream = get_preset("tiny", loader="stream", workers=0)
     assert type(load_datasets(sample_root, stream, device=torch.device("cpu"))) is StreamData

@@ -18,10 +18,12 @@ error after 2 epochs on this scale, 56% when the input stays in [0, 1]).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
 import random
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,7 @@ from PIL import Image, ImageOps
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from .errors import UserError
-from .io import atomic_save_npz
+from .io import atomic_save_npz, atomic_write_text
 from .locks import file_lock, lock_path
 
 LAYOUT = "ROOT/train/<class>/<image>.jpg and ROOT/val/<class>/<image>.jpg (ImageFolder layout)"
@@ -95,20 +97,55 @@ def load_rgb(path: str) -> Image.Image | None:
         return None
 
 
+SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that rotate by 90 degrees
+
+
+def header_size(path: str) -> tuple[int, int]:
+    """(h, w) of an image file as shown upright, read from its header; (-1, -1) if it is not an image."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = im.getexif().get(0x0112, 1)  # as ImageOps.exif_transpose reads it
+    except Exception:  # PIL raises many types for bad files
+        return -1, -1
+    return (w, h) if orientation in SWAPPING_ORIENTATIONS else (h, w)
+
+
+def image_sizes(paths: list[str], cache_dir: str | Path | None = None) -> np.ndarray:
+    """(N, 2) int64 upright (h, w) of every file ((-1, -1): unreadable header), read on a few threads
+    and cached in ``cache_dir`` under a key of the files' names, sizes and mtimes."""
+    cache = None
+    if cache_dir is not None:
+        h = hashlib.sha1()
+        for p in paths:
+            st = os.stat(p)
+            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        cache = Path(cache_dir) / f"sizes-{h.hexdigest()[:16]}.json"
+        if cache.exists():
+            return np.asarray(json.loads(cache.read_text()), dtype=np.int64).reshape(-1, 2)
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        sizes = np.asarray(list(pool.map(header_size, paths, chunksize=64)), dtype=np.int64).reshape(-1, 2)
+    if cache is not None:
+        atomic_write_text(cache, json.dumps(sizes.tolist()))
+    return sizes
+
+
 # --------------------------------------------------------------------------- memory
 
 @dataclass
 class InMemorySplit:
-    """A decoded split.  Images of one size are stored as they are.  Images of several sizes and
-    aspect ratios are stored on a common canvas (top-left aligned, edge pixels repeated into the
-    padding) with their own sizes in ``sizes``; images whose shorter side exceeds ``max_side`` are
-    first shrunk to it (aspect kept), so memory is N x 3 x H x W bytes of the canvas."""
+    """A decoded split.  Images of one size are one (N, 3, H, W) tensor.  Images of several sizes and
+    aspect ratios are stored back to back in one flat uint8 tensor (image i, (3, h, w), at
+    ``offsets[i]``, its size in ``sizes``), so memory is the images' own pixels; images whose shorter
+    side exceeds ``max_side`` are first shrunk to it (aspect kept).  A training batch of them is
+    laid on a canvas of the batch's largest size (:meth:`batch`)."""
 
-    images: torch.Tensor   # (N, 3, H, W) uint8
+    images: torch.Tensor   # (N, 3, H, W) uint8; images of mixed sizes: (total,) uint8
     labels: torch.Tensor   # (N,) int64
     classes: list[str]
     skipped: int = 0       # corrupt / undecodable files left out
-    sizes: torch.Tensor | None = None  # (N, 2) int64 (h, w) of each image on the canvas; None: all H x W
+    sizes: torch.Tensor | None = None    # (N, 2) int64 (h, w) of each image; None: all H x W
+    offsets: torch.Tensor | None = None  # (N,) int64 start of each image in the flat ``images``
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -118,7 +155,46 @@ class InMemorySplit:
         if self.sizes is None:
             return self.images[i]
         h, w = self.sizes[i].tolist()
-        return self.images[i, :, :h, :w]
+        start = int(self.offsets[i])
+        return self.images[start:start + 3 * h * w].view(3, h, w)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(images (n, 3, H, W) uint8, sizes (n, 2) or None): images of one size as they are; of mixed
+        sizes on a canvas of the batch's largest height and width, each top-left with its last row and
+        column repeated into the padding (so a bilinear sample at its edge sees only its own pixels)."""
+        if self.sizes is None:
+            return self.images[idx], None
+        sizes = self.sizes[idx]
+        hc, wc = (int(v) for v in sizes.max(0).values)
+        canvas = torch.empty(len(idx), 3, hc, wc, dtype=torch.uint8)
+        for k, i in enumerate(idx.tolist()):
+            img = self.image(i)
+            h, w = img.shape[-2:]
+            canvas[k, :, :h, :w] = img
+            canvas[k, :, :h, w:] = img[:, :, w - 1:w]
+            canvas[k, :, h:, :] = canvas[k, :, h - 1:h, :]
+        return canvas, sizes
+
+    def pixel_sample(self, max_pixels: int = 5_000_000, seed: int = 0) -> torch.Tensor:
+        """(3, P) uint8: every pixel, or ``max_pixels`` of them drawn uniformly (seeded) -- what
+        :meth:`ColourStats.from_pixels` takes."""
+        if self.sizes is None:
+            px = self.images.permute(1, 0, 2, 3).reshape(3, -1)
+            if px.shape[1] > max_pixels:
+                g = torch.Generator().manual_seed(seed)
+                px = px[:, torch.randint(0, px.shape[1], (max_pixels,), generator=g)]
+            return px
+        area = self.sizes[:, 0] * self.sizes[:, 1]
+        ends = torch.cumsum(area, 0)
+        total = int(ends[-1])
+        if total > max_pixels:
+            pick = torch.randint(0, total, (max_pixels,), generator=torch.Generator().manual_seed(seed))
+        else:
+            pick = torch.arange(total)
+        img = torch.searchsorted(ends, pick, right=True)
+        within = pick - (ends[img] - area[img])
+        base = self.offsets[img] + within
+        return torch.stack([self.images[base + c * area[img]] for c in range(3)])
 
 
 def _cache_key(paths: list[str], max_per_class: int | None) -> str:
@@ -157,16 +233,23 @@ def load_memory_split(split_dir: Path, classes: list[str] | None = None, max_per
         if cache.exists():
             z = np.load(cache)
             sizes = torch.from_numpy(z["sizes"]) if "sizes" in z else None
+            offsets = torch.from_numpy(z["offsets"]) if "offsets" in z else None
             return InMemorySplit(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), classes,
-                                 int(z["skipped"]), sizes)
+                                 int(z["skipped"]), sizes, offsets)
         split = _decode_split(split_dir, paths, labels, classes, cache, max_side)
     # the same files as cached before caches were named by family: <split>-<key>-<size>.npz
     remove_stale_caches(cache, family, max_side, legacy=cache.with_name(f"{split_dir.name}-{key}-{max_side}.npz"))
     return split
 
 
+#: Part of a decoded split's cache name: raise it when the stored layout changes (2: images of mixed
+#: sizes back to back instead of on one canvas).
+MEMORY_LAYOUT = 2
+
+
 def _folder_key(split_dir: Path, max_per_class: int | None, max_side: int | None) -> str:
-    return hashlib.sha1(f"{split_dir.resolve()}\0{max_per_class}\0{max_side}".encode()).hexdigest()[:8]
+    key = f"{split_dir.resolve()}\0{max_per_class}\0{max_side}" + (f"\0{MEMORY_LAYOUT}" if MEMORY_LAYOUT > 1 else "")
+    return hashlib.sha1(key.encode()).hexdigest()[:8]
 
 
 def remove_stale_caches(current: Path, family: str, max_side: int | None, legacy: Path | None = None) -> list[Path]:
@@ -185,37 +268,88 @@ def remove_stale_caches(current: Path, family: str, max_side: int | None, legacy
 
 def _shrink(im: Image.Image, max_side: int | None) -> Image.Image:
     w, h = im.size
-    if max_side is None or min(w, h) <= max_side:
-        return im
-    nh, nw = rescaled_size(h, w, max_side)
-    return im.resize((nw, nh), Image.BILINEAR)  # PIL antialiases when shrinking
+    nh, nw = stored_size(h, w, max_side)
+    return im if (nh, nw) == (h, w) else im.resize((nw, nh), Image.BILINEAR)  # PIL antialiases when shrinking
 
 
 def _decode_split(split_dir: Path, paths: list[str], labels: list[int], classes: list[str],
                   cache: Path | None, max_side: int | None = None) -> InMemorySplit:
+    headers = image_sizes(paths)
+    readable = headers[:, 0] > 0
+    if not readable.any():
+        raise UserError(f"none of the {len(paths)} images under {split_dir} could be decoded")
+    uniform = len({tuple(s) for s in headers[readable].tolist()}) == 1
+    shrunk = np.asarray([stored_size(h, w, None if uniform else max_side) if ok else (0, 0)
+                         for (h, w), ok in zip(headers.tolist(), readable)], dtype=np.int64)
+    check_memory(int(3 * (shrunk[:, 0] * shrunk[:, 1]).sum()), split_dir)
+    decode = functools.partial(_decoded_array, max_side=None if uniform else max_side)
+    arrays: list[np.ndarray | None] = [None] * len(paths)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        decoded = list(pool.map(load_rgb, paths, chunksize=256))
-    ok = [i for i, im in enumerate(decoded) if im is not None]
+        for k, a in enumerate(pool.map(decode, [p if ok else None for p, ok in zip(paths, readable)], chunksize=64)):
+            arrays[k] = a  # (3, h, w) uint8 or None
+    ok = [i for i, a in enumerate(arrays) if a is not None]
     if not ok:
         raise UserError(f"none of the {len(paths)} images under {split_dir} could be decoded")
     ys = np.asarray([labels[i] for i in ok], dtype=np.int64)
     skipped = len(paths) - len(ok)
-    if len({decoded[i].size for i in ok}) == 1:
-        images = np.stack([np.asarray(decoded[i]) for i in ok]).transpose(0, 3, 1, 2).copy()
-        extra = {}
-        sizes = None
-    else:  # mixed sizes: one canvas, each image top-left with its edges repeated into the padding
-        ims = [np.asarray(_shrink(decoded[i], max_side)) for i in ok]
-        hc, wc = max(a.shape[0] for a in ims), max(a.shape[1] for a in ims)
-        images = np.empty((len(ims), 3, hc, wc), dtype=np.uint8)
-        for k, a in enumerate(ims):
-            images[k] = np.pad(a, ((0, hc - a.shape[0]), (0, wc - a.shape[1]), (0, 0)), mode="edge").transpose(2, 0, 1)
-        sizes = np.asarray([a.shape[:2] for a in ims], dtype=np.int64)
-        extra = {"sizes": sizes}
+    extra = {}
+    if len({arrays[i].shape for i in ok}) == 1:
+        images = np.stack([arrays[i] for i in ok])
+        sizes = offsets = None
+    else:  # mixed sizes: back to back in one flat buffer
+        sizes = np.asarray([arrays[i].shape[1:] for i in ok], dtype=np.int64)
+        lengths = 3 * sizes[:, 0] * sizes[:, 1]
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        images = np.empty(int(lengths.sum()), dtype=np.uint8)
+        for k, i in enumerate(ok):
+            images[offsets[k]:offsets[k] + lengths[k]] = arrays[i].reshape(-1)
+            arrays[i] = None  # freed as it is copied
+        extra = {"sizes": sizes, "offsets": offsets}
     if cache is not None:
         atomic_save_npz(cache, images=images, labels=ys, skipped=np.int64(skipped), **extra)
     return InMemorySplit(torch.from_numpy(images), torch.from_numpy(ys), classes, skipped,
-                         None if sizes is None else torch.from_numpy(sizes))
+                         None if sizes is None else torch.from_numpy(sizes),
+                         None if offsets is None else torch.from_numpy(offsets))
+
+
+def stored_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
+    """The (h, w) an image is stored at: shrunk so that its shorter side is ``max_side`` where larger."""
+    if max_side is None or min(h, w) <= max_side:
+        return h, w
+    return rescaled_size(h, w, max_side)
+
+
+def _decoded_array(path: str | None, max_side: int | None) -> np.ndarray | None:
+    img = None if path is None else load_rgb(path)
+    if img is None:
+        return None
+    return np.ascontiguousarray(np.asarray(_shrink(img, max_side)).transpose(2, 0, 1))
+
+
+#: Share of the available memory a decoded split may take (the rest: the other split, the model,
+#: a training batch's canvas, the cache file being written).
+MEMORY_SHARE = 0.6
+
+
+def available_memory() -> int:
+    """Bytes the kernel says a new allocation can take without swapping (MemAvailable), or the total
+    physical memory where /proc/meminfo does not exist."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(needed: int, split_dir: Path) -> None:
+    """Stop with one line before decoding a split the memory cannot hold (instead of being killed)."""
+    have = available_memory()
+    if needed > MEMORY_SHARE * have:
+        raise UserError(f"decoding {split_dir} into memory needs {needed / 2**30:.1f} GiB, more than "
+                        f"{MEMORY_SHARE:.0%} of the {have / 2**30:.1f} GiB available: use the stream loader "
+                        "(--loader stream) or free memory")
 
 
 def draw_scales(n: int, smin: int, smax: int, gen: torch.Generator) -> torch.Tensor:
@@ -307,6 +441,11 @@ class ColourStats:
         if px.shape[1] > max_pixels:
             g = torch.Generator().manual_seed(seed)
             px = px[:, torch.randint(0, px.shape[1], (max_pixels,), generator=g)]
+        return cls.from_pixels(px)
+
+    @classmethod
+    def from_pixels(cls, px: torch.Tensor) -> "ColourStats":
+        """From uint8 pixels (3, P): their mean and the eigen-decomposition of their covariance."""
         px = px.double() / 255
         mean = px.mean(1)
         cov = torch.cov(px)

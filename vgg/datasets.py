@@ -38,6 +38,8 @@ from .data import (
     subsample,
 )
 from .io import atomic_write_text
+from .data import image_sizes
+from .shape_groups import EVAL_PIXELS, shape_groups
 
 EVAL_BATCH = 250
 VAL_CROP_BATCH = 64  # centre crops per batch from the stream loader (pinned float batches in flight)
@@ -86,7 +88,7 @@ class MemoryData(_Data):
         self.val = load_memory_split(root / "val", self.classes, self._val_per_class(), cache_dir=cache_dir,
                                      max_side=side)
         self.skipped = self.train.skipped + self.val.skipped
-        self.colour = ColourStats.from_images(self.train.images)
+        self.colour = ColourStats.from_pixels(self.train.pixel_sample())
 
     def steps_per_epoch(self, world: int = 1) -> int:
         return len(self.train) // self.preset.batch
@@ -102,15 +104,14 @@ class MemoryData(_Data):
                       rank: int = 0, world: int = 1):
         """Global batches of ``preset.batch`` in a per-epoch order, augmented whole (scales, crops and
         flips drawn from ``gen``, which every rank seeds alike); this rank's share of each."""
-        sizes = self.train.sizes
         order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(seed * 7919 + epoch))
         batch = self.preset.batch
         part = fraction_of(batch, rank, world)
         for b in range(self.steps_per_epoch()):
             idx = order[b * batch:(b + 1) * batch]
             scales = draw_scales(len(idx), scale[0], scale[1], gen)
-            x = random_crops(self.train.images[idx], scales, self.preset.crop, gen,
-                             sizes=None if sizes is None else sizes[idx])
+            images, sizes = self.train.batch(idx)
+            x = random_crops(images, scales, self.preset.crop, gen, sizes=sizes)
             yield x[part], self.train.labels[idx][part]
 
     def val_images(self, q: int, rank: int = 0, world: int = 1, batch: int = EVAL_BATCH, indices=None):
@@ -125,16 +126,37 @@ class MemoryData(_Data):
             j = idx[i:i + batch]
             yield rescale(self.val.images[j], q), self.val.labels[j]
 
-    def val_center_crops(self, q: int, rank: int = 0, world: int = 1):
-        for x, y in self.val_images(q, rank, world):
-            yield center_crop(x, self.preset.crop), y
+    def val_center_crops(self, q: int, rank: int = 0, world: int = 1, batch: int = EVAL_BATCH):
+        """Centre crops of the validation images rescaled to Q, in batches (the per-epoch validation)."""
+        idx = torch.arange(len(self.val))[fraction_of(len(self.val), rank, world)]
+        for i in range(0, len(idx), batch):
+            j = idx[i:i + batch]
+            if self.val.sizes is None:
+                x = center_crop(rescale(self.val.images[j], q), self.preset.crop)
+            else:  # each image rescaled at its own size, the crops batched
+                x = torch.cat([center_crop(rescale(self.val.image(k)[None], q), self.preset.crop) for k in j.tolist()])
+            yield x, self.val.labels[j]
+
+    def val_batches(self, q: int, indices=None, rank: int = 0, world: int = 1, max_pixels: int = EVAL_PIXELS):
+        """This process's slice of the validation images (all, or ``indices``) rescaled to shortest side
+        Q in batches of one rescaled shape (:func:`vgg.shape_groups.shape_groups`): (x, labels,
+        positions in the slice), the batches in order of shape."""
+        idx = np.arange(len(self.val)) if indices is None else np.asarray(indices, dtype=np.int64)
+        idx = idx[fraction_of(len(idx), rank, world)]
+        if self.val.sizes is None:
+            sizes = np.tile(np.asarray(self.val.images.shape[-2:], dtype=np.int64), (len(idx), 1))
+        else:
+            sizes = self.val.sizes.numpy()[idx]
+        for pos in shape_groups(sizes, q, max_pixels):
+            x = torch.cat([rescale(self.val.image(int(i))[None], q) for i in idx[pos]])
+            yield x, self.val.labels[torch.from_numpy(idx[pos])], torch.from_numpy(pos)
 
 
 class StreamData(_Data):
     """ImageNet-scale data: decoded per epoch by DataLoader workers (PIL, antialiased)."""
 
     def __init__(self, root: Path, preset, cache_dir: Path | None = None, rank: int = 0):
-        self.preset, self.root = preset, root
+        self.preset, self.root, self.cache_dir = preset, root, cache_dir
         self.train = SafeImageFolder(root / "train", None)
         self.classes = self.train.classes
         self.val = SafeImageFolder(root / "val", None, self.classes)
@@ -195,6 +217,30 @@ class StreamData(_Data):
         from .data import CentreCrop, IsotropicRescale
         yield from self._val_batches([IsotropicRescale(q), CentreCrop(self.preset.crop)], None, rank, world, batch)
 
+    def val_batches(self, q: int, indices=None, rank: int = 0, world: int = 1, max_pixels: int = EVAL_PIXELS):
+        """As :meth:`MemoryData.val_batches`: batches of one rescaled shape, decoded and rescaled (PIL) in
+        the workers, grouped by the sizes in the files' headers; files that do not decode are skipped
+        and counted."""
+        import torchvision.transforms as T
+
+        from .data import IsotropicRescale
+        idx = np.arange(len(self.val)) if indices is None else np.asarray(indices, dtype=np.int64)
+        idx = idx[fraction_of(len(idx), rank, world)]
+        self.val.transform = T.Compose([IsotropicRescale(q), T.PILToTensor(), T.ConvertImageDtype(torch.float32)])
+        sizes = self.val_sizes()[idx]
+        loader = DataLoader(Positions(Subset(self.val, idx.tolist())), batch_sampler=shape_groups(sizes, q, max_pixels),
+                            num_workers=self.preset.workers, collate_fn=collate_by_shape,
+                            pin_memory=torch.cuda.is_available())
+        for parts, skipped in loader:
+            self.skipped += skipped
+            yield from parts
+
+    def val_sizes(self) -> np.ndarray:
+        """(N, 2) upright (h, w) of the validation files, from their headers (cached)."""
+        if getattr(self, "_val_sizes", None) is None:
+            self._val_sizes = image_sizes(self.val.paths, self.cache_dir)
+        return self._val_sizes
+
     def _val_batches(self, transforms: list, indices, rank: int, world: int, batch: int):
         """This process's slice of the validation images (all, or ``indices``) through the PIL
         ``transforms`` and to float [0, 1] in the workers, so the loader pins the float batches for a
@@ -224,10 +270,28 @@ def val_subset(n: int, k: int | None) -> np.ndarray | None:
     return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
 
 
-def load_datasets(root: Path, preset, cache_dir: Path | None = None, rank: int = 0, device=None):
-    """The preset's loader. On a CUDA device the stream loader's training batches may come from the
-    GPU pipeline instead (vgg.gpu_data: chosen at the first epoch, VGG_PIPELINE=gpu|stream forces one)."""
-    if preset.loader == "memory":
-        return MemoryData(root, preset, cache_dir)
-    from .gpu_data import with_gpu_decoding  # imports this module: a function-level import
-    return with_gpu_decoding(StreamData(root, preset, cache_dir, rank), device)
+class Positions(torch.utils.data.Dataset):
+    """A dataset's items with their position: (item, position), None where the item is None."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        item = self.dataset[i]
+        return None if item is None else (*item, i)
+
+
+def collate_by_shape(batch):
+    """([(x, labels, positions) per image shape], skipped): unreadable items (None) skipped and
+    counted; images stacked by shape, so a header that misstated a size costs a smaller batch, not a
+    wrong one."""
+    good = [b for b in batch if b is not None]
+    shapes: dict[tuple, list] = {}
+    for item in good:
+        shapes.setdefault(tuple(item[0].shape), []).append(item)
+    parts = [(torch.stack([g[0] for g in items]), torch.tensor([g[1] for g in items]),
+              torch.tensor([g[-1] for g in items])) for items in shapes.values()]
+    return parts, len(batch) - len(good)

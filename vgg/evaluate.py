@@ -30,8 +30,9 @@ import torch
 
 from . import checkpoint as ck
 from .configs import check_config
-from .data import TORCHVISION_COLOUR, ColourStats, center_crop, data_root, fraction_of
-from .datasets import cache_folder, load_datasets
+from .data import TORCHVISION_COLOUR, ColourStats, center_crop, data_root
+from .datasets import cache_folder
+from .loaders import load_datasets
 from .errors import UserError
 from .io import atomic_save_npz
 from .locks import file_lock
@@ -52,7 +53,7 @@ from .runtime import (
 METHODS = ("dense", "multi-crop", "multi-crop & dense", "center-crop")
 MULTI_CROP_CHUNK = 500  # crops per forward pass
 # Part of every posterior-cache key: raise it when a change to this module changes posteriors.
-EVAL_VERSION = 2
+EVAL_VERSION = 3
 
 
 def check_method(method: str) -> str:
@@ -136,17 +137,21 @@ def posteriors(model: VGG, data, colour: ColourStats, method: str, scales_px: li
     rank, world = rank_and_world()
     model.eval().to(device, memory_format=torch.channels_last)
     idx = np.arange(len(data.val)) if indices is None else np.asarray(indices, dtype=np.int64)
-    idx = idx[:limit][fraction_of(len(idx[:limit]), rank, world)]  # this process's slice, in order
+    idx = idx[:limit]  # val_batches takes this process's slice of them
     per_scale, labels = [], torch.zeros(0, dtype=torch.int64)
     for q in scales_px:
-        # posteriors stay on the device until the scale is done: no wait for the device per image, so the
-        # next image is read and sent while the device computes (the loader pins its batches on CUDA)
-        ps, ys = [torch.zeros(0, model.num_classes, device=device)], [torch.zeros(0, dtype=torch.int64)]
-        for x, y in data.val_images(q, indices=idx):
+        # batches of one rescaled shape, in order of shape: the rows are put back in image order at the end.
+        # Posteriors stay on the device until the scale is done: no wait for the device per batch, so the
+        # next batch is read and sent while the device computes (the loader pins its batches on CUDA)
+        ps, ys, at = ([torch.zeros(0, model.num_classes, device=device)], [torch.zeros(0, dtype=torch.int64)],
+                      [torch.zeros(0, dtype=torch.int64)])
+        for x, y, positions in data.val_batches(q, indices=idx, rank=rank, world=world):
             ps.append(_method_posteriors(model, colour.normalise(x.to(device, non_blocking=True)), method, amp))
             ys.append(torch.as_tensor(y, dtype=torch.int64))
-        per_scale.append(torch.cat(ps).cpu())
-        labels = torch.cat(ys)
+            at.append(torch.as_tensor(positions, dtype=torch.int64))
+        order = torch.argsort(torch.cat(at))
+        per_scale.append(torch.cat(ps).cpu()[order])
+        labels = torch.cat(ys)[order]
     p = torch.stack(per_scale).mean(0)
     if world > 1:  # the slices in rank order: all images in order
         p, labels = gather_rows(p, device), gather_rows(labels, device)

@@ -12,7 +12,8 @@ import numpy as np
 from .chain import BY_NAME, build_chain, checkpoint_path
 from .checkpoint import load_metadata
 from .data import data_root
-from .datasets import cache_folder, load_datasets, val_subset
+from .datasets import cache_folder, val_subset
+from .loaders import load_datasets
 from .errors import Divergence, UserError
 from .evaluate import cached_posteriors, fuse
 from .metrics import topk_error

@@ -26,7 +26,8 @@ few dozen) are decoded by PIL in the worker (:func:`vgg.data.load_rgb`), as the 
 
 :func:`choose_pipeline` decides: the GPU path where the device is CUDA and the CPU loader's rate is
 below the training step's; :func:`with_gpu_decoding` applies it to a StreamData lazily (at the
-first epoch, when the scale is known), so evaluation never pays for the measurement.
+first epoch, when the scale is known), so evaluation never pays for the measurement. Evaluation
+(:meth:`GPUStreamData.val_batches`) decodes on the device unless training chose the stream loader.
 """
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .data import draw_scales, fraction_of, load_rgb, rescaled_size, seed_worker, stream_train_transform
-from .datasets import StreamData
+from .datasets import Positions, StreamData
+from .shape_groups import EVAL_PIXELS, shape_groups
 
 #: Fraction of a bf16 matmul's FLOP rate a VGG training step reaches on a GPU, used to *estimate*
 #: the step rate when choosing the pipeline. An estimate, not a measurement: public VGG-16 numbers on
@@ -365,6 +367,47 @@ class GPUStreamData(StreamData):
                 yield None, None
                 continue
             yield train_transform(batch, scale, self.preset.crop, gen, self.device, self.preset.batch, part), y
+
+    def val_batches(self, q: int, indices=None, rank: int = 0, world: int = 1, max_pixels: int = EVAL_PIXELS):
+        """As :meth:`StreamData.val_batches`, decoded (nvjpeg) and rescaled on the device: the workers
+        only read the files. The stream loader's instead where training chose it (``pipeline='stream'``)."""
+        if self.pipeline == "stream":
+            yield from super().val_batches(q, indices, rank, world, max_pixels)
+            return
+        idx = np.arange(len(self.val)) if indices is None else np.asarray(indices, dtype=np.int64)
+        idx = idx[fraction_of(len(idx), rank, world)]
+        files = EncodedFiles([self.val.paths[i] for i in idx], [self.val.labels[i] for i in idx])
+        loader = DataLoader(Positions(files), batch_sampler=shape_groups(self.val_sizes()[idx], q, max_pixels),
+                            num_workers=self.preset.workers, collate_fn=collate_encoded_positions)
+        for batch, labels, positions, skipped in loader:
+            self.skipped += skipped
+            if batch is not None:
+                images = [rescale_to_q(x, q) for x in decode(batch, self.device)]
+                yield from stack_by_shape(images, labels, positions)
+
+
+def collate_encoded_positions(batch):
+    """(EncodedBatch, labels, positions, skipped) of :class:`vgg.datasets.Positions` items."""
+    good = [b for b in batch if b is not None]
+    encoded, labels, skipped = collate_encoded([(e, y) for e, y, _ in good])
+    return encoded, labels, torch.tensor([p for *_, p in good], dtype=torch.int64), skipped + len(batch) - len(good)
+
+
+def rescale_to_q(image: torch.Tensor, q: int) -> torch.Tensor:
+    """A (3, h, w) uint8 image rescaled isotropically to shortest side Q on its device: float [0, 1],
+    bilinear with antialiasing, as the training pipeline's rescale (PIL's filter, without its uint8
+    rounding)."""
+    size = rescaled_size(*image.shape[-2:], q)
+    x = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+    return x[0].div_(255).clamp_(0, 1)
+
+
+def stack_by_shape(images: list[torch.Tensor], labels: torch.Tensor, positions: torch.Tensor):
+    """[(x, labels, positions)] with the images stacked by shape, in order of first appearance."""
+    shapes: dict[tuple, list[int]] = {}
+    for k, x in enumerate(images):
+        shapes.setdefault(tuple(x.shape), []).append(k)
+    return [(torch.stack([images[k] for k in ks]), labels[ks], positions[ks]) for ks in shapes.values()]
 
 
 def gpu_decoding_setting() -> str:

@@ -1,0 +1,45 @@
+"""Validation images grouped by their shape after the test-time rescale, for batched evaluation.
+
+Dense evaluation (and multi-crop) rescales every image isotropically to shortest side Q, so the
+images of one batch must share the rescaled (h, w). Photographs come in few aspect ratios (most of
+ILSVRC-2012 is 4:3 or 3:4 at 500 px), so grouping the validation images by
+:func:`vgg.data.rescaled_size` at Q gives a few large groups and a tail of small ones. A group is
+cut into batches of at most ``max_pixels`` rescaled pixels (at least one image), so a batch's
+memory does not depend on Q.
+
+Sizes come from the file headers (:func:`vgg.data.image_sizes`: no decoding, upright as
+:func:`vgg.data.load_rgb` shows the image, cached per file list).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .data import rescaled_size
+
+#: Rescaled pixels per evaluation batch: 24 ILSVRC-2012 photographs (4:3) at Q = 512, 328 images at
+#: 160 x 160 (the imagenette preset's Q = 256).
+EVAL_PIXELS = 2 ** 23
+
+
+def shape_groups(sizes: np.ndarray, q: int, max_pixels: int = EVAL_PIXELS) -> list[np.ndarray]:
+    """Positions (into ``sizes``) in batches whose images share their size after rescaling to
+    shortest side ``q``: groups in order of shape, positions ascending within a group, each group cut
+    into batches of at most ``max_pixels`` rescaled pixels (one image at least). Unreadable sizes
+    (negative) form their own one-image batches, so the loader still reports them."""
+    sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
+    groups: dict[tuple[int, int], list[int]] = {}
+    batches: list[np.ndarray] = []
+    for i, (h, w) in enumerate(sizes.tolist()):
+        if h <= 0 or w <= 0:
+            batches.append(np.array([i], dtype=np.int64))
+            continue
+        groups.setdefault(rescaled_size(h, w, q), []).append(i)
+    for (h, w), members in sorted(groups.items()):
+        per_batch = max(1, max_pixels // (h * w))
+        batches += [np.asarray(members[k:k + per_batch], dtype=np.int64) for k in range(0, len(members), per_batch)]
+    return batches
+
+
+def count_shapes(sizes: np.ndarray, q: int) -> int:
+    """How many distinct rescaled shapes the readable images have at ``q``."""
+    return len({rescaled_size(h, w, q) for h, w in np.asarray(sizes).reshape(-1, 2).tolist() if h > 0 and w > 0})
