@@ -18,6 +18,7 @@ Under ``torchrun`` rank 0 takes the locks and plans, and every process trains wh
 """
 from __future__ import annotations
 
+import json
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,8 @@ from .runtime import broadcast_object, setup_distributed
 from .train import TrainSpec, default_epochs, run_name, source_stamp, stage_lr, train
 
 # The preset fields that make the learning-rate rule; a checkpoint trained under other values is stale.
-LR_RULE = ("patience", "plateau_threshold", "plateau_ema", "lr_drops", "stop_after_drops", "lr", "finetune_lr")
+LR_RULE = ("patience", "plateau_threshold", "plateau_ema", "lr_drops", "stop_after_drops", "lr", "finetune_lr",
+           "fixed_schedule")
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def plan(net: Net, path: Path, preset: str, runs: str | Path, seed: int = 0,
     p = get_preset(preset, max_per_class=max_per_class)
     # a checkpoint from before a rule field existed was trained with that field's old value
     trained_under = {**{k: v for k, v in LATER_FIELDS.items() if k in LR_RULE}, **ckpt.get("preset", {})}
-    changed = [k for k in LR_RULE if k in trained_under and trained_under[k] != getattr(p, k)]
+    changed = [k for k in LR_RULE if k in trained_under and as_json(trained_under[k]) != as_json(getattr(p, k))]
     if changed:  # the scheduler in the checkpoint keeps its old rule: resuming would mix two rules
         return "stale: trained under another lr rule (" + ", ".join(
             f"{k} {trained_under[k]} -> {getattr(p, k)}" for k in changed) + ")"
@@ -110,6 +112,11 @@ def plan(net: Net, path: Path, preset: str, runs: str | Path, seed: int = 0,
     if ckpt["epoch"] < want or not ckpt.get("complete"):
         return "resume"
     return "reuse"
+
+
+def as_json(value):
+    """A value as its metadata sidecar stores it (tuples become lists), for comparison."""
+    return json.loads(json.dumps(value))
 
 
 def needed(only: list[str] | None) -> list[Net]:

@@ -65,7 +65,14 @@ def multi_test_scales(train_scale: str) -> list[int]:
 #: Preset fields added after checkpoints and seed fingerprints were first saved, with the value every
 #: earlier run had: a checkpoint without the field was trained with it, and the protocol fingerprint
 #: hashes it only where a preset sets another value, so saved seed entries keep their fingerprints.
-LATER_FIELDS = {"plateau_ema": 0.0}
+LATER_FIELDS = {"plateau_ema": 0.0, "fixed_schedule": {}}
+
+#: Epochs at lr, lr / 10 and lr / 100 for every net of a stage ("S=256": from scratch and from net A;
+#: "fine-tuning": S=384 from S=256 and jitter from S=384, from the fine-tuning lr): the medians of the
+#: plateau rule's realised firings in the published Imagenette runs, seeds 0-2
+#: (experiments/studies/fixed_schedule.py -> results/imagenette/fixed_schedule.csv), fixed before
+#: the Imagewoof reproduction's first run (docs/analysis_plan.md).
+FIXED_SCHEDULE = {"S=256": (24, 10, 6), "fine-tuning": (8, 7, 3)}
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,9 @@ class Preset:
     # The rule sees val accuracy smoothed, s_t = a s_(t-1) + (1 - a) acc_t, with this a (0: the raw
     # accuracy, as every chain so far). experiments/studies/plateau_rules.py measured what it buys.
     plateau_ema: float = 0.0
+    # Stage ("S=256" | "fine-tuning") -> epochs at lr, lr / 10, lr / 100, ...: a fixed schedule, the same
+    # for every net of a stage, instead of the plateau rule (empty: the plateau rule).
+    fixed_schedule: dict[str, tuple[int, ...]] = field(default_factory=dict)
     scratch_epochs: int = PAPER["epochs"]   # nets from random init (A, A-LRN, B-5x5)
     from_a_epochs: int = PAPER["epochs"]    # B, C, D, E initialised from net A
     finetune_epochs: int = PAPER["epochs"]  # S=384 from S=256, jitter from S=384
@@ -172,10 +182,28 @@ _IMAGENETTE = replace(
 )
 
 
+# Imagewoof 2 (10 ILSVRC-2012 dog breeds, fast.ai's copy with the shorter side 320 px, aspect ratios
+# kept): the imagenette geometry (every size <= 288 px, so no image is upsampled), the fixed schedule
+# of the analysis plan (docs/analysis_plan.md) instead of the plateau rule, three seeds of every net.
+_IMAGEWOOF = replace(
+    _IMAGENETTE, name="imagewoof", fixed_schedule=FIXED_SCHEDULE, stop_after_drops=None,
+    scratch_epochs=sum(FIXED_SCHEDULE["S=256"]), from_a_epochs=sum(FIXED_SCHEDULE["S=256"]),
+    finetune_epochs=sum(FIXED_SCHEDULE["fine-tuning"]),
+    notes=["Imagewoof 2 (10 ILSVRC-2012 dog breeds; fast.ai's imagewoof2-320: shorter side 320 px, aspect "
+           "ratios kept); 9,025 train / 3,929 val images",
+           "crop 128; every size a multiple of 32 px as in the imagenette preset: S = 160 / 224 / [160, 288], Q "
+           "alike; the largest (288 px) is below the files' 320 px, so no image is upsampled",
+           "batch 64 (not 256), lr 1e-2; Glorot init for nets from scratch; B-5x5 at lr 2.5e-3 (imagenette's)",
+           "a fixed schedule instead of the plateau rule (with 3,929 val images the rule fires by chance): "
+           "S=256 stage (from scratch, from net A) 24 epochs at lr, 10 at lr/10, 6 at lr/100; fine-tuning (S=384, "
+           "jitter, from lr 1e-3) 8 + 7 + 3; the medians of the rule's firings in the published Imagenette runs",
+           "Tables 5-6 (150-crop multi-crop) on 1,000 of the val images, every 4th (stratified by class)"])
+
 PRESETS: dict[str, Preset] = {
     "paper": Preset(name="paper", crop=224),
     "proxy": _PROXY,
     "imagenette": _IMAGENETTE,
+    "imagewoof": _IMAGEWOOF,
     # Diagnostic: the proxy at twice the geometry (CIFAR-10 upsampled; crop 64, S = 73 / 110 /
     # [73, 146], conv5 4x4 in training). Only for experiments/studies/dense_geometry.py: does dense
     # evaluation's penalty off the training geometry shrink as the conv5 map grows?

@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -27,7 +28,8 @@ from tqdm import tqdm
 from . import checkpoint as ck
 from .configs import check_config
 from .data import data_root, fraction_of
-from .datasets import cache_folder, load_datasets
+from .datasets import cache_folder
+from .loaders import load_datasets
 from .errors import Divergence, UserError
 from .init import init_from, initialise
 from .io import atomic_write_text
@@ -97,10 +99,13 @@ def make_optimizer(model, preset, lr: float):
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=preset.momentum, weight_decay=preset.weight_decay)
 
 
-def make_scheduler(optimizer, preset, lr: float):
+def make_scheduler(optimizer, preset, lr: float, fixed: tuple[int, ...] | None = None):
     """lr /= 10 when validation accuracy stops improving, at most ``lr_drops`` times.  The floor sits
     0.1% under lr / 10^lr_drops (float rounding); eps (torch's smallest applied change) at 1% of it,
-    so firing at the floor leaves the lr as it is instead of trimming it by that 0.1%."""
+    so firing at the floor leaves the lr as it is instead of trimming it by that 0.1%.
+    ``fixed`` (epochs at lr, lr / 10, ...): lr /= 10 after each segment instead, whatever validation says."""
+    if fixed:
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[int(e) for e in np.cumsum(fixed)[:-1]], gamma=0.1)
     floor = lr * 0.1 ** preset.lr_drops
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=0.1, patience=preset.patience, threshold=preset.plateau_threshold,
@@ -133,10 +138,22 @@ def source_stamp(source: dict | None) -> dict | None:
 
 
 def default_epochs(preset, config: str, source: dict | None) -> int:
-    """The preset's epochs for this stage: from scratch, from net A, or fine-tuning."""
+    """The preset's epochs for this stage: from scratch, from net A, or fine-tuning (with a fixed
+    schedule: the sum of its segments)."""
+    fixed = fixed_segments(preset, config, source)
+    if fixed:
+        return sum(fixed)
     if source is None:
         return preset.scratch_epochs
     return preset.finetune_epochs if source["hparams"]["config"] == config else preset.from_a_epochs
+
+
+def fixed_segments(preset, config: str, source: dict | None) -> tuple[int, ...] | None:
+    """The preset's fixed schedule for this stage (epochs at lr, lr / 10, ...), or None (plateau rule)."""
+    if not preset.fixed_schedule:
+        return None
+    finetuning = source is not None and source["hparams"]["config"] == config
+    return tuple(preset.fixed_schedule["fine-tuning" if finetuning else "S=256"])
 
 
 def stage_lr(preset, config: str, finetuning: bool) -> float:
@@ -182,7 +199,8 @@ def train(spec: TrainSpec) -> Path:
     finetuning = source is not None and source["hparams"]["config"] == config
     # the preset's stop rule, for every stage (from scratch, from net A, fine-tuning at S=384 and with
     # jitter: the paper lowers the lr the same way in each); an explicit --epochs means exactly that many
-    stop_drops = preset.stop_after_drops if spec.epochs is None else None
+    fixed = fixed_segments(preset, config, source)
+    stop_drops = preset.stop_after_drops if spec.epochs is None and not fixed else None
     lr = spec.lr or stage_lr(preset, config, finetuning)
 
     resume_from = None
@@ -220,7 +238,7 @@ def train(spec: TrainSpec) -> Path:
     model.to(device, memory_format=torch.channels_last)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     optimizer = make_optimizer(model, preset, lr)
-    scheduler = make_scheduler(optimizer, preset, lr)
+    scheduler = make_scheduler(optimizer, preset, lr, fixed)
     rows, start = [], 0
     if resume_from is not None:
         optimizer.load_state_dict(resume_from["optimizer"])
@@ -235,7 +253,8 @@ def train(spec: TrainSpec) -> Path:
     if rank == 0 and start == 0:
         print(f"[{out.stem}] {config} S={spec.scale} ({smin}-{smax} px) init: {how}; {len(data.train)} train / "
               f"{len(data.val)} val images ({data.skipped} unreadable skipped); "
-              + (f"{epochs} epochs" if stop_drops is None else
+              + (f"{epochs} epochs (lr / 10 after epochs {[int(e) for e in np.cumsum(fixed)[:-1]]})" if fixed else
+                 f"{epochs} epochs" if stop_drops is None else
                  f"until the plateau rule fires after {stop_drops} lr drops (at most {epochs} epochs)")
               + f", lr {lr}, {precision_name(amp)}",
               file=sys.stderr)
@@ -277,7 +296,7 @@ def train(spec: TrainSpec) -> Path:
         fires = epoch + 1 in rule_firings(seen_acc, preset.patience, preset.plateau_threshold)
         drops = drops_taken([r["lr"] for r in rows] + [epoch_lr])
         stopped = stop_drops is not None and fires and drops >= stop_drops
-        scheduler.step(seen_acc[-1])
+        scheduler.step() if fixed else scheduler.step(seen_acc[-1])
         rows.append({"epoch": epoch + 1, "lr": epoch_lr,
                      "train_loss": float(loss_sum) / max(seen, 1), "train_top1_err": 1 - correct / max(seen, 1),
                      "val_top1_err": val1, "val_top5_err": val5, "seconds": round(train_seconds, 1)})
