@@ -1,0 +1,67 @@
+"""The fixed schedule of the imagewoof preset: derived from the published plateau-rule logs, and
+followed by training (every net of a stage the same epochs at each lr, across a resume)."""
+import importlib.util
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from vgg import protocol
+from vgg.chain import Net, checkpoint_path, plan
+from vgg.train import TrainSpec, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def study():
+    spec = importlib.util.spec_from_file_location("fixed_schedule", ROOT / "experiments" / "studies" / "fixed_schedule.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_presets_schedule_is_the_median_of_the_published_firings():
+    mod = study()
+    schedule, table = mod.derive(ROOT / "results" / "imagenette" / "logs")
+    assert schedule == protocol.FIXED_SCHEDULE == protocol.get_preset("imagewoof").fixed_schedule
+    s256 = table[table.stage == "S=256"]
+    assert s256.runs.iloc[0] == 19  # seeds 0-2 of A, A-LRN, B, C, D, E and seed 0 of B-5x5
+    first = [int(v) for v in s256.epochs_each_run.iloc[0].split()]
+    assert sorted(first)[len(first) // 2] == 24  # the median first drop, by hand
+
+
+def test_segments_censor_runs_that_reached_their_cap():
+    import pandas as pd
+    mod = study()
+    log = pd.DataFrame({"lr": [1e-3] * 5 + [1e-4] * 7 + [1e-5] * 8})  # 20 epochs = the cap: last one open
+    assert mod.segments(log, 20) == [5, 7, None]
+    assert mod.segments(pd.DataFrame({"lr": [1e-3] * 20}), 20) == [None, None, None]
+    assert mod.segments(pd.DataFrame({"lr": [1e-2] * 4 + [1e-3] * 3 + [1e-4] * 2}), 50) == [4, 3, 2]
+
+
+@pytest.fixture
+def fixed_tiny(monkeypatch):
+    monkeypatch.setitem(protocol.PRESETS, "tiny", replace(protocol.PRESETS["tiny"],
+                        fixed_schedule={"S=256": (2, 1, 1), "fine-tuning": (1, 1, 1)}))
+
+
+def test_training_follows_the_fixed_schedule_across_a_resume(small_data, tmp_path, fixed_tiny):
+    out = tmp_path / "A.pt"
+    spec = dict(config="A", preset="tiny", data=str(small_data), out=str(out), progress=False, batch=16, amp=False)
+    train(TrainSpec(**spec, stop_after=3, resume="auto"))
+    train(TrainSpec(**spec, resume="auto"))
+    ckpt = torch.load(out, weights_only=False)
+    assert [r["lr"] for r in ckpt["log"]] == pytest.approx([1e-2, 1e-2, 1e-3, 1e-4])
+    assert ckpt["epoch"] == 4 and ckpt["complete"] and ckpt["spec"]["epochs"] == 4
+
+
+def test_a_net_trained_under_the_plateau_rule_is_stale_under_the_fixed_schedule(small_data, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    path = checkpoint_path(runs, "tiny", "A_S256")
+    train(TrainSpec(config="A", preset="tiny", data=str(small_data), out=str(path), progress=False, batch=16,
+                    amp=False))
+    assert plan(Net("A", "256"), path, "tiny", runs) == "reuse"
+    monkeypatch.setitem(protocol.PRESETS, "tiny", replace(protocol.PRESETS["tiny"], fixed_schedule={
+        "S=256": (1,), "fine-tuning": (1,)}))
+    assert plan(Net("A", "256"), path, "tiny", runs).startswith("stale: trained under another lr rule (fixed_schedule")
