@@ -30,7 +30,11 @@ timestamps so a run cut short still tells what it measured:
    DistributedDataParallel step checked against the plain step), validated and checkpointed every
    epoch, stopped, then resumed by a second torchrun to the last epoch.
 4. eval.csv: `python -m vgg eval` (multi-crop & dense) on that checkpoint, and Table 5's evaluation
-   rate in this process: net D, 150-crop multi-crop over Q = 256, 384, 512 (crops/s) and dense.
+   rate in this process: net D, dense and 150-crop multi-crop over Q = 256, 384, 512, images batched
+   by rescaled shape, decoded on the GPU (nvjpeg) and by the stream loader, on the photographs
+   repeated to 1,000 files; then each evaluation loader alone and each method on the device alone.
+5. compile.csv: D's training step eager, under torch.compile and with CUDA graphs
+   (mode='reduce-overhead'): img/s, and the weights after 3 steps against eager's.
 
 On a CPU the same stages run on the `tiny` preset (gloo instead of NCCL) in about a minute, which is
 how tests/test_gpu_check.py runs it (--out elsewhere, so results/gpu is only written by real runs).
@@ -42,6 +46,7 @@ import contextlib
 import copy
 import datetime
 import io
+import itertools
 import json
 import os
 import re
@@ -67,7 +72,9 @@ from vgg.errors import UserError  # noqa: E402
 SHARED = ROOT.parent / "shared" / "data"
 SUBSET_MANIFEST = "SUBSET.json"
 JPEG = (".jpeg", ".jpg")
-STAGES = ("step", "decode", "loader", "train", "eval")
+STAGES = ("step", "decode", "loader", "train", "eval", "compile")
+EVAL_IMAGES = 1000  # Table 5's rates on a GPU: the subset's photographs repeated to this many files
+COMPILE_STEPS = 3
 
 
 # --------------------------------------------------------------------------- the subset (run here)
@@ -562,76 +569,144 @@ class Check:
             self.clock.log("skipped Table 5's evaluation rate: out of time")
             return
         # Table 5's images are ImageNet's validation photographs: the subset's photographs stand in
-        # (their original sizes set the dense pass's cost); Imagenette's 224x224 files where there are none
+        # (their original sizes set the dense pass's cost), repeated to EVAL_IMAGES files on a GPU (the label
+        # says so); Imagenette's 224x224 files where there are none
+        from vgg.gpu_data import GPUStreamData
         data, label = self.data(self.data_dir), f"{self.data_dir.name} val (Imagenette, 224x224)"
         if (self.data_dir / "photos" / "train").is_dir():
             data = self.data(self.data_dir / "photos")
-            data.val.paths, data.val.labels = list(data.train.paths), [0] * len(data.train.paths)
-            label = "ImageNet photographs, original sizes"
+            files = len(data.train.paths)
+            data.val.paths, data.val.labels = _repeat(list(data.train.paths), [0] * files,
+                                                      EVAL_IMAGES if self.gpu else files)
+            label = (f"ImageNet photographs, original sizes ({files} files"
+                     + (f" repeated to {len(data.val.paths)})" if len(data.val.paths) > files else ")"))
         torch.manual_seed(0)
         net = init_glorot(VGG("D", num_classes=1000, width=self.preset.width, crop_size=self.preset.crop))
         qs = [self.preset.px(q) for q in (256, 384, 512)]
         # two runs of different lengths: their difference is the rate without the loaders' start
         # (workers spawned per scale), which a 50,000-image run amortises
-        small, large = (16, min(len(data.val), 104)) if self.gpu else (1, min(len(data.val), 3))
-        for method, crops in (("multi-crop", 150), ("dense", 0)):
+        small, large = (len(data.val) // 4, len(data.val)) if self.gpu else (1, min(len(data.val), 3))
+        pipelines = (("gpu decoding", GPUStreamData(data, self.device, None)), ("stream loader", data))
+        for (pipeline, source), (method, crops) in itertools.product(pipelines, (("dense", 0), ("multi-crop", 150))):
             if self.clock.left() < 10:
                 break
-            posteriors(net, data, data.colour, method, qs[:1], self.amp, limit=2, device=self.device)  # warm-up
+            posteriors(net, source, data.colour, method, qs[:1], self.amp, limit=2, device=self.device)  # warm-up
             timed = {}
             for n in (small, large):
                 sync(self.device)
                 t0 = time.perf_counter()
-                p, y = posteriors(net, data, data.colour, method, qs, self.amp, limit=n, device=self.device)
+                p, y = posteriors(net, source, data.colour, method, qs, self.amp, limit=n, device=self.device)
                 sync(self.device)
                 timed[n] = (time.perf_counter() - t0, len(y), bool(np.isfinite(p).all()))
             seconds, images, finite = timed[large]
             extra = timed[large][0] - timed[small][0]
             steady = (large - small) / extra if extra > 0 and large > small else float("nan")
-            rows.append({"what": f"Table 5 rate: net D {method}, Q = 256, 384, 512 paper px ({qs} px), random "
-                                 f"weights, {label}",
+            rows.append({"what": f"Table 5 rate: net D {method} (batched by shape, {pipeline}), Q = 256, 384, 512 "
+                                 f"paper px ({qs} px), random weights, {label}",
                          "ok": bool(images == large and finite), "images": images, "seconds": seconds,
                          "img_s": images / seconds, "steady_img_s": steady,
                          "crops_s": steady * crops if crops else float("nan"), "top1_err": float("nan")})
-            self.clock.log(f"Table 5 {method}: {images / seconds:.1f} img/s over {images} images, "
+            self.clock.log(f"Table 5 {method} ({pipeline}): {images / seconds:.1f} img/s over {images} images, "
                            f"{steady:.1f} img/s past the loaders' start"
                            + (f" = {steady * crops:.0f} crops/s" if crops else ""))
             write(rows, self.out / "eval.csv", self.clock, self.extra)
         if self.clock.left() > 15:
-            rows += self.eval_parts(net, data, qs, large, label)
+            rows += self.eval_parts(net, pipelines, qs, large, label)
             write(rows, self.out / "eval.csv", self.clock, self.extra)
 
-    def eval_parts(self, net, data, qs: list[int], n: int, label: str) -> list[dict]:
-        """Where Table 5's time goes: the loader alone (the n images at the three scales onto the
-        device, loader starts included) and the device alone (each method on those images in memory)."""
+    def eval_parts(self, net, pipelines, qs: list[int], n: int, label: str) -> list[dict]:
+        """Where Table 5's time goes: each evaluation loader alone (the n images at the three scales
+        onto the device in shape-grouped batches, past a first pass) and the device alone (each method
+        on those batches in memory)."""
         import torch
 
         from vgg.evaluate import _method_posteriors
-        sync(self.device)
-        t0 = time.perf_counter()
-        images = [x.to(self.device, non_blocking=True) for q in qs for x, _ in data.val_images(q, indices=range(n))]
-        sync(self.device)
-        load_s = time.perf_counter() - t0
-        rows = [{"what": f"Table 5 part: the loader alone, Q = {qs} px, {label} ({data.preset.workers} workers, "
-                         "3 loader starts)", "ok": len(images) == n * len(qs), "images": n, "seconds": load_s,
-                 "img_s": n / load_s, "steady_img_s": float("nan"), "crops_s": float("nan"), "top1_err": float("nan")}]
-        self.clock.log(f"Table 5 part, loader alone: {n / load_s:.1f} img/s (3 scales)")
-        for method, crops in (("multi-crop", 150), ("dense", 0)):
+        rows = []
+        for pipeline, data in pipelines:
+            sum(len(x) for q in qs for x, *_ in data.val_batches(q, indices=range(n)))  # start-up, header sizes
+            sync(self.device)
+            t0 = time.perf_counter()
+            batches = [x.to(self.device, non_blocking=True) for q in qs for x, *_ in data.val_batches(q, indices=range(n))]
+            sync(self.device)
+            load_s = time.perf_counter() - t0
+            loaded = sum(len(x) for x in batches)
+            rows.append({"what": f"Table 5 part: the evaluation loader alone ({pipeline}), Q = {qs} px, {label} "
+                                 f"({data.preset.workers} workers, 3 loader starts)", "ok": loaded == n * len(qs),
+                         "images": n, "seconds": load_s, "img_s": n / load_s, "steady_img_s": float("nan"),
+                         "crops_s": float("nan"), "top1_err": float("nan")})
+            self.clock.log(f"Table 5 part, {pipeline} alone: {n / load_s:.1f} img/s (3 scales)")
+        for method, crops in (("dense", 0), ("multi-crop", 150)):
             with torch.no_grad():
-                _method_posteriors(net, data.colour.normalise(images[0]), method, self.amp)  # warm-up
+                _method_posteriors(net, data.colour.normalise(batches[0]), method, self.amp)  # warm-up
                 sync(self.device)
                 t0 = time.perf_counter()
-                for x in images:
+                for x in batches:
                     _method_posteriors(net, data.colour.normalise(x), method, self.amp)
                 sync(self.device)
             seconds = time.perf_counter() - t0
-            rows.append({"what": f"Table 5 part: net D {method} on the device alone, images in memory, Q = {qs} px",
+            rows.append({"what": f"Table 5 part: net D {method} on the device alone, batched by shape, images in "
+                                 f"memory, Q = {qs} px ({len(batches)} batches)",
                          "ok": True, "images": n, "seconds": seconds, "img_s": n / seconds,
                          "steady_img_s": n / seconds, "crops_s": n * crops / seconds if crops else float("nan"),
                          "top1_err": float("nan")})
             self.clock.log(f"Table 5 part, {method} on the device alone: {n / seconds:.1f} img/s"
                            + (f" = {n * crops / seconds:.0f} crops/s" if crops else ""))
         return rows
+
+    # ---------------------------------------------------------------- 5. torch.compile
+    def compile_stage(self) -> None:
+        """D's training step eager, under torch.compile, and under torch.compile with CUDA graphs
+        ('reduce-overhead', GPU only): img/s on synthetic tensors, and the weights after COMPILE_STEPS
+        steps from the same start against eager's (largest difference relative to the largest weight
+        change): a mode is worth keeping only where faster and within the step's float tolerance."""
+        import torch
+
+        from vgg.init import init_glorot
+        from vgg.model import VGG
+        from vgg.train import make_optimizer, train_step
+        names = {"default": "torch.compile", "reduce-overhead": "torch.compile + CUDA graphs"}
+        wanted = [m for m in self.args.compile_modes.split(",") if m in names]
+        if not self.gpu:
+            wanted = [m for m in wanted if m != "reduce-overhead"]  # CUDA graphs: GPU only
+        modes = [("eager", None)] + [(names[m], m) for m in wanted]
+        rows, eager_after, start = [], None, None
+        for name, mode in modes:
+            if self.clock.left() < self.reserve("step"):
+                self.clock.log(f"skipped {name}: out of time")
+                break
+            torch.manual_seed(0)  # the same net and a fresh optimiser in every mode
+            net = init_glorot(VGG("D", num_classes=1000, width=self.preset.width, crop_size=self.preset.crop))
+            net = net.to(self.device, memory_format=torch.channels_last).train()
+            opt = make_optimizer(net, self.preset, 0.01)
+            start = start or {k: v.detach().float().clone() for k, v in net.state_dict().items()}
+            step = train_step if mode is None else torch.compile(train_step, mode=mode)
+            p = self.preset
+            gen = torch.Generator(device=self.device).manual_seed(1)
+            xs = [torch.randn(p.batch, 3, p.crop, p.crop, device=self.device, generator=gen)
+                  .contiguous(memory_format=torch.channels_last) for _ in range(COMPILE_STEPS)]
+            ys = [torch.randint(0, 1000, (p.batch,), device=self.device, generator=gen) for _ in range(COMPILE_STEPS)]
+            t0 = time.perf_counter()
+            torch.manual_seed(2)  # dropout masks alike in every mode
+            for x, y in zip(xs, ys):
+                step(net, opt, x, y, self.amp)
+            sync(self.device)
+            first_s = time.perf_counter() - t0
+            after = {k: v.detach().float().clone() for k, v in net.state_dict().items()}
+            if mode is None:
+                eager_after = after
+            change = max((eager_after[k] - start[k]).abs().max().item() for k in start)
+            diff = max((after[k] - eager_after[k]).abs().max().item() for k in start)
+            rate, iters = timed_loop(lambda: (step(net, opt, xs[0], ys[0], self.amp), p.batch)[1], self.device,
+                                     self.window, warmup=1)
+            rows.append({"mode": name, "config": "D", "batch": p.batch, "crop": p.crop, "img_s": rate, "steps": iters,
+                         "first_steps_s": first_s, "weights_diff_vs_eager": diff, "weight_change": change,
+                         "relative_diff": diff / change if change else float("nan")})
+            self.clock.log(f"{name}: {rate:.0f} img/s; {COMPILE_STEPS} steps (compile included) {first_s:.1f} s; "
+                           f"weights vs eager {diff:.2e} (change {change:.2e})")
+            write(rows, self.out / "compile.csv", self.clock, self.extra)
+            net = opt = None
+            if self.gpu:
+                torch.cuda.empty_cache()
 
     # ---------------------------------------------------------------- the plan
     def reserve(self, stage: str) -> float:
@@ -652,7 +727,8 @@ class Check:
         # a stage that fails is reported and the next one still runs: one run on a lent GPU tells all it can
         ck = None
         for name, stage in (("step", self.step_stage), ("decode", self.decode_stage), ("loader", self.loader_stage),
-                            ("train", self.train_stage), ("eval", lambda: self.eval_stage(ck))):
+                            ("train", self.train_stage), ("eval", lambda: self.eval_stage(ck)),
+                            ("compile", self.compile_stage)):
             if name not in self.stages:
                 continue
             c.log(f"stage: {name}")
@@ -776,6 +852,8 @@ def parse(argv=None):
     p.add_argument("--preset", help="default: paper on a GPU, tiny on a CPU")
     p.add_argument("--workers", type=int, help="DataLoader workers (default: the usable CPUs)")
     p.add_argument("--budget", type=float, help="seconds for the whole check (default 450 on a GPU, 300 on a CPU)")
+    p.add_argument("--compile-modes", default="default,reduce-overhead",
+                   help="torch.compile modes the compile stage measures beside eager (none: eager only)")
     p.add_argument("--stages", default=",".join(STAGES), help="the stages to run, in their order "
                                                                "(default %(default)s)")
     p.add_argument("--ddp-probe", metavar="JSON", help=argparse.SUPPRESS)

@@ -42,6 +42,17 @@ def cmd_train(a) -> None:
 
 
 def cmd_chain(a) -> None:
+    if a.gpus_per_net:
+        from .node import run_on_node
+        passed = [f"--{k.replace('_', '-')}={v}" for k, v in (("preset", a.preset), ("runs", a.runs), ("seed", a.seed),
+                  ("data", a.data), ("precision", a.amp), ("batch", a.batch), ("width", a.width),
+                  ("max_per_class", a.max_per_class), ("loader", a.loader), ("workers", a.workers)) if v is not None]
+        from .data import data_root, list_images
+        images = a.train_images or len(list_images(data_root(a.data) / "train")[0])
+        for path in run_on_node(a.preset, a.runs, a.seed, a.only, a.gpus_per_net, a.devices, passed,
+                                train_images=images, max_per_class=a.max_per_class):
+            print(path)
+        return
     from .chain import build_chain
     for path in build_chain(a.preset, a.data, a.runs, seed=a.seed, only=a.only, max_per_class=a.max_per_class,
                             progress=not a.no_progress, batch=a.batch, width=a.width, amp=a.amp,
@@ -91,6 +102,12 @@ def main(argv=None) -> int:
     c.add_argument("--runs", default="runs", help="checkpoint folder (default runs/)")
     c.add_argument("--only", nargs="*", help="net names to build (with what they need), e.g. D_S256-512")
     c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--gpus-per-net", type=int, help="train independent nets at the same time, each on its own "
+                   "group of this many devices (torchrun per net; the critical path first)")
+    c.add_argument("--devices", help="with --gpus-per-net: GPU ids (0,1,2,3; default all visible) or cpu:N "
+                                     "(N CPU processes)")
+    c.add_argument("--train-images", type=int, help="with --gpus-per-net: training images per epoch, for the "
+                                                    "estimates (default: those of --data)")
     add_common(c)
     c.set_defaults(func=cmd_chain)
 

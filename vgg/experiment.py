@@ -22,14 +22,9 @@ from .plateau import drops_taken
 from .protocol import PRESETS, get_preset
 from .results import paper_table
 from .runtime import setup_distributed
+from .rows import DENSE_GAP_LIMIT, TABLE5_METHODS, TABLE5_SCALES, members, net_name, scales_of  # noqa: F401
 from .train import TrainSpec, train
 
-# Points: dense evaluation more than this worse than a centre crop of the same rescaled image is a
-# measured dense penalty (the imagenette issue's bound; findings.csv flags rows that rest on one).
-DENSE_GAP_LIMIT = 3.0
-# Table 5: the jittered nets at Q = 256, 384, 512 (paper pixels) by each evaluation method.
-TABLE5_SCALES = [256, 384, 512]
-TABLE5_METHODS = ["dense", "multi-crop", "multi-crop & dense"]
 
 
 def arguments(description: str, needs_data: bool = True, extra=None) -> argparse.Namespace:
@@ -170,19 +165,6 @@ def schedule_taken(ckpt: dict) -> dict:
     return {"epochs": ckpt["epoch"], "lr_drops": drops_taken(lrs), "last_lr": lrs[-1]}
 
 
-def net_name(config: str, train_scale: str) -> str:
-    return f"{config}_S{train_scale}"
-
-
-def members(models: str) -> list[tuple[str, list[int]]]:
-    """'D/256-512/256;384;512 + E/...' -> [('D_S256-512', [256, 384, 512]), ...]."""
-    out = []
-    for m in models.split(" + "):
-        config, train_scale, scales = m.strip().split("/")
-        out.append((net_name(config, train_scale), scales_of(scales)))
-    return out
-
-
 def dense_tested_scales() -> dict[str, set[int]]:
     """net -> the Q (paper pixels) Tables 3 and 4 evaluate it at with dense evaluation."""
     out: dict[str, set[int]] = {}
@@ -191,8 +173,3 @@ def dense_tested_scales() -> dict[str, set[int]]:
     for r in paper_table("table4_multi_scale").itertuples():
         out.setdefault(net_name(r.config, r.train_scale), set()).update(scales_of(r.test_scales))
     return out
-
-
-def scales_of(text: str) -> list[int]:
-    """'224;256;288' -> [224, 256, 288]."""
-    return [int(s) for s in str(text).split(";")]

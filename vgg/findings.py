@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .experiment import DENSE_GAP_LIMIT, members, net_name, scales_of
+from .rows import DENSE_GAP_LIMIT, members, net_name, scales_of
 from .model import feature_size
 from .seeds import SeedCheck, is_seed_row, seed_check, seeded_verdict
 from .stats import TIE_TOLERANCE, compare, unpaired_two_se, verdict

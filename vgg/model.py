@@ -206,6 +206,21 @@ def multiply_adds(model: VGG, size: int | None = None) -> int:
     return total + sum(m.in_features * m.out_features for m in model.classifier if isinstance(m, nn.Linear))
 
 
+def dense_multiply_adds(model: VGG, h: int, w: int) -> int:
+    """Multiply-adds of dense evaluation of one h x w image (one flip): the convs at h x w (each
+    max-pool floors), FC6 as a k x k conv and FC7 / FC8 as 1x1 convs at every score-map position."""
+    channels, total = 3, 0
+    for m in model.features:
+        if isinstance(m, nn.Conv2d):
+            total += h * w * m.out_channels * channels * m.kernel_size[0] * m.kernel_size[1]
+            channels = m.out_channels
+        elif isinstance(m, nn.MaxPool2d):
+            h, w = h // 2, w // 2
+    positions = max(h - model.kernel + 1, 0) * max(w - model.kernel + 1, 0)
+    return total + positions * sum(m.in_features * m.out_features for m in model.classifier
+                                   if isinstance(m, nn.Linear))
+
+
 def notation(model: VGG) -> str:
     """The layer list of ``model`` in the paper's Table 1 notation, read off the modules."""
     parts, block = [], []
