@@ -25,6 +25,7 @@ from vgg.findings import (
     side_key,
     stale_geometry_nets,
 )
+from vgg.plan import PLAN_VERSION, plan_commit
 from vgg.protocol import get_preset
 from vgg.results import findings_markdown, write_table
 from vgg.seeds import (
@@ -114,7 +115,8 @@ def findings(args) -> None:
         geometry = None
     df, evidence = evaluate_claims(cs, tables, correct, image_counts(correct, tables), classes, by_seed, preset,
                                    geometry)
-    stamp = {"preset": args.preset, "tie_tolerance_points": TIE_TOLERANCE}
+    stamp = {"preset": args.preset, "plan_version": PLAN_VERSION, "plan_commit": plan_commit(),
+             "before_plan_tie_tolerance_points": TIE_TOLERANCE}
     write_table(df, folder / "findings.csv", stamp)
     write_table(evidence, folder / "findings_evidence.csv",
                 {**stamp, "bootstrap": "paired, 10000 resamples, seed 0, 95% percentile"})

@@ -90,12 +90,11 @@ def summary(args) -> None:
         counts = fd.verdict.str.split(" (", regex=False).str[0].value_counts().to_dict()
         lines += ["", "## Findings: the paper's claims (proxy results, not ImageNet results)", "",
                   f"{len(fd)} claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
-                                                    ("reproduced", "inconclusive", "opposite"))
-                  + ". One verdict per claim, from the first rule that applies (vgg/findings.py): the seed-level "
-                    "95% t-interval where three seeds trained both nets, else the paired 95% bootstrap interval "
-                    "on the same images, else (per-image correctness not saved) the unpaired 95% interval; a tie "
-                    f"is reproduced within +-{fd.tie_tolerance_points[0]:g} points. Every test's numbers: "
-                    "findings_evidence.csv.", ""]
+                                                    ("reproduced", "inconclusive", "opposite", "not tested"))
+                  + f". Verdicts by the analysis plan, version {fd.plan_version[0]} (docs/analysis_plan.md, commit "
+                    f"{fd.plan_commit[0]}): one test per claim at the highest level of evidence there is (three "
+                    "seeds, else per image on one seed, else unpaired), Holm's correction over the claims; "
+                    "verdict_before_plan: the rule before the plan. Every test's numbers: findings_evidence.csv.", ""]
         ev = folder / "findings_evidence.csv"
         lines.append(findings_markdown(fd, pd.read_csv(ev, dtype={"seeds": str}) if ev.exists() else None))
     atomic_write_text(folder / "summary.md", "\n".join(lines) + "\n")

@@ -36,6 +36,7 @@ from .errors import UserError
 from .rows import DENSE_GAP_LIMIT, members, net_name, scales_of
 from .model import feature_size
 from .seeds import SeedCheck, is_seed_row, seed_check, seeded_verdict
+from .plan import decide_family, image_test, margin, p_values, seed_test, unpaired_test
 from .stats import TIE_TOLERANCE, compare, unpaired_two_se, verdict
 
 #: A net within this many points of chance (1 - 1/classes) did not train.
@@ -44,7 +45,9 @@ CHANCE_MARGIN = 2.0
 CLAIM_TABLES = ("table3", "table4", "table5", "table6")
 
 VERDICT_COLUMNS = ["claim", "claim_type", "paper_section", "paper_a", "paper_b", "paper_diff", "ours_a", "ours_b",
-                   "diff", "decided_by", "estimate", "ci_low", "ci_high", "verdict", "caveat", "quote"]
+                   "diff", "decided_by", "estimate", "se", "df", "ci_low", "ci_high", "margin", "p_paper",
+                   "p_paper_holm", "p_against", "p_against_holm", "verdict_raw", "verdict", "verdict_before_plan",
+                   "caveat", "quote"]
 
 
 def claims() -> pd.DataFrame:
@@ -63,11 +66,22 @@ def read_tables(folder) -> dict[str, pd.DataFrame]:
     return tables
 
 
+class MissingRow(UserError):
+    """A claim's row is not in these tables: a row only the reproduction's protocol makes (a net or
+    a test scale the published presets never had)."""
+
+
 def pick(tables: dict[str, pd.DataFrame], table: str, query: str) -> pd.Series:
-    """The one row of ``table`` that ``query`` selects."""
+    """The one row of ``table`` that ``query`` selects (MissingRow where none, or where the query
+    names a column the table does not have)."""
     if table not in CLAIM_TABLES:
         raise UserError(f"findings.csv names {table}: claims compare rows of tables 3-6")
-    rows = tables[table].query(query)
+    try:
+        rows = tables[table].query(query)
+    except pd.errors.UndefinedVariableError as e:
+        raise MissingRow(f"{table} has no column for {query!r} ({e})")
+    if len(rows) == 0:
+        raise MissingRow(f"{table} has no row where {query!r}")
     if len(rows) != 1:
         raise UserError(f"findings.csv: {table} rows where {query!r}: {len(rows)}, expected exactly one")
     return rows.iloc[0]
@@ -211,7 +225,14 @@ def evaluate_claims(cs: pd.DataFrame, tables: dict[str, pd.DataFrame], correct: 
     train_map = f"{side}x{side}"
     rows, evidence = [], []
     for c in cs.itertuples():
-        a, b = pick(tables, c.table_a, c.row_a), pick(tables, c.table_b, c.row_b)
+        try:
+            a, b = pick(tables, c.table_a, c.row_a), pick(tables, c.table_b, c.row_b)
+        except MissingRow as e:
+            rows.append({"claim": c.claim, "claim_type": c.claim_type, "paper_section": c.paper_section,
+                         "decided_by": "not tested", "verdict": "not tested", "caveat": f"not in these results: {e}",
+                         "quote": c.quote})
+            evidence.append({"claim": c.claim, "test": "not tested"})
+            continue
         ka, kb = side_key(c.table_a, c.row_a), side_key(c.table_b, c.row_b)
         ours_a, ours_b = float(a.ours_top1_err), float(b.ours_top1_err)
         ul, uh = unpaired_interval(ours_a, images[c.table_a], ours_b, images[c.table_b])
@@ -231,14 +252,22 @@ def evaluate_claims(cs: pd.DataFrame, tables: dict[str, pd.DataFrame], correct: 
         d = decide(c.claim_type, paired, (ours_a - ours_b, ul, uh), seeds)
         untrained = [f"{getattr(row, 'config', 'fusion')} at chance ({err:.2f}%): it did not train"
                      for row, err in ((a, ours_a), (b, ours_b)) if at_chance(err, classes)]
+        test = plan_test(seeds, correct.get(ka) if paired is not None else None,
+                         correct.get(kb) if paired is not None else None, (ours_a, images[c.table_a]),
+                         (ours_b, images[c.table_b]))
+        m = margin(ours_b) if c.claim_type != "better" else 0.0
+        p_paper, p_against = (None, None) if untrained else p_values(c.claim_type, test, m)
+        lo, hi = test.interval()
         paper_diff = (round(a.paper_top1_err - b.paper_top1_err, 2) if pd.notna(a.paper_top1_err)
                       and pd.notna(b.paper_top1_err) else None)
         rows.append({"claim": c.claim, "claim_type": c.claim_type, "paper_section": c.paper_section,
                      "paper_a": a.paper_top1_err, "paper_b": b.paper_top1_err, "paper_diff": paper_diff,
                      "ours_a": round(ours_a, 2), "ours_b": round(ours_b, 2), "diff": round(ours_a - ours_b, 2),
-                     "decided_by": d.rule, "estimate": round(d.estimate, 2), "ci_low": round(d.ci_low, 2),
-                     "ci_high": round(d.ci_high, 2),
-                     "verdict": "inconclusive (a net at chance)" if untrained else d.verdict,
+                     "decided_by": level_text(test), "estimate": round(test.estimate, 2), "se": round(test.se, 3),
+                     "df": None if np.isinf(test.df) else int(test.df), "ci_low": round(lo, 2), "ci_high": round(hi, 2),
+                     "margin": round(m, 3), "p_paper": p_paper, "p_against": p_against,
+                     "verdict": "inconclusive (a net at chance)" if untrained else None,
+                     "verdict_before_plan": "inconclusive (a net at chance)" if untrained else d.verdict,
                      "caveat": "; ".join(filter(None, untrained + [
                          caveat(preset, geometry, ((c.table_a, a), (c.table_b, b)), train_map)])),
                      "quote": c.quote})
@@ -253,10 +282,31 @@ def evaluate_claims(cs: pd.DataFrame, tables: dict[str, pd.DataFrame], correct: 
                          "seed_sd_diff": None if seeds is None else seeds.sd,
                          "seed_mean_diff": mean, "seed_ci_low": slo, "seed_ci_high": shi,
                          "seed_level_verdict": "" if seeds is None else seeds.level_verdict})
-    return pd.DataFrame(rows, columns=VERDICT_COLUMNS), pd.DataFrame(evidence)
+    decided = decide_family(rows)
+    for r in decided:
+        for k in ("p_paper", "p_paper_holm", "p_against", "p_against_holm"):
+            r[k] = None if r.get(k) is None else float(f"{r[k]:.3g}")
+    return pd.DataFrame(decided, columns=VERDICT_COLUMNS), pd.DataFrame(evidence)
+
+
+def plan_test(seeds: SeedCheck | None, correct_a, correct_b, a: tuple[float, int], b: tuple[float, int]):
+    """The analysis plan's test of one claim: seed level where three or more seeds trained both nets,
+    else per image where both rows' correctness is known, else unpaired (vgg.plan)."""
+    from .seeds import SEED_LEVEL_MIN
+    if seeds is not None and len(seeds.seeds) >= SEED_LEVEL_MIN:
+        return seed_test(seeds.diffs, seeds.image_var)
+    if correct_a is not None and correct_b is not None:
+        return image_test(correct_a, correct_b)
+    return unpaired_test(a[0], a[1], b[0], b[1])
+
+
+def level_text(test) -> str:
+    return {"seed": f"seed level, {test.n} seeds, t({test.n - 1})",
+            "image": f"paired per image, one seed, {test.n} images",
+            "unpaired": "unpaired (per-image correctness not saved)"}[test.level]
 
 
 def counts(findings: pd.DataFrame) -> dict[str, int]:
-    """reproduced / opposite / inconclusive, whatever tag a verdict carries."""
-    base = findings.verdict.str.split(" ").str[0]
-    return {k: int((base == k).sum()) for k in ("reproduced", "opposite", "inconclusive")}
+    """reproduced / opposite / inconclusive / not tested, whatever tag a verdict carries."""
+    base = findings.verdict.str.replace("not tested", "not-tested").str.split(" ").str[0]
+    return {k: int((base == k.replace(" ", "-")).sum()) for k in ("reproduced", "opposite", "inconclusive", "not tested")}
