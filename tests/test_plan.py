@@ -62,15 +62,36 @@ def test_the_image_and_seed_levels_are_the_paired_and_seed_statistics():
     assert t.estimate == pytest.approx(100 * ((1 - a.mean()) - (1 - b.mean())))
     assert t.se == pytest.approx(d.std(ddof=1) / np.sqrt(len(d)))
     check = SeedCheck([0, 1, 2], [-1.3, 0.28, -4.69], 0.0, [True] * 3, "better", 0.4, image_var=0.12)
-    st = plan.seed_test(check.diffs, check.image_var)
+    st = plan.seed_test(check.diffs, check.image_var, version="1")  # version 1: t(n - 1), as SeedCheck
     mean, lo, hi = check.interval()
     assert (round(st.estimate, 2), round(st.interval()[0], 2), round(st.interval()[1], 2)) == (mean, lo, hi)
+    v2 = plan.seed_test(check.diffs, check.image_var, version="2")
+    seeds_part = np.var(check.diffs, ddof=1) / 3
+    assert v2.se == pytest.approx(st.se)
+    assert v2.df == pytest.approx((seeds_part + 0.12) ** 2 / (seeds_part ** 2 / 2)) and v2.df > 2
+
+
+def test_benjamini_hochberg_by_hand():
+    p = [0.01, 0.04, 0.03, 0.005, 0.5]
+    # sorted 0.005, 0.01, 0.03, 0.04, 0.5 times 5/1, 5/2, 5/3, 5/4, 5/5, then the minimum from the top
+    by_hand = {3: 0.025, 0: 0.025, 2: 0.05, 1: 0.05, 4: 0.5}
+    assert plan.benjamini_hochberg(p) == pytest.approx([by_hand[i] for i in range(5)])
+
+
+def test_version_2_decides_both_sides_as_one_family():
+    rows = [{"p_paper": 0.02, "p_against": 0.98}, {"p_paper": 0.01, "p_against": 0.99},
+            {"p_paper": 0.97, "p_against": 0.03}]
+    out = plan.decide_family(rows, version="2")
+    # six p-values: 0.01, 0.02, 0.03 ranked 1-3 of 6 -> 0.06, 0.06, 0.06: none below 0.05
+    assert [r["verdict"] for r in out] == ["inconclusive"] * 3
+    out = plan.decide_family(rows[:2], version="2")  # 0.01 x 4 / 1, 0.02 x 4 / 2 -> 0.04, 0.04
+    assert [r["verdict"] for r in out] == ["reproduced", "reproduced"]
 
 
 def test_holm_decides_the_family_and_the_raw_verdict_is_kept():
     rows = [{"p_paper": 0.02, "p_against": 0.98}, {"p_paper": 0.01, "p_against": 0.99},
             {"p_paper": None, "p_against": None, "verdict": "not tested"}, {"p_paper": 0.97, "p_against": 0.03}]
-    out = plan.decide_family(rows)
+    out = plan.decide_family(rows, version="1")
     assert [r.get("verdict_raw") for r in out] == ["reproduced", "reproduced", None, "opposite"]
     # Holm over 3: 0.01 x 3 = 0.03, 0.02 x 2 = 0.04; against: 0.03 x 3 = 0.09
     assert [r["verdict"] for r in out] == ["reproduced", "reproduced", "not tested", "inconclusive"]

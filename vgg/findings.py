@@ -36,7 +36,7 @@ from .errors import UserError
 from .rows import DENSE_GAP_LIMIT, members, net_name, scales_of
 from .model import feature_size
 from .seeds import SeedCheck, is_seed_row, seed_check, seeded_verdict
-from .plan import decide_family, image_test, margin, p_values, seed_test, unpaired_test
+from .plan import PLAN_VERSION, decide_family, image_test, margin, p_values, seed_test, unpaired_test
 from .stats import TIE_TOLERANCE, compare, unpaired_two_se, verdict
 
 #: A net within this many points of chance (1 - 1/classes) did not train.
@@ -46,7 +46,8 @@ CLAIM_TABLES = ("table3", "table4", "table5", "table6")
 
 VERDICT_COLUMNS = ["claim", "claim_type", "paper_section", "paper_a", "paper_b", "paper_diff", "ours_a", "ours_b",
                    "diff", "decided_by", "estimate", "se", "df", "ci_low", "ci_high", "margin", "p_paper",
-                   "p_paper_holm", "p_against", "p_against_holm", "verdict_raw", "verdict", "verdict_before_plan",
+                   "p_paper_adj", "p_against", "p_against_adj", "verdict_raw", "verdict", "verdict_plan_v1",
+                   "verdict_before_plan",
                    "caveat", "quote"]
 
 
@@ -257,6 +258,10 @@ def evaluate_claims(cs: pd.DataFrame, tables: dict[str, pd.DataFrame], correct: 
                          (ours_b, images[c.table_b]))
         m = margin(ours_b) if c.claim_type != "better" else 0.0
         p_paper, p_against = (None, None) if untrained else p_values(c.claim_type, test, m)
+        test_v1 = plan_test(seeds, correct.get(ka) if paired is not None else None,
+                            correct.get(kb) if paired is not None else None, (ours_a, images[c.table_a]),
+                            (ours_b, images[c.table_b]), version="1")
+        p_v1 = (None, None) if untrained else p_values(c.claim_type, test_v1, m)
         lo, hi = test.interval()
         paper_diff = (round(a.paper_top1_err - b.paper_top1_err, 2) if pd.notna(a.paper_top1_err)
                       and pd.notna(b.paper_top1_err) else None)
@@ -266,6 +271,7 @@ def evaluate_claims(cs: pd.DataFrame, tables: dict[str, pd.DataFrame], correct: 
                      "decided_by": level_text(test), "estimate": round(test.estimate, 2), "se": round(test.se, 3),
                      "df": None if np.isinf(test.df) else int(test.df), "ci_low": round(lo, 2), "ci_high": round(hi, 2),
                      "margin": round(m, 3), "p_paper": p_paper, "p_against": p_against,
+                     "p_v1": p_v1,
                      "verdict": "inconclusive (a net at chance)" if untrained else None,
                      "verdict_before_plan": "inconclusive (a net at chance)" if untrained else d.verdict,
                      "caveat": "; ".join(filter(None, untrained + [
@@ -283,25 +289,29 @@ def evaluate_claims(cs: pd.DataFrame, tables: dict[str, pd.DataFrame], correct: 
                          "seed_mean_diff": mean, "seed_ci_low": slo, "seed_ci_high": shi,
                          "seed_level_verdict": "" if seeds is None else seeds.level_verdict})
     decided = decide_family(rows)
-    for r in decided:
-        for k in ("p_paper", "p_paper_holm", "p_against", "p_against_holm"):
+    v1 = decide_family([{"p_paper": r.get("p_v1", (None, None))[0], "p_against": r.get("p_v1", (None, None))[1],
+                         "verdict": r.get("verdict")} for r in rows], version="1")
+    for r, old in zip(decided, v1):
+        r["verdict_plan_v1"] = old.get("verdict")
+        for k in ("p_paper", "p_paper_adj", "p_against", "p_against_adj"):
             r[k] = None if r.get(k) is None else float(f"{r[k]:.3g}")
     return pd.DataFrame(decided, columns=VERDICT_COLUMNS), pd.DataFrame(evidence)
 
 
-def plan_test(seeds: SeedCheck | None, correct_a, correct_b, a: tuple[float, int], b: tuple[float, int]):
+def plan_test(seeds: SeedCheck | None, correct_a, correct_b, a: tuple[float, int], b: tuple[float, int],
+              version: str = PLAN_VERSION):
     """The analysis plan's test of one claim: seed level where three or more seeds trained both nets,
     else per image where both rows' correctness is known, else unpaired (vgg.plan)."""
     from .seeds import SEED_LEVEL_MIN
     if seeds is not None and len(seeds.seeds) >= SEED_LEVEL_MIN:
-        return seed_test(seeds.diffs, seeds.image_var)
+        return seed_test(seeds.diffs, seeds.image_var, version)
     if correct_a is not None and correct_b is not None:
         return image_test(correct_a, correct_b)
     return unpaired_test(a[0], a[1], b[0], b[1])
 
 
 def level_text(test) -> str:
-    return {"seed": f"seed level, {test.n} seeds, t({test.n - 1})",
+    return {"seed": f"seed level, {test.n} seeds, t({test.df:.1f})",
             "image": f"paired per image, one seed, {test.n} images",
             "unpaired": "unpaired (per-image correctness not saved)"}[test.level]
 

@@ -5,7 +5,8 @@ A claim compares error(a) - error(b) (``diff``, points) at one level of evidence
 
 * ``seed``: three or more seeds of both nets, each scored on the same images: the mean of the
   seeds' differences, its variance the seeds' variance / n plus the image-sampling variance of the
-  seed-averaged per-image difference (vgg.seeds.SeedCheck), Student's t with n - 1 df;
+  seed-averaged per-image difference (vgg.seeds.SeedCheck), Student's t with Welch-Satterthwaite's
+  degrees of freedom (the image part counted as known; version 1: n - 1);
 * ``image``: one run of each, per-image correctness known: the mean per-image difference, its
   standard error from the images (normal);
 * ``unpaired``: only the two error rates known: two independent proportions (normal).
@@ -19,8 +20,9 @@ between the largest difference the paper calls a tie and the smallest it calls a
 * *tie*: for the paper, |diff| < m (two one-sided tests, TOST: the larger p); against, |diff| > m
   (the smaller one-sided p, doubled).
 
-Each side's p-values are adjusted by Holm's step-down method over the claims a preset tests (the
-family). Verdict: *reproduced* where the paper's side is significant after adjustment (ALPHA),
+Both sides' p-values of every claim a preset tests form one family, adjusted by the
+Benjamini-Hochberg procedure (version 1: Holm over each side). Verdict: *reproduced* where the
+paper's side is significant after adjustment (ALPHA),
 *opposite* where the other side is, *inconclusive* otherwise. Raw p-values, the unadjusted
 verdict and the adjusted one are all reported.
 """
@@ -31,8 +33,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-PLAN_VERSION = "1"
+PLAN_VERSION = "2"
 PLAN_DATE = "2026-12-04"
+#: What each version of the plan decided differently (docs/analysis_plan.md, "Versions"): version 1
+#: took the seed level's degrees of freedom from the seeds alone (n - 1) and Holm's correction over
+#: each side's p-values; version 2 takes Welch-Satterthwaite's degrees of freedom (the image part of
+#: the variance is estimated from thousands of images) and the Benjamini-Hochberg correction over
+#: both sides' p-values of every claim as one family.
+VERSIONS = {"1": {"df": "seeds", "correction": "holm"}, "2": {"df": "satterthwaite", "correction": "bh"}}
 ALPHA = 0.05
 LEVELS = ("seed", "image", "unpaired")
 
@@ -86,10 +94,15 @@ class Test:
         return self.estimate - q * self.se, self.estimate + q * self.se
 
 
-def seed_test(diffs: list[float], image_var: float) -> Test:
+def seed_test(diffs: list[float], image_var: float, version: str = PLAN_VERSION) -> Test:
+    """The seeds' mean difference; variance seeds' / n + image part; df n - 1 (version 1) or
+    Welch-Satterthwaite's, counting the image part as known (version 2)."""
     n = len(diffs)
-    se = float(np.sqrt(np.var(diffs, ddof=1) / n + image_var))
-    return Test("seed", float(np.mean(diffs)), se, n - 1, n)
+    seeds_part = float(np.var(diffs, ddof=1)) / n
+    var = seeds_part + image_var
+    df = n - 1 if VERSIONS[version]["df"] == "seeds" or seeds_part == 0 and image_var == 0 else \
+        (np.inf if seeds_part == 0 else var ** 2 / (seeds_part ** 2 / (n - 1)))
+    return Test("seed", float(np.mean(diffs)), float(np.sqrt(var)), float(df), n)
 
 
 def image_test(correct_a: np.ndarray, correct_b: np.ndarray) -> Test:
@@ -134,6 +147,20 @@ def holm(p: list[float]) -> list[float]:
     return adjusted.tolist()
 
 
+def benjamini_hochberg(p: list[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (step-up; the false discovery rate at the adjusted level)."""
+    p = np.asarray(p, dtype=float)
+    k = len(p)
+    if k == 0:
+        return []
+    order = np.argsort(p)
+    ranked = p[order] * k / np.arange(1, k + 1)
+    adjusted_sorted = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
+    adjusted = np.empty(k)
+    adjusted[order] = adjusted_sorted
+    return adjusted.tolist()
+
+
 def verdict(p_paper: float, p_against: float, alpha: float = ALPHA) -> str:
     if p_paper < alpha:
         return "reproduced"
@@ -142,18 +169,22 @@ def verdict(p_paper: float, p_against: float, alpha: float = ALPHA) -> str:
     return "inconclusive"
 
 
-def decide_family(rows: list[dict]) -> list[dict]:
-    """``rows``: per claim {'p_paper', 'p_against', ...} (None where untested). Adds the Holm-adjusted
-    p-values and the raw and adjusted verdicts."""
+def decide_family(rows: list[dict], version: str = PLAN_VERSION) -> list[dict]:
+    """``rows``: per claim {'p_paper', 'p_against', ...} (None where untested). Adds the adjusted
+    p-values ('p_paper_adj', 'p_against_adj') and the raw and adjusted verdicts: version 1 adjusts
+    each side's p-values by Holm, version 2 both sides' together by Benjamini-Hochberg."""
     tested = [i for i, r in enumerate(rows) if r.get("p_paper") is not None]
-    adj_paper = holm([rows[i]["p_paper"] for i in tested]) if tested else []
-    adj_against = holm([rows[i]["p_against"] for i in tested]) if tested else []
-    out = []
-    for r in rows:
-        out.append(dict(r))
+    paper = [rows[i]["p_paper"] for i in tested]
+    against = [rows[i]["p_against"] for i in tested]
+    if VERSIONS[version]["correction"] == "holm":
+        adj_paper, adj_against = holm(paper), holm(against)
+    else:
+        both = benjamini_hochberg(paper + against)
+        adj_paper, adj_against = both[:len(paper)], both[len(paper):]
+    out = [dict(r) for r in rows]
     for k, i in enumerate(tested):
-        out[i]["p_paper_holm"] = adj_paper[k]
-        out[i]["p_against_holm"] = adj_against[k]
+        out[i]["p_paper_adj"] = adj_paper[k]
+        out[i]["p_against_adj"] = adj_against[k]
         out[i]["verdict_raw"] = verdict(rows[i]["p_paper"], rows[i]["p_against"])
         out[i]["verdict"] = verdict(adj_paper[k], adj_against[k])
     return out
