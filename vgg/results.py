@@ -137,7 +137,7 @@ def write_table(df: pd.DataFrame, path: str | Path, provenance: dict | None = No
 
 def caveat_tag(caveat) -> str:
     """A verdict's short tag for its caveat (findings.csv's caveat column)."""
-    if not isinstance(caveat, str) or not caveat:
+    if not isinstance(caveat, str) or "dense" not in caveat:
         return ""
     return " (dense geometry)" if "off the training geometry" in caveat else " (dense penalty)"
 
@@ -166,6 +166,9 @@ def findings_markdown(df: pd.DataFrame, evidence: pd.DataFrame | None = None) ->
         paper = "- / -" if pd.isna(r.paper_a) else f"{r.paper_a:g} / {r.paper_b:g}"
         if pd.isna(r.paper_a) and "B-5x5" in r.claim:
             paper = "B-5x5 +7 (difference only)"
+        if r.verdict == "not tested":
+            lines.append(f"| {r.claim} ({r.claim_type}, {r.paper_section}) | {paper} | - | - | not tested |")
+            continue
         lines.append(f"| {r.claim} ({r.claim_type}, {r.paper_section}) | {paper} | {r.ours_a:.2f} / {r.ours_b:.2f} | "
                      f"{r.estimate:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] ({decided_tag(r.decided_by)}) | "
                      f"{r.verdict}{caveat_tag(r.caveat)}{seed_tag(ev.get(r.claim))} |")
@@ -188,6 +191,9 @@ def findings_side_by_side(by_preset: dict[str, pd.DataFrame]) -> str:
                 cells.append("-")
                 continue
             q = indexed[n].loc[r.claim]
+            if q.verdict == "not tested":
+                cells.append("not tested")
+                continue
             tag = {"seed level": "seeds", "unpaired": "unpaired", "paired": ""}[decided_tag(q.decided_by)]
             caveat = caveat_tag(q.get("caveat"))
             cells.append(f"{q.estimate:+.1f} [{q.ci_low:+.1f}, {q.ci_high:+.1f}]{' ' + tag if tag else ''} "
