@@ -88,11 +88,16 @@ def table3(args) -> None:
         row["ours_top1_err_center_crop"] = round(100 * ex.errors(*ex.posteriors(net, "center-crop", [q]))[0], 2)
         rows.append(row)
     centre = {c: ex.errors(*ex.posteriors(net_name(c, "256"), "center-crop", [256])) for c in ("B", "B-5x5")}
-    for c in ("B", "B-5x5"):
-        rows.append(with_errors({"config": c, "train_scale": "256", "test_scale": 256, "method": "center-crop",
-                                 "train_scale_px": str(ex.preset.px(256)), "test_scale_px": ex.preset.px(256),
-                                 "note": "control: paper gives only the B-5x5 minus B difference"},
-                                *centre[c], None, None))
+    if ex.preset.plan_controls:  # the analysis plan's pair: B trained like B-5x5
+        centre["B-scratch"] = ex.errors(*ex.posteriors("B_S256-scratch", "center-crop", [256]))
+    for c in centre:
+        row = with_errors({"config": c.removesuffix("-scratch"), "train_scale": "256", "test_scale": 256,
+                           "method": "center-crop", "train_scale_px": str(ex.preset.px(256)),
+                           "test_scale_px": ex.preset.px(256),
+                           "note": "control: paper gives only the B-5x5 minus B difference"}, *centre[c], None, None)
+        if ex.preset.plan_controls:  # 'glorot' for B-5x5 and the B trained like it (the plan's pair)
+            row["init"] = ex.preset.scratch_init if c != "B" else "from A"
+        rows.append(row)
     delta = centre["B-5x5"][0] - centre["B"][0]
     rows.append(with_errors({"config": "B-5x5 minus B", "train_scale": "256", "test_scale": 256,
                              "method": "center-crop", "train_scale_px": str(ex.preset.px(256)),

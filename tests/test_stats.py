@@ -344,13 +344,14 @@ def test_summary_counts_seed_flipped_verdicts_as_inconclusive(tmp_path):
     r = run_cli([str(ROOT / "experiments" / "summary.py"), "--preset", "imagenette", "--results", str(tmp_path)])
     assert r.returncode == 0, r.stderr[-2000:]
     assert (ROOT / "README.md").read_text() == readme  # a scratch results folder leaves the README alone
-    line = re.search(r"(\d+) claims: (\d+) reproduced, (\d+) inconclusive, (\d+) opposite",
+    line = re.search(r"(\d+) claims: (\d+) reproduced, (\d+) inconclusive, (\d+) opposite, (\d+) not tested",
                      (tmp_path / "imagenette" / "summary.md").read_text())
-    n, rep, inc, opp = map(int, line.groups())
-    assert (n, rep, inc, opp) == (len(fd), int((fd.verdict == "reproduced").sum()),
-                                  int(fd.verdict.str.startswith("inconclusive").sum()),
-                                  int(fd.verdict.str.startswith("opposite").sum()))
-    assert rep + inc + opp == n
+    n, rep, inc, opp, untested = map(int, line.groups())
+    assert (n, rep, inc, opp, untested) == (len(fd), int((fd.verdict == "reproduced").sum()),
+                                            int(fd.verdict.str.startswith("inconclusive").sum()),
+                                            int(fd.verdict.str.startswith("opposite").sum()),
+                                            int((fd.verdict == "not tested").sum()))
+    assert rep + inc + opp + untested == n
 
 
 def test_summary_has_the_seed_spread_of_seeds_csv(tmp_path):

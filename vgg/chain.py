@@ -40,10 +40,13 @@ class Net:
     config: str
     scale: str
     parent: str | None = None   # run name whose weights start this one
+    variant: str = ""           # a control's suffix: 'scratch', 'fc'
+    lr_as: str | None = None    # start at the lr the preset gives this config instead of its own
+    train_layers: str = "all"   # 'fc': only the fully-connected layers learn
 
     @property
     def name(self) -> str:
-        return run_name(self.config, self.scale)
+        return run_name(self.config, self.scale) + (f"-{self.variant}" if self.variant else "")
 
     @property
     def finetuning(self) -> bool:
@@ -66,7 +69,14 @@ CHAIN: list[Net] = [
     Net("D", "256-512", "D_S384"),
     Net("E", "256-512", "E_S384"),
 ]
-BY_NAME = {n.name: n for n in CHAIN}
+# The analysis plan's controls (docs/analysis_plan.md; presets with ``plan_controls``): B trained like
+# B-5x5 (from scratch, its lr), and D with jitter fine-tuned from D S=384 in its FC layers only (the
+# paper's ILSVRC-submission net).
+CONTROLS: list[Net] = [
+    Net("B", "256", None, variant="scratch", lr_as="B-5x5"),
+    Net("D", "256-512", "D_S384", variant="fc", train_layers="fc"),
+]
+BY_NAME = {n.name: n for n in CHAIN + CONTROLS}
 
 
 def checkpoint_path(runs: str | Path, preset: str, name: str, seed: int = 0) -> Path:
@@ -91,7 +101,7 @@ def plan(net: Net, path: Path, preset: str, runs: str | Path, seed: int = 0,
     if changed:  # the scheduler in the checkpoint keeps its old rule: resuming would mix two rules
         return "stale: trained under another lr rule (" + ", ".join(
             f"{k} {trained_under[k]} -> {getattr(p, k)}" for k in changed) + ")"
-    start_lr = stage_lr(p, net.config, net.finetuning)
+    start_lr = stage_lr(p, net.lr_as or net.config, net.finetuning)
     if ckpt["spec"]["lr"] != start_lr:  # e.g. the preset's lr_by_config changed for this config
         return f"stale: started at lr {ckpt['spec']['lr']:g}, the preset starts {net.name} at {start_lr:g}"
     parent = None
@@ -119,10 +129,10 @@ def as_json(value):
     return json.loads(json.dumps(value))
 
 
-def needed(only: list[str] | None) -> list[Net]:
-    """The nets to build, dependencies first, in chain order."""
+def needed(only: list[str] | None, controls: bool = False) -> list[Net]:
+    """The nets to build, dependencies first, in chain order (the plan's controls last, where asked)."""
     if not only:
-        return list(CHAIN)
+        return list(CHAIN) + (list(CONTROLS) if controls else [])
     unknown = [n for n in only if n not in BY_NAME]
     if unknown:
         raise UserError(f"unknown net {unknown[0]!r}; valid names: {', '.join(BY_NAME)}")
@@ -131,7 +141,7 @@ def needed(only: list[str] | None) -> list[Net]:
         while name and name not in want:
             want.add(name)
             name = BY_NAME[name].parent
-    return [n for n in CHAIN if n.name in want]
+    return [n for n in CHAIN + CONTROLS if n.name in want]
 
 
 def build_chain(preset: str, data: str | None, runs: str | Path = "runs", seed: int = 0,
@@ -143,7 +153,7 @@ def build_chain(preset: str, data: str | None, runs: str | Path = "runs", seed: 
     ``torchrun`` rank 0 holds the lock and plans, and all processes train."""
     rank, world, device = setup_distributed()
     paths = []
-    for net in needed(only):
+    for net in needed(only, get_preset(preset).plan_controls):
         path = checkpoint_path(runs, preset, net.name, seed)
         with file_lock(path, log) if rank == 0 else nullcontext():
             action = None
@@ -158,8 +168,10 @@ def build_chain(preset: str, data: str | None, runs: str | Path = "runs", seed: 
                 raise action
             if action != "reuse":
                 parent = str(checkpoint_path(runs, preset, net.parent, seed)) if net.parent else None
+                lr = stage_lr(get_preset(preset), net.lr_as, False) if net.lr_as else None
                 train(TrainSpec(config=net.config, scale=net.scale, preset=preset, data=data, out=str(path),
-                                runs=str(runs), resume="auto", init_from=parent, seed=seed,
+                                runs=str(runs), resume="auto", init_from=parent, seed=seed, lr=lr,
+                                train_layers=net.train_layers,
                                 max_per_class=max_per_class, progress=progress, batch=batch, width=width, amp=amp,
                                 loader=loader, workers=workers))
         paths.append(path)

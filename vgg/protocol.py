@@ -65,7 +65,7 @@ def multi_test_scales(train_scale: str) -> list[int]:
 #: Preset fields added after checkpoints and seed fingerprints were first saved, with the value every
 #: earlier run had: a checkpoint without the field was trained with it, and the protocol fingerprint
 #: hashes it only where a preset sets another value, so saved seed entries keep their fingerprints.
-LATER_FIELDS = {"plateau_ema": 0.0, "fixed_schedule": {}}
+LATER_FIELDS = {"plateau_ema": 0.0, "fixed_schedule": {}, "plan_controls": False}
 
 #: Epochs at lr, lr / 10 and lr / 100 for every net of a stage ("S=256": from scratch and from net A;
 #: "fine-tuning": S=384 from S=256 and jitter from S=384, from the fine-tuning lr): the medians of the
@@ -100,6 +100,8 @@ class Preset:
     # Stage ("S=256" | "fine-tuning") -> epochs at lr, lr / 10, lr / 100, ...: a fixed schedule, the same
     # for every net of a stage, instead of the plateau rule (empty: the plateau rule).
     fixed_schedule: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # The analysis plan's control nets (vgg.chain.CONTROLS) and extra rows (Tables 3, 4, 6) are made too
+    plan_controls: bool = False
     scratch_epochs: int = PAPER["epochs"]   # nets from random init (A, A-LRN, B-5x5)
     from_a_epochs: int = PAPER["epochs"]    # B, C, D, E initialised from net A
     finetune_epochs: int = PAPER["epochs"]  # S=384 from S=256, jitter from S=384
@@ -186,7 +188,7 @@ _IMAGENETTE = replace(
 # kept): the imagenette geometry (every size <= 288 px, so no image is upsampled), the fixed schedule
 # of the analysis plan (docs/analysis_plan.md) instead of the plateau rule, three seeds of every net.
 _IMAGEWOOF = replace(
-    _IMAGENETTE, name="imagewoof", fixed_schedule=FIXED_SCHEDULE, stop_after_drops=None,
+    _IMAGENETTE, name="imagewoof", fixed_schedule=FIXED_SCHEDULE, stop_after_drops=None, plan_controls=True,
     scratch_epochs=sum(FIXED_SCHEDULE["S=256"]), from_a_epochs=sum(FIXED_SCHEDULE["S=256"]),
     finetune_epochs=sum(FIXED_SCHEDULE["fine-tuning"]),
     notes=["Imagewoof 2 (10 ILSVRC-2012 dog breeds; fast.ai's imagewoof2-320: shorter side 320 px, aspect "

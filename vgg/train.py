@@ -70,6 +70,7 @@ class TrainSpec:
     amp: bool | None = None
     progress: bool = True
     stop_after: int | None = None  # stop after this many epochs in this call (tests, time budgets)
+    train_layers: str = "all"      # 'all', or 'fc': only the fully-connected layers learn (conv layers frozen)
 
 
 def _positive(name: str, value, kind=float):
@@ -94,9 +95,18 @@ def train_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, amp: bool | N
     return loss.detach(), logits.detach()
 
 
-def make_optimizer(model, preset, lr: float):
-    # Weight decay on all parameters, biases included (as the paper's Caffe setup reads).
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=preset.momentum, weight_decay=preset.weight_decay)
+def make_optimizer(model, preset, lr: float, train_layers: str = "all"):
+    """SGD with momentum; weight decay on all trained parameters, biases included (as the paper's
+    Caffe setup reads). ``train_layers='fc'``: the conv layers are frozen, only the classifier learns
+    (the paper's multi-scale D of the ILSVRC submission was fine-tuned so)."""
+    params = model.parameters()
+    if train_layers == "fc":
+        for p in model.features.parameters():
+            p.requires_grad_(False)
+        params = model.classifier.parameters()
+    elif train_layers != "all":
+        raise UserError(f"train_layers {train_layers!r}: all or fc")
+    return torch.optim.SGD(params, lr=lr, momentum=preset.momentum, weight_decay=preset.weight_decay)
 
 
 def make_scheduler(optimizer, preset, lr: float, fixed: tuple[int, ...] | None = None):
@@ -237,7 +247,7 @@ def train(spec: TrainSpec) -> Path:
     amp = resolve_amp(spec.amp, device.type)  # bf16 autocast where the hardware has bf16, else fp32
     model.to(device, memory_format=torch.channels_last)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    optimizer = make_optimizer(model, preset, lr)
+    optimizer = make_optimizer(model, preset, lr, spec.train_layers)
     scheduler = make_scheduler(optimizer, preset, lr, fixed)
     rows, start = [], 0
     if resume_from is not None:
