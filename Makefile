@@ -2,7 +2,7 @@
 # PRESET=proxy (default: CIFAR-10, 32 px, quick), PRESET=imagenette (ImageNet photographs at the
 # paper's geometry, crop 128) or PRESET=paper (ILSVRC-2012); VGG_DATA=dataset root.
 PRESET ?= proxy
-DATASET ?= $(if $(filter imagenette,$(PRESET)),imagenette,cifar10)
+DATASET ?= $(if $(filter imagenette imagewoof,$(PRESET)),$(PRESET),cifar10)
 # No dataset (VGG_DATA not given, no data/$(DATASET)): the tables run as a smoke test, preset `smoke`
 # on the 700 CIFAR-10 images shipped in $(SAMPLE), writing to the git-ignored results/smoke/.
 SAMPLE = vgg/samples/cifar10-sample
@@ -31,14 +31,14 @@ errors mean nothing. The reproduction: \`make data\` (CIFAR-10, a 170 MB downloa
 then \`make $(if $(filter smoke,$@),table3,$@)\`, or \`make $(if $(filter smoke,$@),table3,$@) VGG_DATA=<ImageFolder root>\`" >&2
 
 .DEFAULT_GOAL := help
-.PHONY: help install installed test data smoke table1 table2 table3 table4 table5 table6 table7 tables findings \
-	seeds init_study dense_geometry compare_presets plateau_study plateau_rules first_drop_effect schedule_study \
+.PHONY: help install installed test data smoke reproduce table1 table2 table3 table4 table5 table6 table7 tables findings \
+	seeds fixed_schedule eval_batching init_study dense_geometry compare_presets plateau_study plateau_rules first_drop_effect schedule_study \
 	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate bench epoch_times eval_cost profile_step \
 	gpu_subset gpu_check gpu_estimates clean
 
 ##@ Setup
 help: ## this list
-	@echo "usage: make <target> [PRESET=proxy|imagenette|paper] [VGG_DATA=<ImageFolder root>]"
+	@echo "usage: make <target> [PRESET=proxy|imagenette|imagewoof|paper] [VGG_DATA=<ImageFolder root>]"
 	@awk 'BEGIN {FS = ":[^#]*## "} /^##@ / {printf "%s:\n", substr($$0, 5)} \
 		/^[a-zA-Z0-9_]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
@@ -61,8 +61,8 @@ test: installed ## the test suite (pytest; about 8 minutes on 2 cores)
 
 # The dataset as an ImageFolder tree in data/$(DATASET): CIFAR-10 (torchvision download) or
 # Imagenette 2 (fast.ai's imagenette2-320, MD5-checked, resized to 224x224).
-data: installed ## CIFAR-10 into data/cifar10 (DATASET=imagenette: Imagenette; DATASET=imagenet: ILSVRC-2012)
-	$(RUN) scripts/make_$(DATASET).py --out data/$(DATASET)
+data: installed ## CIFAR-10 into data/cifar10 (DATASET=imagenette | imagewoof [ARCHIVE=<tgz>] | imagenet)
+	$(RUN) scripts/make_$(DATASET).py --out data/$(DATASET) $(if $(ARCHIVE),--archive $(ARCHIVE))
 
 smoke: installed ## Table 3 on the 700-image CIFAR-10 sample in vgg/samples (under a minute): a smoke test
 	OMP_NUM_THREADS=1 $(RUN) experiments/03_table3_single_scale.py --preset smoke --data $(SAMPLE)
@@ -93,6 +93,12 @@ table7: installed ## Table 7: our best single net and fusion beside the paper's 
 	@$(if $(SMOKE),$(SMOKE_END),:)
 tables: table1 table2 table3 table4 table5 table6 table7 findings ## Tables 1-7 and the findings
 
+# The reproduction of docs/analysis_plan.md: every net of three seeds (each its own chain) with the
+# plan's controls, Tables 1-7 per seed and over seeds, per-image correctness, seed-level findings.
+# Resumable: run it again after a stop. PRESET=imagewoof needs `make data DATASET=imagewoof` first.
+reproduce: installed ## the analysis plan's reproduction, 3 seeds (PRESET=imagewoof; SEEDS=0,1,2): resumable
+	$(RUN) experiments/reproduce.py --preset $(PRESET) --data $(VGG_DATA) $(if $(SEEDS),--seeds $(SEEDS))
+
 # Which of the paper's claims Tables 3-6 reproduce (vgg/paper/findings.csv), tested paired on the
 # cached posteriors (McNemar, bootstrap interval); then results/$(PRESET)/summary.md.
 findings: installed ## which of the paper's claims Tables 3-6 reproduce; then results/PRESET/summary.md
@@ -110,6 +116,14 @@ seeds: installed ## Table 3's S=256 nets with seeds 0-2 (SEEDS=, NETS=): the see
 	$(RUN) experiments/03_table3_single_scale.py --preset $(PRESET) --seed-spread-only
 	$(RUN) experiments/findings.py --preset $(PRESET) --from-saved
 	$(RUN) experiments/summary.py --preset $(PRESET)
+
+# The imagewoof preset's fixed schedule from the published Imagenette plateau-rule logs (no training).
+fixed_schedule: installed ## the fixed lr schedule, derived from the published plateau-rule firings
+	$(RUN) experiments/studies/fixed_schedule.py
+
+# Batched evaluation vs one image per forward on ImageNet photographs (LOADER_DATA): results/eval_batching.csv
+eval_batching: installed ## batched dense / multi-crop vs one image per forward, and the evaluation loaders
+	$(RUN) experiments/studies/eval_batching.py --preset imagenette --data $(LOADER_DATA)
 
 # Nets A and D under N(0, 1e-2), Glorot, and D from a trained A (same schedule and seed).
 init_study: installed ## nets A and D under N(0, 1e-2), Glorot, and D from A (INIT_EPOCHS=)
@@ -190,7 +204,7 @@ gpu_subset: ## the real-image subset gpu_check reads (<= 40 MiB into data/gpu_su
 gpu_check: ## the paper preset's path and rates on one GPU, <= 8 min: results/gpu/*.csv
 	$(PYTHON) scripts/gpu_check.py
 
-gpu_estimates: installed ## each table's hours on 1 and 4 GPUs from results/gpu's rates: results/gpu/table_times.csv
+gpu_estimates: installed ## each table's hours on 1 GPU and one 8-GPU node from results/gpu's rates: table_times.csv
 	$(RUN) experiments/studies/gpu_estimates.py
 
 ##@ Housekeeping

@@ -41,7 +41,8 @@ from .locks import file_lock, lock_path
 LAYOUT = "ROOT/train/<class>/<image>.jpg and ROOT/val/<class>/<image>.jpg (ImageFolder layout)"
 
 
-GET_DATA = ("run `make data` (CIFAR-10 into data/cifar10; `make data DATASET=imagenette` for Imagenette) "
+GET_DATA = ("run `make data` (CIFAR-10 into data/cifar10; `make data DATASET=imagenette` or `DATASET=imagewoof` for "
+            "Imagenette or Imagewoof) "
             "or set VGG_DATA / --data to your own ImageFolder root")
 
 

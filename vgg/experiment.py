@@ -38,6 +38,9 @@ def arguments(description: str, needs_data: bool = True, extra=None) -> argparse
         p.add_argument("--loader", help="memory | stream (default: the preset's)")
         p.add_argument("--workers", type=int, help="DataLoader workers (default: the preset's, capped at the CPUs)")
     p.add_argument("--results", default="results", help="results folder (default results/)")
+    if needs_data:
+        p.add_argument("--per-seed", action="store_true",
+                       help="write into results/<preset>/seed<k>/ (the reproduction's tables of one seed)")
     p.add_argument("--figures", default="figures", help="figures folder (default figures/)")
     if extra:
         extra(p)
@@ -143,7 +146,8 @@ class Experiment:
 
     def out(self, kind: str, name: str) -> Path:
         base = self.args.results if kind == "results" else self.args.figures
-        return Path(base) / self.preset.name / name
+        folder = Path(base) / self.preset.name
+        return (folder / f"seed{self.args.seed}" if getattr(self.args, "per_seed", False) else folder) / name
 
     def provenance(self) -> dict:
         p = self.preset

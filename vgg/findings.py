@@ -92,6 +92,26 @@ def side_key(table: str, query: str) -> str:
     return f"{table}: {query}"
 
 
+#: The columns that name a row of each table (what it evaluates), in the order row_id writes them.
+ROW_IDENTITY = {"table3": ("config", "train_scale", "test_scale", "method", "init"),
+                "table4": ("config", "train_scale", "test_scales", "method"),
+                "table5": ("config", "train_scale", "method"),
+                "table6": ("nets", "method", "d_jitter")}
+
+
+def row_id(table: str, row: pd.Series) -> str:
+    """'table3|config=A|train_scale=256|...': a row's identity, the same in every seed's table and in
+    the table over seeds (columns it lacks or leaves empty are left out)."""
+    parts = [table]
+    for col in ROW_IDENTITY[table]:
+        v = row.get(col)
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v == "":
+            continue
+        v = str(v)
+        parts.append(f"{col}={v[:-2] if v.endswith('.0') else v}")
+    return "|".join(parts)
+
+
 def row_scales(table: str, row: pd.Series) -> list[int]:
     """The test scales Q (paper pixels) behind one table row."""
     if table == "table3":
@@ -218,10 +238,11 @@ def decide(claim_type: str, paired: tuple[float, float, float] | None, unpaired:
 
 def evaluate_claims(cs: pd.DataFrame, tables: dict[str, pd.DataFrame], correct: dict[str, np.ndarray],
                     images: dict[str, int], classes: int | None, by_seed: dict, preset,
-                    geometry: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    geometry: pd.DataFrame | None, row_seeds: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(findings, evidence): one row per claim. ``correct`` maps side_key -> per-image top-1
     correctness where known; ``images`` maps a table name -> its rows' image count (for the
-    unpaired rule); ``by_seed`` maps (config, seed) -> Table 3 seed-row correctness."""
+    unpaired rule); ``by_seed`` maps (config, seed) -> Table 3 seed-row correctness; ``row_seeds``
+    maps (side_key, seed) -> correctness of any row in that seed (the reproduction's, every table)."""
     side = feature_size(preset.crop, 4)
     train_map = f"{side}x{side}"
     rows, evidence = [], []
@@ -247,9 +268,12 @@ def evaluate_claims(cs: pd.DataFrame, tables: dict[str, pd.DataFrame], correct: 
                   "paired_verdict": verdict(c.claim_type, r.ci_low, r.ci_high),
                   "mcnemar_p": float(f"{r.p_value:.3g}"), "discordant": r.discordant, "images": len(correct[ka]),
                   "two_se": round(two_se, 2), "two_se_verdict": two_se_verdict(c.claim_type, r.diff, two_se)}
-        seeds = (seed_check(by_seed, a.config, b.config, c.claim_type, TIE_TOLERANCE)
-                 if paired is not None and c.table_a == c.table_b == "table3" and is_seed_row(a)
-                 and is_seed_row(b) else None)
+        if row_seeds:
+            seeds = seed_check(row_seeds, ka, kb, c.claim_type, TIE_TOLERANCE)
+        else:
+            seeds = (seed_check(by_seed, a.config, b.config, c.claim_type, TIE_TOLERANCE)
+                     if paired is not None and c.table_a == c.table_b == "table3" and is_seed_row(a)
+                     and is_seed_row(b) else None)
         d = decide(c.claim_type, paired, (ours_a - ours_b, ul, uh), seeds)
         untrained = [f"{getattr(row, 'config', 'fusion')} at chance ({err:.2f}%): it did not train"
                      for row, err in ((a, ours_a), (b, ours_b)) if at_chance(err, classes)]

@@ -201,6 +201,9 @@ _IMAGEWOOF = replace(
            "jitter, from lr 1e-3) 8 + 7 + 3; the medians of the rule's firings in the published Imagenette runs",
            "Tables 5-6 (150-crop multi-crop) on 1,000 of the val images, every 4th (stratified by class)"])
 
+_TINY = Preset(name="tiny", crop=32, width=0.0625, batch=32, patience=0, scratch_epochs=1, from_a_epochs=1,
+               finetune_epochs=1, scratch_init="glorot", loader="memory", workers=0, max_per_class=20)
+
 PRESETS: dict[str, Preset] = {
     "paper": Preset(name="paper", crop=224),
     "proxy": _PROXY,
@@ -220,11 +223,11 @@ PRESETS: dict[str, Preset] = {
         _IMAGENETTE, name="imagenette160", crop=160, sizes=IMAGENETTE160_SIZES,
         notes=["the imagenette preset with crop 160 instead of 128 (dense-geometry diagnostic; "
                "paper -> here: 224->160, 256->192, 288->224, 352->256, 384->288, 416->320, 512->352)"]),
-    "tiny": Preset(
-        name="tiny", crop=32, width=0.0625, batch=32, patience=0,
-        scratch_epochs=1, from_a_epochs=1, finetune_epochs=1,
-        scratch_init="glorot", loader="memory", workers=0, max_per_class=20,
-    ),
+    "tiny": _TINY,
+    # The reproduction's protocol (fixed schedule, the plan's controls) at the tiny preset's size: tests only
+    "tiny_plan": replace(
+        _TINY, name="tiny_plan", plan_controls=True, fixed_schedule={"S=256": (1, 1), "fine-tuning": (1,)},
+        lr_by_config={"B-5x5": 2.5e-3}),
     # The proxy's geometry at half its width and a few epochs, for vgg/samples/cifar10-sample
     # (10 classes x 50 train + 20 val images): the whole Table 3 chain in under a minute (make table3).
     "smoke": replace(

@@ -30,6 +30,7 @@ from .configs import check_config
 from .data import data_root, fraction_of
 from .datasets import cache_folder
 from .loaders import load_datasets
+from .results import device_name
 from .errors import Divergence, UserError
 from .init import init_from, initialise
 from .io import atomic_write_text
@@ -257,7 +258,10 @@ def train(spec: TrainSpec) -> Path:
     meta = {"spec": {**asdict(spec), "how": how, "lr": lr, "epochs": epochs, "scale_px": [smin, smax],
                      "init_source": source_stamp(source),
                      "q_val_px": q_val, "world": world, "weight_decay_on_biases": True,
-                     "amp": amp, "precision": precision_name(amp)},
+                     "amp": amp, "precision": precision_name(amp), "device": device_name(),
+                     # every machine the net trained on, across resumes (a reproduction spans sessions)
+                     "devices": list(dict.fromkeys([*(resume_from or {}).get("spec", {}).get("devices", []),
+                                                    f"{device_name()}, {precision_name(amp)}"]))},
             "preset": preset.as_dict(), "classes": data.classes, "colour": data.colour.as_dict(),
             "skipped_images": data.skipped}
     if rank == 0 and start == 0:

@@ -33,6 +33,7 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from vgg.chain import CHAIN
 from vgg.model import VGG, dense_multiply_adds, multiply_adds
@@ -97,7 +98,8 @@ def net_seconds(net, k: int, r: dict, macs: dict, params: dict) -> float:
 
 def dense_rate(q: int, r: dict) -> tuple[float, float]:
     """(device img/s, end-to-end img/s) of dense evaluation of net D at Q on one GPU (estimated)."""
-    macs = dense_multiply_adds(VGG("D"), q, round(q * PHOTO_ASPECT))
+    with torch.device("meta"):
+        macs = dense_multiply_adds(VGG("D"), q, round(q * PHOTO_ASPECT))
     device = r["matmul_tflops"] * 1e12 * r["d_fraction"] / (4 * macs)
     return device, min(device, r["gpu_loader"])
 
@@ -105,7 +107,8 @@ def dense_rate(q: int, r: dict) -> tuple[float, float]:
 def estimate(folder: Path) -> tuple[pd.DataFrame, dict]:
     r = rates(folder)
     configs = sorted({n.config for n in CHAIN})
-    nets = {c: VGG(c) for c in configs}
+    with torch.device("meta"):  # layer shapes only: no weights are made
+        nets = {c: VGG(c) for c in configs}
     macs = {c: multiply_adds(n) for c, n in nets.items()}
     params = {c: sum(p.numel() for p in n.parameters()) for c, n in nets.items()}
     # evaluation, in GPU-seconds

@@ -1,0 +1,286 @@
+"""The reproduction in one command (`make reproduce PRESET=imagewoof`): every net of the chain and
+the analysis plan's controls for each seed, Tables 3-6 per seed, every row's per-image correctness,
+the tables over seeds and the findings at seed level (docs/analysis_plan.md).
+
+Per seed k (each its own chain, its own net A):
+1. the nets, one at a time in chain order (vgg.chain.build_chain: finished nets are reused,
+   an interrupted one resumes), a progress line with the ETA before each;
+2. Tables 3-6 of that seed (the table scripts with --seed k --per-seed: results/<preset>/seed<k>/);
+3. the per-image top-1 correctness of every row of those tables (results/<preset>/seed<k>/
+   per_image_top1.npz, keyed by vgg.findings.row_id) from the cached posteriors.
+Then, over the seeds: results/<preset>/table3-6.csv (each row's error per seed, mean and sd, the
+paper's value), seeds.csv (Table 3's nets per seed with the CPU and precision each trained on),
+checkpoints.csv (every checkpoint's SHA-256), findings.csv at seed level (the plan's tests), Table 7
+and summary.md. A run stopped anywhere resumes where it was (`make reproduce` again).
+
+ETA: the epochs each net still has x the seconds per epoch measured so far for its config (the
+median over finished epochs of any seed), else scaled by multiply-adds from a measured config,
+else the imagenette preset's published epoch times.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vgg.chain import BY_NAME, checkpoint_path, needed, plan
+from vgg.checkpoint import load_metadata
+from vgg.errors import UserError
+from vgg.experiment import Experiment, main
+from vgg.findings import CLAIM_TABLES, claims, evaluate_claims, pick, row_id, side_key
+from vgg.plan import PLAN_VERSION, plan_commit
+from vgg.protocol import get_preset
+from vgg.results import findings_markdown, write_table
+from vgg.seeds import load_per_image, save_per_image
+from vgg.stats import correct_top1
+from vgg.train import default_epochs
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE_SCRIPTS = ["03_table3_single_scale.py", "04_table4_multi_scale.py", "05_table5_eval_methods.py",
+                 "06_table6_fusion.py"]  # each defines table3(args) ... table6(args)
+#: Seconds per epoch of the imagenette preset's published chain (results/imagenette/logs, medians):
+#: the first ETA, before any epoch of this run is measured.
+PUBLISHED_EPOCH_SECONDS = {"A": 20.3, "A-LRN": 22.0, "B": 25.4, "B-5x5": 19.5, "C": 26.2, "D": 30.2, "E": 35.4}
+
+
+def hours(s: float) -> str:
+    return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.0f} min"
+
+
+def seconds_per_epoch(runs: Path, preset: str, seeds: list[int]) -> dict[str, float]:
+    """config -> median seconds per epoch over the logs this run has written so far."""
+    per: dict[str, list[float]] = {}
+    for seed in seeds:
+        for net in BY_NAME.values():
+            log = checkpoint_path(runs, preset, net.name, seed).with_suffix(".log.csv")
+            if log.exists():
+                per.setdefault(net.config, []).extend(pd.read_csv(log).seconds.tolist())
+    return {c: float(np.median(v)) for c, v in per.items() if v}
+
+
+def eta(todo: list[tuple[int, object]], runs: Path, preset, seeds: list[int]) -> float:
+    """Seconds the nets of ``todo`` [(seed, Net)] still need, from the epochs left and the rates."""
+    measured = seconds_per_epoch(runs, preset.name, seeds)
+    scale = np.median([measured[c] / PUBLISHED_EPOCH_SECONDS[c] for c in measured]) if measured else 1.0
+    total = 0.0
+    for seed, net in todo:
+        parent = None if net.parent is None else {"hparams": {"config": BY_NAME[net.parent].config}}
+        epochs = default_epochs(preset, net.config, parent)
+        path = checkpoint_path(runs, preset.name, net.name, seed)
+        done = load_metadata(path)["epoch"] if path.exists() else 0
+        rate = measured.get(net.config, PUBLISHED_EPOCH_SECONDS[net.config] * scale)
+        total += max(epochs - done, 0) * rate
+    return total
+
+
+def train_seed(args, seed: int, seeds: list[int], started: float) -> None:
+    from vgg.chain import build_chain
+    preset = get_preset(args.preset)
+    nets = needed(None, preset.plan_controls)
+    runs = Path(args.runs)
+    for i, net in enumerate(nets):
+        remaining = [(s, n) for s in seeds if s >= seed for n in nets
+                     if (s > seed or nets.index(n) >= i)
+                     and plan(n, checkpoint_path(runs, preset.name, n.name, s), preset.name, runs, s) != "reuse"]
+        print(f"[reproduce {time.strftime('%H:%M')}] seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}), net {net.name} "
+              f"({i + 1}/{len(nets)}); elapsed {hours(time.time() - started)}, ETA {hours(eta(remaining, runs, preset, seeds))} "
+              f"of training ({len(remaining)} nets to train or finish)", file=sys.stderr, flush=True)
+        build_chain(preset.name, args.data, runs, seed=seed, only=[net.name], progress=False,
+                    log=lambda m: print(m, file=sys.stderr, flush=True))
+
+
+def script_function(script: str, name: str):
+    """The function ``name`` of experiments/``script`` (the numbered scripts are not importable by name)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), ROOT / "experiments" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def run_tables(args, seed: int) -> None:
+    """Tables 3-6 of one seed into results/<preset>/seed<k>/ (the table scripts' own functions)."""
+    import argparse
+    for script in TABLE_SCRIPTS:
+        fn = script_function(script, script.split("_")[1])  # table3 ... table6
+        fn(argparse.Namespace(**{**vars(args), "seed": seed, "per_seed": True, "seed_spread_only": False}))
+
+
+def seed_is_scored(args, seed: int) -> bool:
+    """The seed's tables and per-image file are newer than every checkpoint of its chain (make's rule)."""
+    from vgg.seeds import PER_IMAGE_FILE
+    scored = seed_folder(args, seed) / PER_IMAGE_FILE
+    if not scored.exists():
+        return False
+    preset = get_preset(args.preset)
+    stamps = [checkpoint_path(args.runs, args.preset, n.name, seed) for n in needed(None, preset.plan_controls)]
+    return all(p.exists() and p.stat().st_mtime_ns <= scored.stat().st_mtime_ns for p in stamps)
+
+
+def seed_folder(args, seed: int) -> Path:
+    return Path(args.results) / args.preset / f"seed{seed}"
+
+
+def save_row_correctness(args, seed: int) -> None:
+    """Per-image top-1 correctness of every row of the seed's Tables 3-6 (from cached posteriors)."""
+    from vgg.findings import read_tables
+    folder = seed_folder(args, seed)
+    tables = read_tables(folder)
+    sub = type(args)(**{**vars(args), "seed": seed})
+    ex = Experiment(sub)
+    out, classes = {}, None
+    for table, df in tables.items():
+        for _, row in df.iterrows():
+            if table == "table3" and "minus" in str(row.get("config", "")):
+                continue  # a difference row, not a predictor
+            p, y = row_posteriors(ex, table, row)
+            out[row_id(table, row)] = correct_top1(p, y)
+            classes = p.shape[1]
+    save_per_image(folder, out, classes)
+
+
+def row_posteriors(ex: Experiment, table: str, row: pd.Series):
+    from vgg.findings import row_nets
+    if table == "table6":
+        return ex.fused_posteriors(row.models, row.method)
+    if table == "table3" and row.method == "center-crop" and row.get("init") == ex.preset.scratch_init \
+            and row.config == "B":
+        return ex.posteriors("B_S256-scratch", "center-crop", [256])
+    (net, scales), = row_nets(table, row)
+    return ex.posteriors(net, row.method, scales, multi_crop_subset=table == "table5")
+
+
+IDENTITY_END = "ours_top1_err"
+
+
+def combine(args, seeds: list[int]) -> dict[str, pd.DataFrame]:
+    """results/<preset>/tableN.csv: each row's top-1 error per seed, their mean and sd, the paper's."""
+    from vgg.findings import read_tables
+    per_seed = {s: read_tables(seed_folder(args, s)) for s in seeds}
+    out = {}
+    for table in CLAIM_TABLES:
+        base = per_seed[seeds[0]][table]
+        ident = list(base.columns[:list(base.columns).index(IDENTITY_END)])
+        df = base[ident].copy()
+        errs = np.stack([per_seed[s][table].ours_top1_err.to_numpy(float) for s in seeds])
+        for k, s in enumerate(seeds):
+            df[f"ours_top1_err_seed{s}"] = errs[k]
+        df["ours_top1_err"] = errs.mean(0).round(2)
+        df["ours_top1_err_sd"] = errs.std(0, ddof=1).round(2) if len(seeds) > 1 else np.nan
+        df["paper_top1_err"] = base.paper_top1_err
+        top5 = np.stack([per_seed[s][table].ours_top5_err.to_numpy(float) for s in seeds])
+        df["ours_top5_err"] = top5.mean(0).round(2)
+        df["paper_top5_err"] = base.paper_top5_err
+        for extra in ("d_jitter", "init", "val_images"):
+            if extra in base.columns and extra not in df.columns:
+                df[extra] = base[extra]
+        out[table] = df
+        write_table(df, Path(args.results) / args.preset / f"{table}.csv",
+                    {"preset": args.preset, "seeds": ";".join(map(str, seeds)), "per_seed": f"seed<k>/{table}.csv"})
+    return out
+
+
+def net_records(args, seeds: list[int]) -> pd.DataFrame:
+    """Every checkpoint of the reproduction: its SHA-256, epochs, training seconds, CPU and precision."""
+    preset = get_preset(args.preset)
+    rows = []
+    for seed in seeds:
+        for net in needed(None, preset.plan_controls):
+            path = checkpoint_path(args.runs, args.preset, net.name, seed)
+            if not path.exists():
+                continue
+            meta = load_metadata(path)
+            log = pd.read_csv(path.with_suffix(".log.csv"))
+            rows.append({"net": net.name, "seed": seed, "epochs": meta["epoch"], "complete": meta.get("complete"),
+                         "train_seconds": round(float(log.seconds.sum()), 1),
+                         "trained_on": "; ".join(meta["spec"].get("devices", [])) or "not recorded",
+                         "train_precision": meta["spec"].get("precision"), "val_top1_err_last_epoch":
+                         round(100 * float(log.val_top1_err.iloc[-1]), 2),
+                         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size})
+    return pd.DataFrame(rows)
+
+
+def seed_spread(t3: pd.DataFrame, records: pd.DataFrame, seeds: list[int]) -> pd.DataFrame:
+    """seeds.csv as experiments/studies/seeds.py writes it: Table 3's S=256 dense rows per net and
+    seed, with the mean and sd over the seeds and what each net trained on (the whole of Table 3 per
+    seed is in table3.csv's seed columns)."""
+    rows = []
+    for r in t3[(t3.method == "dense") & (t3.train_scale.astype(str) == "256")].itertuples():
+        errs = [getattr(r, f"ours_top1_err_seed{s}") for s in seeds]
+        for s, e in zip(seeds, errs):
+            rec = records[(records.net == f"{r.config}_S256") & (records.seed == s)]
+            rows.append({"config": r.config, "train_scale": "256", "test_scale": r.test_scale, "method": "dense",
+                         "seed": str(s), "ours_top1_err": e, "paper_top1_err": r.paper_top1_err,
+                         "trained_with": rec.trained_on.iloc[0] if len(rec) else "not recorded"})
+        for stat, v in (("mean", np.mean(errs)), ("sd", np.std(errs, ddof=1) if len(errs) > 1 else np.nan)):
+            rows.append({"config": r.config, "train_scale": "256", "test_scale": r.test_scale, "method": "dense",
+                         "seed": stat, "ours_top1_err": round(float(v), 2), "paper_top1_err": r.paper_top1_err})
+    return pd.DataFrame(rows)
+
+
+def seed_findings(args, seeds: list[int], tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The plan's tests on the claims, at seed level where every seed has both rows."""
+    cs = claims()
+    per_seed = {s: load_per_image(seed_folder(args, s))[0] for s in seeds}
+    classes = load_per_image(seed_folder(args, seeds[0]))[1]
+    row_seeds, correct = {}, {}
+    for c in cs.itertuples():
+        for table, query in ((c.table_a, c.row_a), (c.table_b, c.row_b)):
+            try:
+                rid = row_id(table, pick(tables, table, query))
+            except UserError:
+                continue
+            for s in seeds:
+                if rid in per_seed[s]:
+                    row_seeds[(side_key(table, query), s)] = per_seed[s][rid]
+            if rid in per_seed[seeds[0]]:
+                correct[side_key(table, query)] = per_seed[seeds[0]][rid]
+    images = {t: len(next(v for k, v in per_seed[seeds[0]].items() if k.startswith(t + "|"))) for t in CLAIM_TABLES}
+    df, evidence = evaluate_claims(cs, tables, correct, images, classes, {}, get_preset(args.preset), None,
+                                   row_seeds=row_seeds)
+    stamp = {"preset": args.preset, "reproduction_seeds": ";".join(map(str, seeds)), "plan_version": PLAN_VERSION,
+             "plan_commit": plan_commit()}
+    folder = Path(args.results) / args.preset
+    write_table(df, folder / "findings.csv", stamp)
+    write_table(evidence, folder / "findings_evidence.csv", stamp)
+    print(findings_markdown(df, evidence))
+    return df
+
+
+def reproduce(args) -> None:
+    seeds = [int(s) for s in args.seeds.split(",")]
+    started = time.time()
+    for seed in seeds:
+        train_seed(args, seed, seeds, started)
+        if seed_is_scored(args, seed):
+            continue
+        run_tables(args, seed)
+        save_row_correctness(args, seed)
+        print(f"[reproduce] seed {seed}: tables and per-image correctness in {seed_folder(args, seed)}",
+              file=sys.stderr, flush=True)
+    tables = combine(args, seeds)
+    folder = Path(args.results) / args.preset
+    records = net_records(args, seeds)
+    write_table(records, folder / "checkpoints.csv", {"preset": args.preset})
+    write_table(seed_spread(tables["table3"], records, seeds), folder / "seeds.csv",
+                {"preset": args.preset, "seeds": ";".join(map(str, seeds))})
+    seed_findings(args, seeds, tables)
+    import argparse
+    base = {"preset": args.preset, "results": args.results, "figures": args.figures, "readme": None}
+    per_preset = {"results": str(folder), "figures": str(Path(args.figures) / args.preset)}  # as `make table1`
+    for script, name, where in (("01_table1_configs.py", "table1", per_preset), ("02_table2_params.py", "table2", per_preset),
+                                ("07_table7_state_of_the_art.py", "table7", {}), ("summary.py", "summary", {})):
+        script_function(script, name)(argparse.Namespace(**{**base, **where}))
+    print(f"[reproduce] done in {hours(time.time() - started)}: {folder}", file=sys.stderr)
+
+
+def extra(p) -> None:
+    p.add_argument("--seeds", default="0,1,2", help="seeds, each its own chain (default 0,1,2)")
+
+
+if __name__ == "__main__":
+    main(reproduce, extra=extra)

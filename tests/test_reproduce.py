@@ -1,0 +1,81 @@
+"""`make reproduce` end to end on the tiny_plan preset (the reproduction's protocol at test size: the
+fixed schedule, the plan's controls, three seeds): per-seed tables, every row's per-image correctness,
+the tables over seeds, checkpoint hashes and the CPU each net trained on, seed-level findings; a
+second run resumes and trains nothing."""
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, run_cli
+
+from vgg.chain import CHAIN, CONTROLS, checkpoint_path
+from vgg.findings import claims, read_tables, row_id
+from vgg.seeds import load_per_image
+
+SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def reproduction(small_data, tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("reproduce")
+    args = [str(ROOT / "experiments" / "reproduce.py"), "--preset", "tiny_plan", "--data", str(small_data),
+            "--runs", "runs", "--results", "results", "--figures", "figures"]
+    r = run_cli(args, cwd=cwd, env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    return cwd, r, args
+
+
+def test_every_seed_trains_its_own_chain_and_the_plans_controls(reproduction):
+    cwd, r, _ = reproduction
+    records = pd.read_csv(cwd / "results" / "tiny_plan" / "checkpoints.csv")
+    assert len(records) == len(SEEDS) * (len(CHAIN) + len(CONTROLS))
+    for rec in records.itertuples():
+        path = checkpoint_path(cwd / "runs", "tiny_plan", rec.net, rec.seed)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == rec.sha256
+    assert records.trained_on.str.contains("bf16|fp32").all()  # each net records its CPU and precision
+    assert (records.epochs == records.net.map(lambda n: 1 if "384" in n or "512" in n else 2)).all()  # fixed schedule
+    assert "ETA" in r.stderr and "seed 2 (3/3)" in r.stderr
+
+
+def test_tables_over_seeds_are_the_seed_tables_mean_and_sd(reproduction):
+    cwd, _, _ = reproduction
+    folder = cwd / "results" / "tiny_plan"
+    combined = read_tables(folder)
+    per_seed = {s: read_tables(folder / f"seed{s}") for s in SEEDS}
+    for table, df in combined.items():
+        errs = np.stack([per_seed[s][table].ours_top1_err.to_numpy(float) for s in SEEDS])
+        assert np.allclose(df.ours_top1_err, errs.mean(0), atol=0.006)
+        assert np.allclose(df.ours_top1_err_sd, errs.std(0, ddof=1), atol=0.006)
+        for s in SEEDS:
+            assert np.allclose(df[f"ours_top1_err_seed{s}"], per_seed[s][table].ours_top1_err)
+    t3 = combined["table3"]
+    assert ((t3.config == "B") & (t3.method == "center-crop") & (t3.init == "glorot")).sum() == 1  # the control
+    t4 = combined["table4"]
+    assert set(t4[t4.paper_top1_err.isna()].test_scales) == {"384", "512"}  # the plan's single-scale rows
+    assert (combined["table6"].query("nets == 7").d_jitter == "fc only").all()
+
+
+def test_every_rows_per_image_correctness_is_saved_and_every_claim_is_decided_at_seed_level(reproduction):
+    cwd, _, _ = reproduction
+    folder = cwd / "results" / "tiny_plan"
+    for s in SEEDS:
+        saved, classes = load_per_image(folder / f"seed{s}")
+        tables = read_tables(folder / f"seed{s}")
+        for table, df in tables.items():
+            for _, row in df.iterrows():
+                if "minus" not in str(row.get("config", "")):
+                    c = saved[row_id(table, row)]
+                    assert abs(100 * (1 - c.mean()) - row.ours_top1_err) < 0.006  # the row's own error
+    f = pd.read_csv(folder / "findings.csv")
+    assert len(f) == len(claims()) and (f.verdict != "not tested").all()
+    assert f.decided_by.str.startswith("seed level, 3 seeds").all()  # no unpaired and no one-seed verdict
+    assert f.plan_version.astype(str).eq("2").all() and f.plan_commit.notna().all()
+
+
+def test_a_second_run_resumes_and_trains_nothing(reproduction):
+    cwd, _, args = reproduction
+    before = (cwd / "results" / "tiny_plan" / "findings.csv").read_text()
+    r = run_cli(args, cwd=cwd, env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0 and "training runs/" not in r.stderr, r.stderr[-2000:]
+    assert (cwd / "results" / "tiny_plan" / "findings.csv").read_text() == before
