@@ -56,6 +56,17 @@ def test_training_follows_the_fixed_schedule_across_a_resume(small_data, tmp_pat
     assert ckpt["epoch"] == 4 and ckpt["complete"] and ckpt["spec"]["epochs"] == 4
 
 
+def test_a_fixed_schedule_validates_every_few_epochs_and_at_the_last(small_data, tmp_path, monkeypatch):
+    import math
+    monkeypatch.setitem(protocol.PRESETS, "tiny", replace(protocol.PRESETS["tiny"], validate_every=3,
+                        fixed_schedule={"S=256": (2, 2), "fine-tuning": (1,)}))
+    out = tmp_path / "A.pt"
+    train(TrainSpec(config="A", preset="tiny", data=str(small_data), out=str(out), progress=False, batch=16,
+                    amp=False))
+    log = torch.load(out, weights_only=False)["log"]
+    assert [not math.isnan(r["val_top1_err"]) for r in log] == [False, False, True, True]  # epoch 3, and 4: the last
+
+
 def test_a_net_trained_under_the_plateau_rule_is_stale_under_the_fixed_schedule(small_data, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     path = checkpoint_path(runs, "tiny", "A_S256")

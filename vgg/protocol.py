@@ -65,7 +65,7 @@ def multi_test_scales(train_scale: str) -> list[int]:
 #: Preset fields added after checkpoints and seed fingerprints were first saved, with the value every
 #: earlier run had: a checkpoint without the field was trained with it, and the protocol fingerprint
 #: hashes it only where a preset sets another value, so saved seed entries keep their fingerprints.
-LATER_FIELDS = {"plateau_ema": 0.0, "fixed_schedule": {}, "plan_controls": False}
+LATER_FIELDS = {"plateau_ema": 0.0, "fixed_schedule": {}, "plan_controls": False, "validate_every": 1}
 
 #: Epochs at lr, lr / 10 and lr / 100 for every net of a stage ("S=256": from scratch and from net A;
 #: "fine-tuning": S=384 from S=256 and jitter from S=384, from the fine-tuning lr): the medians of the
@@ -102,6 +102,8 @@ class Preset:
     fixed_schedule: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # The analysis plan's control nets (vgg.chain.CONTROLS) and extra rows (Tables 3, 4, 6) are made too
     plan_controls: bool = False
+    # Under a fixed schedule validation decides nothing: validate every this many epochs, and the last
+    validate_every: int = 1
     scratch_epochs: int = PAPER["epochs"]   # nets from random init (A, A-LRN, B-5x5)
     from_a_epochs: int = PAPER["epochs"]    # B, C, D, E initialised from net A
     finetune_epochs: int = PAPER["epochs"]  # S=384 from S=256, jitter from S=384
@@ -189,6 +191,7 @@ _IMAGENETTE = replace(
 # of the analysis plan (docs/analysis_plan.md) instead of the plateau rule, three seeds of every net.
 _IMAGEWOOF = replace(
     _IMAGENETTE, name="imagewoof", fixed_schedule=FIXED_SCHEDULE, stop_after_drops=None, plan_controls=True,
+    validate_every=5,
     scratch_epochs=sum(FIXED_SCHEDULE["S=256"]), from_a_epochs=sum(FIXED_SCHEDULE["S=256"]),
     finetune_epochs=sum(FIXED_SCHEDULE["fine-tuning"]),
     notes=["Imagewoof 2 (10 ILSVRC-2012 dog breeds; fast.ai's imagewoof2-320: shorter side 320 px, aspect "
@@ -199,7 +202,8 @@ _IMAGEWOOF = replace(
            "a fixed schedule instead of the plateau rule (with 3,929 val images the rule fires by chance): "
            "S=256 stage (from scratch, from net A) 24 epochs at lr, 10 at lr/10, 6 at lr/100; fine-tuning (S=384, "
            "jitter, from lr 1e-3) 8 + 7 + 3; the medians of the rule's firings in the published Imagenette runs",
-           "Tables 5-6 (150-crop multi-crop) on 1,000 of the val images, every 4th (stratified by class)"])
+           "Tables 5-6 (150-crop multi-crop) on 1,000 of the val images, every 4th (stratified by class)",
+           "validation every 5th epoch and the last (the fixed schedule does not use it): the training curves"])
 
 _TINY = Preset(name="tiny", crop=32, width=0.0625, batch=32, patience=0, scratch_epochs=1, from_a_epochs=1,
                finetune_epochs=1, scratch_init="glorot", loader="memory", workers=0, max_per_class=20)

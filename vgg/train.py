@@ -302,7 +302,12 @@ def train(spec: TrainSpec) -> Path:
         train_seconds = time.perf_counter() - t0
         if world > 1:  # the epoch's train loss and error over every process's images
             loss_sum, correct, seen = all_sum([loss_sum, correct, seen], device)
-        val1, val5 = validate(model, data, q_val, device, amp, rank, world)
+        # a fixed schedule needs no validation to go on: the preset's validate_every epochs and the last
+        every = preset.validate_every if fixed else 1
+        if (epoch + 1) % every == 0 or epoch + 1 == epochs:
+            val1, val5 = validate(model, data, q_val, device, amp, rank, world)
+        else:
+            val1 = val5 = float("nan")
         epoch_lr = optimizer.param_groups[0]["lr"]
         # what the rule sees: this stage's val accuracies, smoothed by the preset's EMA (if any); does
         # it fire after this epoch? (vgg.plateau replays torch's ReduceLROnPlateau on the log)
@@ -323,7 +328,8 @@ def train(spec: TrainSpec) -> Path:
             ck.save_training_checkpoint(state, out)
             atomic_write_text(out.with_suffix(".log.csv"), log_csv(rows))
             print(f"[{out.stem}] epoch {epoch + 1}/{epochs} lr {rows[-1]['lr']:g} loss {rows[-1]['train_loss']:.4f} "
-                  f"val top-1 err {val1:.4f} top-5 err {val5:.4f} ({train_seconds:.0f} s)", file=sys.stderr)
+                  + (f"val top-1 err {val1:.4f} top-5 err {val5:.4f}" if val1 == val1 else "(no validation)")
+                  + f" ({train_seconds:.0f} s)", file=sys.stderr)
             if stopped:
                 print(f"[{out.stem}] stopped: the lr was lowered {drops} times and validation accuracy "
                       f"stalled again", file=sys.stderr)
