@@ -57,6 +57,7 @@ def correctness(args, tables, wanted: list[tuple[str, str]], folder: Path) -> tu
         if not saved:
             raise UserError(f"{folder / PER_IMAGE_FILE} is missing: run `make findings PRESET={args.preset}` with "
                             "the checkpoints (or posteriors) present once")
+        saved = by_row(saved, tables, wanted)
         missing = list(dict.fromkeys(side_key(*w) for w in wanted if side_key(*w) not in saved))
         if missing:
             print(f"note: {len(missing)} rows have no saved per-image correctness; their claims are tested "
@@ -78,6 +79,31 @@ def correctness(args, tables, wanted: list[tuple[str, str]], folder: Path) -> tu
         out[side_key(table, query)] = c
     save_per_image(folder, out, classes)
     return out, classes
+
+
+def by_row(saved: dict, tables: dict[str, pd.DataFrame], wanted: list[tuple[str, str]]) -> dict:
+    """``saved`` with every wanted (table, query) that selects the same row as a saved key's query
+    added under its own key: a claim's query reworded (e.g. naming its test scales) still finds the
+    correctness saved for its row."""
+    rows = {}
+    for key, correct in saved.items():
+        table, _, query = key.partition(": ")
+        try:
+            rows[(table, pick(tables, table, query).name)] = correct
+        except UserError:
+            continue
+    out = dict(saved)
+    for table, query in wanted:
+        key = side_key(table, query)
+        if key in out:
+            continue
+        try:
+            row = pick(tables, table, query).name
+        except UserError:
+            continue
+        if (table, row) in rows:
+            out[key] = rows[(table, row)]
+    return out
 
 
 def image_counts(correct: dict, tables: dict[str, pd.DataFrame]) -> dict[str, int]:
