@@ -27,7 +27,7 @@ def label(table: str, row: pd.Series) -> str:
 
 def row(paper_row: str, ours: str, r: pd.Series) -> dict:
     return {"paper_row": paper_row, "ours": ours, "ours_top1_err": r.ours_top1_err, "paper_top1_err": r.paper_top1_err,
-            "diff_top1": round(r.ours_top1_err - r.paper_top1_err, 2), "ours_top5_err": r.ours_top5_err,
+            "ours_top5_err": r.ours_top5_err,
             "paper_top5_err": r.paper_top5_err}
 
 
@@ -50,7 +50,6 @@ def table7(args) -> None:
             r = t[table].query(query).iloc[0]
             rows.append({**row(p.method, f"ours, same nets and method: {label(table, r)}", r),
                          "paper_top1_err": p.top1_val_err, "paper_top5_err": p.top5_val_err,
-                         "diff_top1": round(r.ours_top1_err - p.top1_val_err, 2),
                          "paper_top5_test_err": p.top5_test_err})
         else:
             rows.append({"paper_row": p.method, "ours": "", "paper_top1_err": p.top1_val_err,

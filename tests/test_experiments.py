@@ -49,7 +49,7 @@ def test_every_paper_row_has_our_value_beside_the_paper(tables, n):
     head = ours.iloc[:len(paper)]
     assert head["paper_top1_err"].tolist() == paper["top1_val_err"].tolist()
     assert head["ours_top1_err"].between(0, 100).all()
-    assert (head["diff_top1"] - (head["ours_top1_err"] - head["paper_top1_err"])).abs().max() < 0.011
+    assert "diff_top1" not in ours.columns  # a 10-class error minus a 1000-class one measures nothing
     assert {"preset", "dataset", "seed", "commit", "command"} <= set(ours.columns)
     assert (ours["preset"] == "tiny").all()
     assert "diff_top5" not in ours.columns  # top-5 over a proxy's classes is not the paper's 1000-class top-5
@@ -529,19 +529,3 @@ def test_table3_leaves_out_a_seed_spread_made_from_another_chain(tmp_path):
     assert "seeds" not in retrained.columns  # seed 0 there is not this table's net: no spread
 
 
-def test_the_readme_findings_table_is_the_one_findings_csv_makes():
-    """README.md's findings block is remade from results/{imagenette,proxy}/findings.csv (make findings):
-    the committed README holds exactly what the committed CSVs give, a row per claim."""
-    import pandas as pd
-
-    from vgg.results import findings_side_by_side, replace_block
-    found = {label: pd.read_csv(ROOT / "results" / p / "findings.csv")
-             for p, label in (("imagenette", "Imagenette"), ("proxy", "CIFAR-10"))}
-    block = findings_side_by_side(found)
-    readme = (ROOT / "README.md").read_text()
-    assert replace_block(readme, "findings", block) == readme
-    assert len(block.splitlines()) == 2 + len(found["Imagenette"])
-    first = found["Imagenette"].iloc[0]
-    assert f"**{first.verdict.split(' (')[0]}**" in block.splitlines()[2]
-    with pytest.raises(ValueError, match="findings:begin"):
-        replace_block("no block here", "findings", block)

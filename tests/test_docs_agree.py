@@ -1,0 +1,72 @@
+"""One source of truth: the README's verdict and GPU blocks and docs/findings.md are what the committed
+CSVs generate; no document states a verdict count of its own; every relative link resolves; the
+citation file claims no ImageNet result."""
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from vgg.results import replace_block
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "results").glob("*/README.md"))]
+
+
+def summary_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("summary", ROOT / "experiments" / "summary.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_readme_blocks_and_the_findings_page_are_what_the_csvs_generate():
+    mod = summary_module()
+    readme = (ROOT / "README.md").read_text()
+    results = ROOT / "results"
+    assert replace_block(readme, "verdict", mod.verdict_block(results)) == readme
+    assert replace_block(readme, "gpu", mod.gpu_block(results)) == readme
+    found = {label: pd.read_csv(results / p / "findings.csv") for p, label in
+             (*mod.README_PRESETS.items(), ("imagewoof", "Imagewoof")) if (results / p / "findings.csv").exists()}
+    assert (ROOT / "docs" / "findings.md").read_text() == mod.findings_page(found)
+    fd = found["Imagenette"]
+    counts = fd.verdict.str.split(" (", regex=False).str[0].value_counts()
+    assert f"**{counts['reproduced']} reproduced, {counts['opposite']} opposite" in readme
+
+
+def test_no_document_states_a_verdict_count_the_csvs_do_not_make():
+    """Counts of verdicts live only in the generated blocks (README's verdict, docs/findings.md, summary.md)."""
+    for doc in DOCS:
+        text = doc.read_text()
+        if doc.name == "README.md" and doc.parent == ROOT:
+            text = re.sub(r"<!-- (\w+):begin -->.*?<!-- \1:end -->", "", text, flags=re.S)
+        if doc.name == "findings.md":
+            continue
+        hits = re.findall(r"\b\d+ (?:reproduced|opposite)\b|\d+ / \d+ / \d+ of \d+", text)
+        assert not hits, (doc, hits)
+
+
+def test_every_relative_link_resolves():
+    for doc in DOCS:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (doc.parent / path).resolve() if path else doc
+            assert dest.exists(), (doc, target)
+            if anchor and dest.suffix == ".md":
+                heads = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+                         for h in re.findall(r"^#+ (.+)$", dest.read_text(), flags=re.M)}
+                assert anchor in heads, (doc, target)
+
+
+def test_the_citation_claims_no_imagenet_result():
+    text = (ROOT / "CITATION.cff").read_text()
+    assert "no ImageNet training has been run" in text and "are not ImageNet results" in text
+
+
+@pytest.mark.parametrize("table", ["table3", "table4", "table5", "table6", "table7"])
+def test_no_table_subtracts_a_ten_class_error_from_a_thousand_class_one(table):
+    for preset in ("imagenette", "proxy"):
+        assert "diff_top1" not in pd.read_csv(ROOT / "results" / preset / f"{table}.csv").columns
