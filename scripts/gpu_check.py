@@ -572,9 +572,11 @@ class Check:
         # (their original sizes set the dense pass's cost), repeated to EVAL_IMAGES files on a GPU (the label
         # says so); Imagenette's 224x224 files where there are none
         from vgg.gpu_data import GPUStreamData
-        data, label = self.data(self.data_dir), f"{self.data_dir.name} val (Imagenette, 224x224)"
+        # on a CPU (the smoke run) the loaders work in this process: a worker start per pass is most of its time
+        workers = None if self.gpu else 0
+        data, label = self.data(self.data_dir, workers=workers), f"{self.data_dir.name} val (Imagenette, 224x224)"
         if (self.data_dir / "photos" / "train").is_dir():
-            data = self.data(self.data_dir / "photos")
+            data = self.data(self.data_dir / "photos", workers=workers)
             files = len(data.train.paths)
             data.val.paths, data.val.labels = _repeat(list(data.train.paths), [0] * files,
                                                       EVAL_IMAGES if self.gpu else files)

@@ -144,3 +144,16 @@ def test_two_processes_score_their_slices_in_batches_like_one(photo_root, tmp_pa
         (p1, y1), (p2, y2) = one[method], two[method]
         assert len(y1) == 18 and np.array_equal(y1, y2)
         assert np.abs(p1 - p2).max() <= POSTERIOR_ATOL
+
+
+def test_the_input_modules_import_one_way():
+    """vgg.data <- vgg.datasets <- vgg.gpu_data <- vgg.loaders: no module imports one after it, not
+    even inside a function (the circle datasets <-> gpu_data is gone)."""
+    import ast
+    order = ["data", "datasets", "gpu_data", "loaders"]
+    root = Path(__file__).resolve().parents[1] / "vgg"
+    for k, name in enumerate(order):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        imported = {node.module.lstrip(".").removeprefix("vgg.") for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module}
+        assert not imported & set(order[k + 1:]), (name, imported & set(order[k + 1:]))
