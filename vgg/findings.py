@@ -1,27 +1,18 @@
-"""Which of the paper's claims the results reproduce: the rules, as a library.
+"""Which of the paper's claims the results reproduce: the rows each claim compares and its verdict.
 
 A claim of ``vgg/paper/findings.csv`` (quoted with its section; type *better*, *no better* or *tie*)
 compares two rows of ``results/<preset>/tableN.csv``: two nets or two methods scored on the same
-validation images. Each claim gets exactly one verdict, from the first rule that applies:
+validation images. Its verdict follows the analysis plan (``vgg.plan``, docs/analysis_plan.md): one
+test at the highest level of evidence there is -- three seeds of both rows (the seeds' mean
+difference, training and image noise), else per image on one seed, else unpaired from the two
+error rates -- against the plan's equivalence margin, then the Benjamini-Hochberg correction over
+the preset's claims. A claim whose rows a preset lacks is *not tested*; a net at chance makes its
+claims *inconclusive (a net at chance)*.
 
-1. *seed level*: both rows are Table 3's S=256 nets and the seed runs trained both with at least
-   ``vgg.seeds.SEED_LEVEL_MIN`` seeds: the 95% t-interval of the seeds' mean difference (training and
-   image noise, ``vgg.seeds.SeedCheck.interval``). With two seeds, seed 0's paired verdict unless the
-   seeds fall on both sides of the claim (*inconclusive (flips between seeds)*).
-2. *paired*: the per-image top-1 correctness of both rows is known (cached posteriors, or the saved
-   ``per_image_top1.npz``): the 95% paired bootstrap interval of error(a) - error(b).
-3. *unpaired*: only the rows' error rates are known (per-image correctness was not saved while the
-   checkpoints existed): the 95% normal interval of a difference of two independent proportions.
-   Two predictors scored on the same images agree more often than independent ones, so this interval
-   is wider than the paired one: it decides fewer claims, never more wrongly.
-
-The interval gives the verdict (``vgg.stats.verdict``): *reproduced* on the paper's side,
-*opposite* on the other, *inconclusive* otherwise; a tie is reproduced when the interval lies
-within +-TIE_TOLERANCE points. A net at chance makes a claim *inconclusive (a net at chance)*.
-
-``findings.csv`` holds one verdict per claim and the interval that decided it; every other test's
-numbers go to ``findings_evidence.csv`` (McNemar p, the paired interval beside the seed-level one,
-the seeds' differences, the old two-standard-error rule).
+``findings.csv`` holds one verdict per claim with its test's numbers, plan version 1's verdict and
+the rule before the plan (``verdict_before_plan``: the first of seed-level t-interval, paired
+bootstrap, unpaired interval, with a 2-point tie band); ``findings_evidence.csv`` every other
+test's numbers (McNemar p, the paired bootstrap, the seeds' differences).
 """
 from __future__ import annotations
 
