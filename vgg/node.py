@@ -157,7 +157,7 @@ def run_on_node(preset_name: str, runs: str | Path, seed: int, only: list[str] |
     (--preset, --runs, --seed, --data, ...)."""
     preset = get_preset(preset_name, max_per_class=max_per_class)
     slots = device_groups(devices, per_net)
-    nets = needed(only)
+    nets = needed(only, preset.plan_controls)
     paths = {n.name: checkpoint_path(runs, preset_name, n.name, seed) for n in nets}
     actions = {n.name: plan(n, paths[n.name], preset_name, runs, seed, max_per_class) for n in nets}
     todo = [n for n in nets if actions[n.name] != "reuse"]
