@@ -78,7 +78,7 @@ def summary(args) -> None:
     lines += error_table(t[7].iloc[:2], lambda r: r.ours)
     seeds = folder / "seeds.csv"
     if seeds.exists():
-        sd = pd.read_csv(seeds, dtype={"seed": str})
+        sd = pd.read_csv(seeds, dtype={"seed": str, "seeds": str})
         lines += ["", f"## Seed spread: Table 3's S=256 nets (dense, Q=256; seeds {sd.seeds[0].replace(';', ', ')})",
                   "", "Top-1 error (%) of each net trained with each seed (B-E of seed k from seed k's A); "
                       "'-': not trained with that seed yet.", ""]

@@ -79,3 +79,16 @@ def test_a_second_run_resumes_and_trains_nothing(reproduction):
     r = run_cli(args, cwd=cwd, env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0 and "training runs/" not in r.stderr, r.stderr[-2000:]
     assert (cwd / "results" / "tiny_plan" / "findings.csv").read_text() == before
+
+
+def test_one_seed_reuses_the_nets_and_writes_every_table(reproduction):
+    """A run of seed 0 alone into another results folder: the nets are reused, every table and the
+    summary are written (one seed: the claims are tested per image, not at seed level)."""
+    cwd, _, args = reproduction
+    one = [*args[:args.index("--results")], "--results", "results-one", "--figures", "figures-one", "--seeds", "0"]
+    r = run_cli(one, cwd=cwd, env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0 and "training runs/" not in r.stderr, r.stderr[-2000:]
+    folder = cwd / "results-one" / "tiny_plan"
+    assert (folder / "summary.md").exists() and (folder / "table7.csv").exists()
+    f = pd.read_csv(folder / "findings.csv")
+    assert not f.decided_by.str.startswith("seed level").any()
