@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import math
 import os
 import random
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,11 +117,7 @@ def image_sizes(paths: list[str], cache_dir: str | Path | None = None) -> np.nda
     and cached in ``cache_dir`` under a key of the files' names, sizes and mtimes."""
     cache = None
     if cache_dir is not None:
-        h = hashlib.sha1()
-        for p in paths:
-            st = os.stat(p)
-            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        cache = Path(cache_dir) / f"sizes-{h.hexdigest()[:16]}.json"
+        cache = Path(cache_dir) / f"sizes-{_cache_key(paths, None)}.json"
         if cache.exists():
             return np.asarray(json.loads(cache.read_text()), dtype=np.int64).reshape(-1, 2)
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
@@ -249,8 +245,7 @@ MEMORY_LAYOUT = 2
 
 
 def _folder_key(split_dir: Path, max_per_class: int | None, max_side: int | None) -> str:
-    key = f"{split_dir.resolve()}\0{max_per_class}\0{max_side}" + (f"\0{MEMORY_LAYOUT}" if MEMORY_LAYOUT > 1 else "")
-    return hashlib.sha1(key.encode()).hexdigest()[:8]
+    return hashlib.sha1(f"{split_dir.resolve()}\0{max_per_class}\0{max_side}\0{MEMORY_LAYOUT}".encode()).hexdigest()[:8]
 
 
 def remove_stale_caches(current: Path, family: str, max_side: int | None, legacy: Path | None = None) -> list[Path]:

@@ -37,9 +37,9 @@ from .data import (
     stream_train_transform,
     subsample,
 )
-from .io import atomic_write_text
 from .data import image_sizes
-from .shape_groups import EVAL_PIXELS, shape_groups
+from .io import atomic_write_text
+from .shape_groups import EVAL_PIXELS, shape_groups, stack_by_shape
 
 EVAL_BATCH = 250
 VAL_CROP_BATCH = 64  # centre crops per batch from the stream loader (pinned float batches in flight)
@@ -62,6 +62,11 @@ class _Data:
         if part is not None:
             shift = shift[part][:len(x)]
         return self.colour.normalise(x + shift.to(x))
+
+    def val_slice(self, indices, rank: int, world: int) -> np.ndarray:
+        """This process's contiguous slice of the validation indices (all, or ``indices``)."""
+        idx = np.arange(len(self.val)) if indices is None else np.asarray(indices, dtype=np.int64)
+        return idx[fraction_of(len(idx), rank, world)]
 
     def identity(self) -> dict:
         """What the validation images a net is scored on depend on: the loader (and the side the
@@ -141,15 +146,18 @@ class MemoryData(_Data):
         """This process's slice of the validation images (all, or ``indices``) rescaled to shortest side
         Q in batches of one rescaled shape (:func:`vgg.shape_groups.shape_groups`): (x, labels,
         positions in the slice), the batches in order of shape."""
-        idx = np.arange(len(self.val)) if indices is None else np.asarray(indices, dtype=np.int64)
-        idx = idx[fraction_of(len(idx), rank, world)]
+        idx = self.val_slice(indices, rank, world)
         if self.val.sizes is None:
             sizes = np.tile(np.asarray(self.val.images.shape[-2:], dtype=np.int64), (len(idx), 1))
         else:
             sizes = self.val.sizes.numpy()[idx]
         for pos in shape_groups(sizes, q, max_pixels):
-            x = torch.cat([rescale(self.val.image(int(i))[None], q) for i in idx[pos]])
-            yield x, self.val.labels[torch.from_numpy(idx[pos])], torch.from_numpy(pos)
+            j = torch.from_numpy(idx[pos])
+            if self.val.sizes is None:  # one size: the batch rescaled at once
+                x = rescale(self.val.images[j], q)
+            else:
+                x = torch.cat([rescale(self.val.image(int(i))[None], q) for i in j])
+            yield x, self.val.labels[j], torch.from_numpy(pos)
 
 
 class StreamData(_Data):
@@ -224,8 +232,7 @@ class StreamData(_Data):
         import torchvision.transforms as T
 
         from .data import IsotropicRescale
-        idx = np.arange(len(self.val)) if indices is None else np.asarray(indices, dtype=np.int64)
-        idx = idx[fraction_of(len(idx), rank, world)]
+        idx = self.val_slice(indices, rank, world)
         self.val.transform = T.Compose([IsotropicRescale(q), T.PILToTensor(), T.ConvertImageDtype(torch.float32)])
         sizes = self.val_sizes()[idx]
         loader = DataLoader(Positions(Subset(self.val, idx.tolist())), batch_sampler=shape_groups(sizes, q, max_pixels),
@@ -286,12 +293,8 @@ class Positions(torch.utils.data.Dataset):
 
 def collate_by_shape(batch):
     """([(x, labels, positions) per image shape], skipped): unreadable items (None) skipped and
-    counted; images stacked by shape, so a header that misstated a size costs a smaller batch, not a
-    wrong one."""
+    counted, the rest stacked by shape (vgg.shape_groups.stack_by_shape)."""
     good = [b for b in batch if b is not None]
-    shapes: dict[tuple, list] = {}
-    for item in good:
-        shapes.setdefault(tuple(item[0].shape), []).append(item)
-    parts = [(torch.stack([g[0] for g in items]), torch.tensor([g[1] for g in items]),
-              torch.tensor([g[-1] for g in items])) for items in shapes.values()]
+    parts = stack_by_shape([g[0] for g in good], torch.tensor([g[1] for g in good]),
+                           torch.tensor([g[-1] for g in good]))
     return parts, len(batch) - len(good)

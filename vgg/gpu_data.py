@@ -44,9 +44,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .data import draw_scales, fraction_of, load_rgb, rescaled_size, seed_worker, stream_train_transform
+from .data import draw_scales, fraction_of, load_rgb, rescale, rescaled_size, seed_worker, stream_train_transform
 from .datasets import Positions, StreamData
-from .shape_groups import EVAL_PIXELS, shape_groups
+from .shape_groups import EVAL_PIXELS, shape_groups, stack_by_shape
 
 #: Fraction of a bf16 matmul's FLOP rate a VGG training step reaches on a GPU, used to *estimate*
 #: the step rate when choosing the pipeline. An estimate, not a measurement: public VGG-16 numbers on
@@ -374,15 +374,14 @@ class GPUStreamData(StreamData):
         if self.pipeline == "stream":
             yield from super().val_batches(q, indices, rank, world, max_pixels)
             return
-        idx = np.arange(len(self.val)) if indices is None else np.asarray(indices, dtype=np.int64)
-        idx = idx[fraction_of(len(idx), rank, world)]
+        idx = self.val_slice(indices, rank, world)
         files = EncodedFiles([self.val.paths[i] for i in idx], [self.val.labels[i] for i in idx])
         loader = DataLoader(Positions(files), batch_sampler=shape_groups(self.val_sizes()[idx], q, max_pixels),
                             num_workers=self.preset.workers, collate_fn=collate_encoded_positions)
         for batch, labels, positions, skipped in loader:
             self.skipped += skipped
             if batch is not None:
-                images = [rescale_to_q(x, q) for x in decode(batch, self.device)]
+                images = [rescale(x[None], q)[0] for x in decode(batch, self.device)]  # the memory loader's rescale
                 yield from stack_by_shape(images, labels, positions)
 
 
@@ -391,23 +390,6 @@ def collate_encoded_positions(batch):
     good = [b for b in batch if b is not None]
     encoded, labels, skipped = collate_encoded([(e, y) for e, y, _ in good])
     return encoded, labels, torch.tensor([p for *_, p in good], dtype=torch.int64), skipped + len(batch) - len(good)
-
-
-def rescale_to_q(image: torch.Tensor, q: int) -> torch.Tensor:
-    """A (3, h, w) uint8 image rescaled isotropically to shortest side Q on its device: float [0, 1],
-    bilinear with antialiasing, as the training pipeline's rescale (PIL's filter, without its uint8
-    rounding)."""
-    size = rescaled_size(*image.shape[-2:], q)
-    x = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False, antialias=True)
-    return x[0].div_(255).clamp_(0, 1)
-
-
-def stack_by_shape(images: list[torch.Tensor], labels: torch.Tensor, positions: torch.Tensor):
-    """[(x, labels, positions)] with the images stacked by shape, in order of first appearance."""
-    shapes: dict[tuple, list[int]] = {}
-    for k, x in enumerate(images):
-        shapes.setdefault(tuple(x.shape), []).append(k)
-    return [(torch.stack([images[k] for k in ks]), labels[ks], positions[ks]) for ks in shapes.values()]
 
 
 def gpu_decoding_setting() -> str:

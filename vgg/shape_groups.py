@@ -13,6 +13,7 @@ Sizes come from the file headers (:func:`vgg.data.image_sizes`: no decoding, upr
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .data import rescaled_size
 
@@ -38,6 +39,15 @@ def shape_groups(sizes: np.ndarray, q: int, max_pixels: int = EVAL_PIXELS) -> li
         per_batch = max(1, max_pixels // (h * w))
         batches += [np.asarray(members[k:k + per_batch], dtype=np.int64) for k in range(0, len(members), per_batch)]
     return batches
+
+
+def stack_by_shape(images: list[torch.Tensor], labels: torch.Tensor, positions: torch.Tensor):
+    """[(x, labels, positions)]: the images stacked by shape, in order of first appearance (a header
+    that misstated a size costs a smaller batch, not a wrong one)."""
+    shapes: dict[tuple, list[int]] = {}
+    for k, x in enumerate(images):
+        shapes.setdefault(tuple(x.shape), []).append(k)
+    return [(torch.stack([images[k] for k in ks]), labels[ks], positions[ks]) for ks in shapes.values()]
 
 
 def count_shapes(sizes: np.ndarray, q: int) -> int:
