@@ -22,7 +22,6 @@ from vgg.findings import (
     evaluate_claims,
     pick,
     read_tables,
-    row_nets,
     side_key,
     stale_geometry_nets,
 )
@@ -39,14 +38,6 @@ from vgg.seeds import (
     stale_seed_runs,
 )
 from vgg.stats import TIE_TOLERANCE, correct_top1
-
-
-def row_posteriors(ex: Experiment, table: str, row: pd.Series):
-    """The cached posteriors behind one table row: (posteriors, labels)."""
-    if table == "table6":
-        return ex.fused_posteriors(row.models, row.method)
-    (net, scales), = row_nets(table, row)
-    return ex.posteriors(net, row.method, scales, multi_crop_subset=table == "table5")
 
 
 def correctness(args, tables, wanted: list[tuple[str, str]], folder: Path) -> tuple[dict, int | None]:
@@ -70,7 +61,7 @@ def correctness(args, tables, wanted: list[tuple[str, str]], folder: Path) -> tu
             row = pick(tables, table, query)
         except MissingRow:  # a row only the plan's protocol makes: its claim is not tested
             continue
-        p, y = row_posteriors(ex, table, row)
+        p, y = ex.row_posteriors(table, row)
         c = correct_top1(p, y)
         classes = p.shape[1]
         if abs(100 * (1 - c.mean()) - row.ours_top1_err) > 0.006:

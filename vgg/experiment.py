@@ -135,6 +135,14 @@ class Experiment:
         posts = [self.posteriors(net, method, qs, multi_crop_subset) for net, qs in members(models)]
         return fuse([p for p, _ in posts]), posts[0][1]
 
+    def row_posteriors(self, table: str, row):
+        """The cached posteriors behind one row of Tables 3-6: (posteriors, labels)."""
+        from .findings import row_nets
+        if table == "table6":
+            return self.fused_posteriors(row.models, row.method)
+        (net, scales), = row_nets(table, row)
+        return self.posteriors(net, row.method, scales, multi_crop_subset=table == "table5")
+
     def conv5_map(self, q_paper: int) -> str:
         """Side x side of the conv5 feature map at test scale Q (paper pixels) in this preset."""
         side = feature_size(self.preset.px(q_paper), 4)

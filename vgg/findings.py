@@ -116,6 +116,8 @@ def row_nets(table: str, row: pd.Series) -> list[tuple[str, list[int]]]:
     """The nets behind one table row and the test scales Q (paper pixels) each is evaluated at."""
     if table == "table6":
         return members(row.models)
+    if table == "table3" and row.config == "B" and isinstance(row.get("init"), str) and row.init != "from A":
+        return [(net_name("B", "256") + "-scratch", [256])]  # the analysis plan's B trained like B-5x5
     train_scale = "256-512" if table == "table5" else row.train_scale
     return [(net_name(row.config, train_scale), row_scales(table, row))]
 
@@ -268,14 +270,11 @@ def evaluate_claims(cs: pd.DataFrame, tables: dict[str, pd.DataFrame], correct: 
         d = decide(c.claim_type, paired, (ours_a - ours_b, ul, uh), seeds)
         untrained = [f"{getattr(row, 'config', 'fusion')} at chance ({err:.2f}%): it did not train"
                      for row, err in ((a, ours_a), (b, ours_b)) if at_chance(err, classes)]
-        test = plan_test(seeds, correct.get(ka) if paired is not None else None,
-                         correct.get(kb) if paired is not None else None, (ours_a, images[c.table_a]),
-                         (ours_b, images[c.table_b]))
+        evidence_ab = (seeds, *((correct[ka], correct[kb]) if paired is not None else (None, None)),
+                       (ours_a, images[c.table_a]), (ours_b, images[c.table_b]))
+        test, test_v1 = (plan_test(*evidence_ab, version=v) for v in (PLAN_VERSION, "1"))
         m = margin(ours_b) if c.claim_type != "better" else 0.0
         p_paper, p_against = (None, None) if untrained else p_values(c.claim_type, test, m)
-        test_v1 = plan_test(seeds, correct.get(ka) if paired is not None else None,
-                            correct.get(kb) if paired is not None else None, (ours_a, images[c.table_a]),
-                            (ours_b, images[c.table_b]), version="1")
         p_v1 = (None, None) if untrained else p_values(c.claim_type, test_v1, m)
         lo, hi = test.interval()
         paper_diff = (round(a.paper_top1_err - b.paper_top1_err, 2) if pd.notna(a.paper_top1_err)

@@ -28,6 +28,7 @@ verdict and the adjusted one are all reported.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,7 @@ def relative_gap(pair) -> float:
     return abs(r - o) / r
 
 
+@functools.lru_cache(maxsize=1)
 def margin_fraction() -> float:
     """The relative equivalence margin: midway between the largest difference the paper calls a tie
     and the smallest it calls an improvement (1.61%)."""
