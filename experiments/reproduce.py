@@ -32,12 +32,12 @@ from vgg.checkpoint import load_metadata
 from vgg.errors import UserError
 from vgg.experiment import Experiment, main
 from vgg.findings import CLAIM_TABLES, claims, evaluate_claims, pick, row_id, side_key
+from vgg.node import hours
 from vgg.plan import PLAN_VERSION, plan_commit
 from vgg.protocol import get_preset
 from vgg.results import findings_markdown, write_table
 from vgg.seeds import load_per_image, save_per_image
 from vgg.stats import correct_top1
-from vgg.train import default_epochs
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE_SCRIPTS = ["03_table3_single_scale.py", "04_table4_multi_scale.py", "05_table5_eval_methods.py",
@@ -45,10 +45,6 @@ TABLE_SCRIPTS = ["03_table3_single_scale.py", "04_table4_multi_scale.py", "05_ta
 #: Seconds per epoch of the imagenette preset's published chain (results/imagenette/logs, medians):
 #: the first ETA, before any epoch of this run is measured.
 PUBLISHED_EPOCH_SECONDS = {"A": 20.3, "A-LRN": 22.0, "B": 25.4, "B-5x5": 19.5, "C": 26.2, "D": 30.2, "E": 35.4}
-
-
-def hours(s: float) -> str:
-    return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.0f} min"
 
 
 def seconds_per_epoch(runs: Path, preset: str, seeds: list[int]) -> dict[str, float]:
@@ -68,8 +64,7 @@ def eta(todo: list[tuple[int, object]], runs: Path, preset, seeds: list[int]) ->
     scale = np.median([measured[c] / PUBLISHED_EPOCH_SECONDS[c] for c in measured]) if measured else 1.0
     total = 0.0
     for seed, net in todo:
-        parent = None if net.parent is None else {"hparams": {"config": BY_NAME[net.parent].config}}
-        epochs = default_epochs(preset, net.config, parent)
+        epochs = net.epochs(preset)
         path = checkpoint_path(runs, preset.name, net.name, seed)
         done = load_metadata(path)["epoch"] if path.exists() else 0
         rate = measured.get(net.config, PUBLISHED_EPOCH_SECONDS[net.config] * scale)
@@ -137,21 +132,10 @@ def save_row_correctness(args, seed: int) -> None:
         for _, row in df.iterrows():
             if table == "table3" and "minus" in str(row.get("config", "")):
                 continue  # a difference row, not a predictor
-            p, y = row_posteriors(ex, table, row)
+            p, y = ex.row_posteriors(table, row)
             out[row_id(table, row)] = correct_top1(p, y)
             classes = p.shape[1]
     save_per_image(folder, out, classes)
-
-
-def row_posteriors(ex: Experiment, table: str, row: pd.Series):
-    from vgg.findings import row_nets
-    if table == "table6":
-        return ex.fused_posteriors(row.models, row.method)
-    if table == "table3" and row.method == "center-crop" and row.get("init") == ex.preset.scratch_init \
-            and row.config == "B":
-        return ex.posteriors("B_S256-scratch", "center-crop", [256])
-    (net, scales), = row_nets(table, row)
-    return ex.posteriors(net, row.method, scales, multi_crop_subset=table == "table5")
 
 
 IDENTITY_END = "ours_top1_err"

@@ -135,7 +135,7 @@ def verdict_block(results: Path) -> str:
         if sd.exists():
             s = pd.read_csv(sd, dtype={"seed": str})
             s = s[s.seed == "sd"].set_index("config").ours_top1_err
-            lines.append(f">   Seed sd of Table 3's S=256 nets: " + ", ".join(f"{k} {v:.2f}" for k, v in s.items())
+            lines.append(">   Seed sd of Table 3's S=256 nets: " + ", ".join(f"{k} {v:.2f}" for k, v in s.items())
                          + " points.")
     lines.insert(3, f"> - Verdicts by the {plan_line}: one test per claim at the highest level of evidence "
                     "there is, an equivalence margin for ties, Benjamini-Hochberg over the claims." if plan_line

@@ -48,6 +48,11 @@ class Net:
     def name(self) -> str:
         return run_name(self.config, self.scale) + (f"-{self.variant}" if self.variant else "")
 
+    def epochs(self, preset) -> int:
+        """The epochs the preset gives this net's stage (vgg.train.default_epochs)."""
+        parent = None if self.parent is None else {"hparams": {"config": BY_NAME[self.parent].config}}
+        return default_epochs(preset, self.config, parent)
+
     @property
     def finetuning(self) -> bool:
         """Fine-tuned from a net of its own config (S=384 from S=256, jitter from S=384)."""
@@ -152,8 +157,9 @@ def build_chain(preset: str, data: str | None, runs: str | Path = "runs", seed: 
     Each net is planned and built under its lock, so concurrent chains build each net once; under
     ``torchrun`` rank 0 holds the lock and plans, and all processes train."""
     rank, world, device = setup_distributed()
+    p = get_preset(preset)
     paths = []
-    for net in needed(only, get_preset(preset).plan_controls):
+    for net in needed(only, p.plan_controls):
         path = checkpoint_path(runs, preset, net.name, seed)
         with file_lock(path, log) if rank == 0 else nullcontext():
             action = None
@@ -168,7 +174,7 @@ def build_chain(preset: str, data: str | None, runs: str | Path = "runs", seed: 
                 raise action
             if action != "reuse":
                 parent = str(checkpoint_path(runs, preset, net.parent, seed)) if net.parent else None
-                lr = stage_lr(get_preset(preset), net.lr_as, False) if net.lr_as else None
+                lr = stage_lr(p, net.lr_as, False) if net.lr_as else None
                 train(TrainSpec(config=net.config, scale=net.scale, preset=preset, data=data, out=str(path),
                                 runs=str(runs), resume="auto", init_from=parent, seed=seed, lr=lr,
                                 train_layers=net.train_layers,

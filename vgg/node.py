@@ -24,10 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .chain import BY_NAME, Net, checkpoint_path, needed, plan
+from .chain import Net, checkpoint_path, needed, plan
 from .errors import UserError
 from .protocol import get_preset
-from .train import default_epochs
 
 
 @dataclass(frozen=True)
@@ -77,8 +76,7 @@ def estimated_rates(preset, device, per_net: int) -> dict[str, float]:
 
 def net_seconds(net: Net, preset, train_images: int, rates: dict[str, float]) -> float:
     """The stage's epoch cap x the training images at the config's rate."""
-    parent = None if net.parent is None else {"hparams": {"config": BY_NAME[net.parent].config}}
-    return default_epochs(preset, net.config, parent) * train_images / rates[net.config]
+    return net.epochs(preset) * train_images / rates[net.config]
 
 
 def remaining_paths(nets: list[Net], seconds: dict[str, float]) -> dict[str, float]:

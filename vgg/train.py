@@ -116,7 +116,7 @@ def make_scheduler(optimizer, preset, lr: float, fixed: tuple[int, ...] | None =
     so firing at the floor leaves the lr as it is instead of trimming it by that 0.1%.
     ``fixed`` (epochs at lr, lr / 10, ...): lr /= 10 after each segment instead, whatever validation says."""
     if fixed:
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[int(e) for e in np.cumsum(fixed)[:-1]], gamma=0.1)
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones(fixed), gamma=0.1)
     floor = lr * 0.1 ** preset.lr_drops
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=0.1, patience=preset.patience, threshold=preset.plateau_threshold,
@@ -165,6 +165,11 @@ def fixed_segments(preset, config: str, source: dict | None) -> tuple[int, ...] 
         return None
     finetuning = source is not None and source["hparams"]["config"] == config
     return tuple(preset.fixed_schedule["fine-tuning" if finetuning else "S=256"])
+
+
+def milestones(fixed: tuple[int, ...]) -> list[int]:
+    """The epochs after which a fixed schedule divides the lr by 10."""
+    return [int(e) for e in np.cumsum(fixed)[:-1]]
 
 
 def stage_lr(preset, config: str, finetuning: bool) -> float:
@@ -255,19 +260,20 @@ def train(spec: TrainSpec) -> Path:
         optimizer.load_state_dict(resume_from["optimizer"])
         scheduler.load_state_dict(resume_from["scheduler"])
         rows, start = resume_from["log"], resume_from["epoch"]
+    machine = device_name()
     meta = {"spec": {**asdict(spec), "how": how, "lr": lr, "epochs": epochs, "scale_px": [smin, smax],
                      "init_source": source_stamp(source),
                      "q_val_px": q_val, "world": world, "weight_decay_on_biases": True,
-                     "amp": amp, "precision": precision_name(amp), "device": device_name(),
+                     "amp": amp, "precision": precision_name(amp), "device": machine,
                      # every machine the net trained on, across resumes (a reproduction spans sessions)
                      "devices": list(dict.fromkeys([*(resume_from or {}).get("spec", {}).get("devices", []),
-                                                    f"{device_name()}, {precision_name(amp)}"]))},
+                                                    f"{machine}, {precision_name(amp)}"]))},
             "preset": preset.as_dict(), "classes": data.classes, "colour": data.colour.as_dict(),
             "skipped_images": data.skipped}
     if rank == 0 and start == 0:
         print(f"[{out.stem}] {config} S={spec.scale} ({smin}-{smax} px) init: {how}; {len(data.train)} train / "
               f"{len(data.val)} val images ({data.skipped} unreadable skipped); "
-              + (f"{epochs} epochs (lr / 10 after epochs {[int(e) for e in np.cumsum(fixed)[:-1]]})" if fixed else
+              + (f"{epochs} epochs (lr / 10 after epochs {milestones(fixed)})" if fixed else
                  f"{epochs} epochs" if stop_drops is None else
                  f"until the plateau rule fires after {stop_drops} lr drops (at most {epochs} epochs)")
               + f", lr {lr}, {precision_name(amp)}",
