@@ -20,6 +20,7 @@ PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; \
 RUN = $(PYTHON)
 comma = ,
 LOADER_DATA ?= ../shared/data/imagenet-sample
+IMAGENETTE ?= $(if $(wildcard data/imagenette/train),data/imagenette,../shared/data/imagenette)
 # Tables 3-7 and the findings: the smoke preset on the sample when there is no dataset, in one thread
 # (its nets are too small to split: with another job on the machine two threads spin waiting for each
 # other, 163 s instead of 23 s measured for make table3 here).
@@ -32,7 +33,7 @@ then \`make $(if $(filter smoke,$@),table3,$@)\`, or \`make $(if $(filter smoke,
 
 .DEFAULT_GOAL := help
 .PHONY: help install installed test data smoke reproduce table1 table2 table3 table4 table5 table6 table7 tables findings \
-	seeds fixed_schedule eval_batching init_study dense_geometry compare_presets plateau_study plateau_rules first_drop_effect schedule_study \
+	seeds fixed_schedule fixed_schedule_check eval_batching init_study dense_geometry compare_presets plateau_study plateau_rules first_drop_effect schedule_study \
 	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate bench epoch_times eval_cost profile_step \
 	gpu_subset gpu_check gpu_estimates clean
 
@@ -122,6 +123,15 @@ seeds: installed ## Table 3's S=256 nets with seeds 0-2 (SEEDS=, NETS=): the see
 # The imagewoof preset's fixed schedule from the published Imagenette plateau-rule logs (no training).
 fixed_schedule: installed ## the fixed lr schedule, derived from the published plateau-rule firings
 	$(RUN) experiments/studies/fixed_schedule.py
+
+# The fixed schedule on Imagenette (preset imagenette_fixed): Table 3's S=256 nets and the LRN control
+# A-LRN0, three seeds each: seed sd against the plan's goal, the LRN control, depth pairs under dense
+# and centre crops (results/imagenette_fixed/). About 9 h on 2 cores; resumable. NO_TRAIN=1: score
+# only the nets that have finished.
+fixed_schedule_check: installed ## the fixed schedule on Imagenette: seed sd, LRN control, depth pairs (NETS=, SEEDS=)
+	$(RUN) experiments/studies/fixed_schedule_check.py --preset imagenette_fixed \
+		--data $(IMAGENETTE) \
+		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(NETS),--nets $(NETS)) $(if $(NO_TRAIN),--no-train)
 
 # Batched evaluation vs one image per forward on ImageNet photographs (LOADER_DATA): results/eval_batching.csv
 eval_batching: installed ## batched dense / multi-crop vs one image per forward, and the evaluation loaders

@@ -19,7 +19,6 @@ else the imagenette preset's published epoch times.
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from vgg.chain import BY_NAME, checkpoint_path, needed, plan
-from vgg.checkpoint import load_metadata
+from vgg.checkpoint import checkpoint_record, load_metadata
 from vgg.errors import UserError
 from vgg.experiment import Experiment, main
 from vgg.findings import CLAIM_TABLES, claims, evaluate_claims, pick, row_id, side_key
@@ -177,14 +176,7 @@ def net_records(args, seeds: list[int]) -> pd.DataFrame:
             path = checkpoint_path(args.runs, args.preset, net.name, seed)
             if not path.exists():
                 continue
-            meta = load_metadata(path)
-            log = pd.read_csv(path.with_suffix(".log.csv"))
-            rows.append({"net": net.name, "seed": seed, "epochs": meta["epoch"], "complete": meta.get("complete"),
-                         "train_seconds": round(float(log.seconds.sum()), 1),
-                         "trained_on": "; ".join(meta["spec"].get("devices", [])) or "not recorded",
-                         "train_precision": meta["spec"].get("precision"), "val_top1_err_last_epoch":
-                         round(100 * float(log.val_top1_err.iloc[-1]), 2),
-                         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size})
+            rows.append({"net": net.name, "seed": seed, **checkpoint_record(path)})
     return pd.DataFrame(rows)
 
 

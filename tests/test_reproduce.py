@@ -92,3 +92,46 @@ def test_one_seed_reuses_the_nets_and_writes_every_table(reproduction):
     assert (folder / "summary.md").exists() and (folder / "table7.csv").exists()
     f = pd.read_csv(folder / "findings.csv")
     assert not f.decided_by.str.startswith("seed level").any()
+
+
+def test_fixed_schedule_check_scores_as_table3_and_tests_the_pairs_at_seed_level(reproduction):
+    """experiments/studies/fixed_schedule_check.py on the reproduction's nets (plus the LRN control,
+    trained here): before A-LRN0 is trained, --no-train says so (exit 2); then every net's dense error
+    is its seed's Table 3 row, the sd rows are the seeds' sd, each pair's estimate is the mean of the
+    per-seed differences of the saved correctness, adjusted p-values are never below the raw ones;
+    a second run trains nothing."""
+    cwd, _, args = reproduction
+    data = args[args.index("--data") + 1]
+    study = [str(ROOT / "experiments" / "studies" / "fixed_schedule_check.py"), "--preset", "tiny_plan",
+             "--data", data, "--runs", "runs", "--results", "results", "--figures", "figures"]
+    r = run_cli([*study, "--nets", "A-LRN0", "--no-train"], cwd=cwd, env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 2 and "no finished net of A-LRN0" in r.stderr, r.stderr[-2000:]
+    r = run_cli(study, cwd=cwd, env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "training runs/tiny_plan/A-LRN0_S256.pt" in r.stderr  # only the control is new
+    assert r.stderr.count("training runs/") == len(SEEDS)
+    folder = cwd / "results" / "tiny_plan"
+    nets = pd.read_csv(folder / "fixed_schedule_check.csv", dtype={"seed": str})
+    saved = np.load(folder / "fixed_schedule_top1.npz")
+    per_seed = nets[nets.seed.isin([str(s) for s in SEEDS])]
+    assert len(per_seed) == 7 * len(SEEDS)
+    for row in per_seed.itertuples():
+        assert abs(100 * (1 - saved[f"{row.config}|{row.seed}|dense"].mean()) - row.dense_top1_err) < 0.006
+        if row.config != "A-LRN0":
+            t3 = pd.read_csv(folder / f"seed{row.seed}" / "table3.csv", dtype={"train_scale": str})
+            own = t3.query(f"config == '{row.config}' and train_scale == '256' and method == 'dense'")
+            assert abs(own.ours_top1_err.iloc[0] - row.dense_top1_err) < 0.006
+    sd = nets[nets.seed == "sd"].set_index("config").dense_top1_err
+    for config, g in per_seed.groupby("config"):
+        assert abs(g.dense_top1_err.std(ddof=1) - sd[config]) < 0.006
+    pairs = pd.read_csv(folder / "fixed_schedule_pairs.csv")
+    assert {"LRN control", "claim"} <= set(pairs.question)
+    assert set(pairs.method) == {"dense", "center-crop"}
+    for row in pairs.itertuples():
+        diffs = [100 * (saved[f"{row.b}|{s}|{row.method}"].mean() - saved[f"{row.a}|{s}|{row.method}"].mean())
+                 for s in SEEDS]
+        assert abs(np.mean(diffs) - row.estimate) < 0.006
+    claimed = pairs[pairs.question == "claim"]
+    assert (claimed.p_paper_adj >= claimed.p_paper - 1e-12).all() and claimed.verdict.notna().all()
+    r = run_cli(study, cwd=cwd, env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0 and "training runs/" not in r.stderr, r.stderr[-2000:]

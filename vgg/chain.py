@@ -81,7 +81,10 @@ CONTROLS: list[Net] = [
     Net("B", "256", None, variant="scratch", lr_as="B-5x5"),
     Net("D", "256-512", "D_S384", variant="fc", train_layers="fc"),
 ]
-BY_NAME = {n.name: n for n in CHAIN + CONTROLS}
+# Nets of the plan's explanation experiments (Sect. 6), built only when named (``--only``): A-LRN with
+# LRN's sum term removed (conv1 divided by the constant k^beta), trained like A-LRN.
+EXPLANATIONS: list[Net] = [Net("A-LRN0", "256")]
+BY_NAME = {n.name: n for n in CHAIN + CONTROLS + EXPLANATIONS}
 
 
 def checkpoint_path(runs: str | Path, preset: str, name: str, seed: int = 0) -> Path:
@@ -146,7 +149,7 @@ def needed(only: list[str] | None, controls: bool = False) -> list[Net]:
         while name and name not in want:
             want.add(name)
             name = BY_NAME[name].parent
-    return [n for n in CHAIN + CONTROLS if n.name in want]
+    return [n for n in CHAIN + CONTROLS + EXPLANATIONS if n.name in want]
 
 
 def build_chain(preset: str, data: str | None, runs: str | Path = "runs", seed: int = 0,

@@ -110,6 +110,24 @@ def load_metadata(path: str | Path, config: str | None = None) -> dict:
     return meta
 
 
+def checkpoint_record(path: str | Path) -> dict:
+    """What a results file records of a training checkpoint: epochs, whether training finished,
+    seconds of logged epochs, every CPU/GPU and precision it trained on, its last validation error,
+    its SHA-256 and size."""
+    import hashlib
+
+    import pandas as pd
+    path = Path(path)
+    meta = load_metadata(path)
+    log = pd.read_csv(path.with_suffix(".log.csv"))
+    return {"epochs": meta["epoch"], "complete": meta.get("complete"),
+            "train_seconds": round(float(log.seconds.sum()), 1),
+            "trained_on": "; ".join(meta["spec"].get("devices", [])) or "not recorded",
+            "train_precision": meta["spec"].get("precision"),
+            "val_top1_err_last_epoch": round(100 * float(log.val_top1_err.iloc[-1]), 2),
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+
+
 def model_from_checkpoint(ckpt: dict, dropout: float = 0.5) -> VGG:
     model = VGG(dropout=dropout, **ckpt["hparams"])
     model.load_state_dict(ckpt["state_dict"])

@@ -1,0 +1,227 @@
+"""The fixed schedule checked on data that is here: Table 3's S=256 nets (A, A-LRN, B, C, D, E) and the
+LRN control A-LRN0, three seeds each, trained under the reproduction's fixed schedule
+(``imagenette_fixed``: the imagewoof preset's protocol on Imagenette's 224x224 copies).
+
+It asks three questions of the nets that produced the published Imagenette opposites, with schedule
+luck taken out (docs/analysis_plan.md, Sects. 2 and 6):
+
+- Does the fixed schedule bring Table 3's seed sd to the plan's goal (<= 1.5 points for every net)?
+  Beside each net: its sd under the plateau rule (results/imagenette/seeds.csv).
+- LRN: is A-LRN's gain over A normalisation, or conv1's output divided by the constant k^beta
+  (A-LRN0)? Seed-level differences A-LRN0 - A and A-LRN0 - A-LRN.
+- Depth: the Table 3 claims among these nets, tested as the plan tests them (seed level, the plan's
+  margin), under dense evaluation (the claims' own protocol) and under centre crops at the same Q,
+  with the published plateau-rule verdict beside.
+
+Exploratory (Sect. 6 of the plan): p-values are reported raw and Benjamini-Hochberg-adjusted within
+this study's family; no verdict of the reproduction depends on them.
+
+Writes results/<preset>/fixed_schedule_check.csv (one row per net and seed, then per net the mean and
+sd), fixed_schedule_pairs.csv and the per-image correctness (fixed_schedule_top1.npz). Resumable:
+nets train through the chain (locks, resume), posteriors are cached. ``--no-train`` scores only the
+nets whose training has finished (a report while the rest trains).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vgg.chain import BY_NAME, build_chain, checkpoint_path
+from vgg.checkpoint import checkpoint_record, load_metadata
+from vgg.errors import UserError
+from vgg.evaluate import cached_posteriors
+from vgg.experiment import Experiment, main
+from vgg.findings import MissingRow, claims, pick
+from vgg.plan import PLAN_VERSION, benjamini_hochberg, margin, p_values, plan_commit, seed_test, verdict
+from vgg.results import paper_table, write_table
+from vgg.seeds import SEED_LEVEL_MIN, seed_check
+from vgg.stats import correct_top1
+
+NETS = ("A", "A-LRN", "A-LRN0", "B", "C", "D", "E")
+#: Table 3's single-scale protocol of the S=256 nets (paper pixels), and the centre crop at the same Q
+Q = 256
+METHODS = ("dense", "center-crop")
+SD_GOAL = 1.5  # points: the plan's goal for Table 3's seed sd
+PLATEAU_RESULTS = Path("results/imagenette")  # the published plateau-rule runs of the same data
+
+
+def parse_list(text: str, kind=str, flag: str = "--nets") -> list:
+    try:
+        out = [kind(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: give comma-separated values, e.g. {flag} 0,1,2") from None
+    if not out:
+        raise UserError(f"{flag} is empty")
+    return out
+
+
+def finished(path: Path) -> bool:
+    return path.exists() and bool(load_metadata(path).get("complete"))
+
+
+def score(ex: Experiment, args, configs: list[str], seeds: list[int]):
+    """(config, seed) -> {method: correctness per val image}, and one record per net and seed."""
+    correct, records = {}, []
+    for seed in seeds:
+        for config in configs:
+            name = f"{config}_S256"
+            path = checkpoint_path(args.runs, ex.preset.name, name, seed)
+            if args.no_train and not finished(path):
+                continue
+            if not args.no_train:
+                build_chain(ex.preset.name, str(ex.root), args.runs, seed=seed, only=[name], progress=False,
+                            log=lambda m: print(m, file=sys.stderr))
+            per_method = {}
+            for method in METHODS:
+                p, y = cached_posteriors(path, method, [Q], ex.data)
+                per_method[method] = correct_top1(p, y)
+            correct[(config, seed)] = per_method
+            rec = checkpoint_record(path)
+            records.append({"config": config, "seed": str(seed),
+                            **{f"{m}_top1_err": round(100 * (1 - c.mean()), 2) for m, c in per_method.items()},
+                            **{k: rec[k] for k in ("epochs", "train_seconds", "trained_on", "sha256")}})
+    return correct, pd.DataFrame(records)
+
+
+def plateau_sd() -> dict[str, float]:
+    """Each config's seed sd of Table 3's S=256 dense error under the plateau rule (published)."""
+    path = PLATEAU_RESULTS / "seeds.csv"
+    if not path.exists():
+        return {}
+    df = pd.read_csv(path, dtype={"seed": str})
+    return dict(zip(df[df.seed == "sd"].config, df[df.seed == "sd"].ours_top1_err))
+
+
+def spread(records: pd.DataFrame) -> pd.DataFrame:
+    """Per config: mean and sd over its seeds beside the plateau rule's sd and the goal."""
+    published = plateau_sd()
+    rows = []
+    for config, g in records.groupby("config", sort=False):
+        rows.append({"config": config, "seed": "mean", "dense_top1_err": round(g.dense_top1_err.mean(), 2),
+                     "center-crop_top1_err": round(g["center-crop_top1_err"].mean(), 2)})
+        if len(g) > 1:
+            sd = round(float(g.dense_top1_err.std(ddof=1)), 2)
+            rows.append({"config": config, "seed": "sd", "dense_top1_err": sd,
+                         "center-crop_top1_err": round(float(g["center-crop_top1_err"].std(ddof=1)), 2),
+                         "plateau_rule_sd": published.get(config), "seeds_scored": len(g),
+                         "meets_sd_goal": sd <= SD_GOAL})
+    return pd.DataFrame(rows)
+
+
+def s256_table(configs: list[str]) -> pd.DataFrame:
+    """Table 3's S=256 rows of ``configs`` in the layout the claims' queries read."""
+    t3 = paper_table("table3_single_scale").astype({"train_scale": str, "test_scale": str})
+    t3 = t3[(t3.train_scale == "256") & t3.config.isin(configs)].copy()
+    t3["method"] = "dense"
+    t3["init"] = ""
+    return t3
+
+
+def claim_pairs(configs: list[str]) -> list[tuple[str, str, str, str]]:
+    """(claim, type, a, b): the Table 3 claims whose both rows are S=256 rows of ``configs``."""
+    tables = {"table3": s256_table(configs)}
+    out = []
+    for c in claims().itertuples():
+        if c.table_a != "table3" or c.table_b != "table3":
+            continue
+        try:
+            a, b = pick(tables, "table3", c.row_a), pick(tables, "table3", c.row_b)
+        except MissingRow:
+            continue
+        out.append((c.claim, c.claim_type, a.config, b.config))
+    return out
+
+
+def published_verdicts() -> dict[str, str]:
+    path = PLATEAU_RESULTS / "findings.csv"
+    if not path.exists():
+        return {}
+    df = pd.read_csv(path)
+    return dict(zip(df.claim, df.verdict))
+
+
+def pair_row(correct, a: str, b: str, method: str, claim_type: str) -> dict | None:
+    """The plan's seed-level test of error(a) - error(b) under ``method`` (None below 3 common seeds)."""
+    per_method = {k: v[method] for k, v in correct.items()}
+    check = seed_check(per_method, a, b, claim_type if claim_type != "difference" else "better", 0.0)
+    if check is None or len(check.seeds) < SEED_LEVEL_MIN:
+        return None
+    t = seed_test(check.diffs, check.image_var)
+    err_b = float(np.mean([100 * (1 - per_method[(b, s)].mean()) for s in check.seeds]))
+    low, high = t.interval()
+    row = {"method": method, "seeds": ";".join(map(str, check.seeds)), "diff_per_seed": check.text,
+           "estimate": round(t.estimate, 2), "se": round(t.se, 2), "df": round(t.df, 1),
+           "ci_low": round(low, 2), "ci_high": round(high, 2)}
+    if claim_type == "difference":  # the LRN control: two-sided, no claim
+        row["p_two_sided"] = float(f"{min(1.0, 2 * min(p_values('better', t, 0.0))):.3g}")
+        return row
+    m = margin(err_b)
+    p_paper, p_against = p_values(claim_type, t, m)
+    return {**row, "margin": round(m, 2), "p_paper": float(f"{p_paper:.3g}"), "p_against": float(f"{p_against:.3g}")}
+
+
+def pairs(correct, configs: list[str]) -> pd.DataFrame:
+    rows = []
+    published = published_verdicts()
+    for claim, claim_type, a, b in claim_pairs(configs):
+        for method in METHODS:
+            r = pair_row(correct, a, b, method, claim_type)
+            if r is not None:
+                rows.append({"question": "claim", "claim": claim, "claim_type": claim_type, "a": a, "b": b, **r,
+                             "plateau_rule_verdict": published.get(claim, "") if method == "dense" else ""})
+    for a, b in (("A-LRN0", "A"), ("A-LRN0", "A-LRN"), ("A-LRN", "A")):
+        for method in METHODS:
+            r = pair_row(correct, a, b, method, "difference")
+            if r is not None:
+                rows.append({"question": "LRN control", "claim": f"{a} minus {b}", "claim_type": "difference",
+                             "a": a, "b": b, **r})
+    df = pd.DataFrame(rows)
+    if "p_paper" in df:  # Benjamini-Hochberg over both sides of every claim test of this study
+        tested = df.p_paper.notna()
+        both = benjamini_hochberg([*df.p_paper[tested], *df.p_against[tested]])
+        k = int(tested.sum())
+        df.loc[tested, "p_paper_adj"] = [float(f"{p:.3g}") for p in both[:k]]
+        df.loc[tested, "p_against_adj"] = [float(f"{p:.3g}") for p in both[k:]]
+        df.loc[tested, "verdict_raw"] = [verdict(p, q) for p, q in zip(df.p_paper[tested], df.p_against[tested])]
+        df.loc[tested, "verdict"] = [verdict(p, q) for p, q in zip(df.p_paper_adj[tested], df.p_against_adj[tested])]
+    return df
+
+
+def fixed_schedule_check(args) -> None:
+    configs = parse_list(args.nets)
+    seeds = parse_list(args.seeds, int, "--seeds")
+    unknown = [c for c in configs if f"{c}_S256" not in BY_NAME]
+    if unknown:
+        raise UserError(f"--nets: {', '.join(unknown)} is not an S=256 net; choose from {', '.join(NETS)}")
+    ex = Experiment(args)
+    if not ex.preset.fixed_schedule:
+        raise UserError(f"preset {ex.preset.name} trains under the plateau rule: this study checks the fixed "
+                        "schedule (--preset imagenette_fixed)")
+    correct, records = score(ex, args, configs, seeds)
+    if records.empty:
+        raise UserError(f"no finished net of {', '.join(configs)} under runs/{ex.preset.name}: run without --no-train")
+    folder = Path(args.results) / ex.preset.name
+    stamp = {"preset": ex.preset.name, "dataset": ex.root.name, "images": len(ex.data.val),
+             "protocol": f"Table 3's S=256 row: Q = {Q} (paper pixels), dense (flips averaged) and centre crop",
+             "fixed_schedule": "S=256 stage " + " + ".join(map(str, ex.preset.fixed_schedule["S=256"])) + " epochs",
+             "plan_version": PLAN_VERSION, "plan_commit": plan_commit()}
+    write_table(pd.concat([records, spread(records)], ignore_index=True), folder / "fixed_schedule_check.csv", stamp)
+    write_table(pairs(correct, configs), folder / "fixed_schedule_pairs.csv", stamp)
+    arrays = {f"{c}|{s}|{m}": v for (c, s), per in correct.items() for m, v in per.items()}
+    tmp = folder / "fixed_schedule_top1.tmp.npz"
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(folder / "fixed_schedule_top1.npz")
+    print(spread(records).to_string(index=False))
+
+
+def extra(p) -> None:
+    p.add_argument("--nets", default=",".join(NETS), help=f"S=256 configs (default {','.join(NETS)})")
+    p.add_argument("--seeds", default="0,1,2", help="seeds (default 0,1,2)")
+    p.add_argument("--no-train", action="store_true", help="score only the nets whose training has finished")
+
+
+if __name__ == "__main__":
+    main(fixed_schedule_check, extra=extra)
