@@ -133,5 +133,6 @@ def test_fixed_schedule_check_scores_as_table3_and_tests_the_pairs_at_seed_level
         assert abs(np.mean(diffs) - row.estimate) < 0.006
     claimed = pairs[pairs.question == "claim"]
     assert (claimed.p_paper_adj >= claimed.p_paper - 1e-12).all() and claimed.verdict.notna().all()
+    assert (cwd / "figures" / "tiny_plan" / "fixed_schedule_check.png").stat().st_size > 10_000
     r = run_cli(study, cwd=cwd, env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0 and "training runs/" not in r.stderr, r.stderr[-2000:]

@@ -26,6 +26,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -35,6 +39,7 @@ from vgg.errors import UserError
 from vgg.evaluate import cached_posteriors
 from vgg.experiment import Experiment, main
 from vgg.findings import MissingRow, claims, pick
+from vgg.plots import save_figure
 from vgg.plan import PLAN_VERSION, benjamini_hochberg, margin, p_values, plan_commit, seed_test, verdict
 from vgg.results import paper_table, write_table
 from vgg.seeds import SEED_LEVEL_MIN, seed_check
@@ -45,7 +50,7 @@ NETS = ("A", "A-LRN", "A-LRN0", "B", "C", "D", "E")
 Q = 256
 METHODS = ("dense", "center-crop")
 SD_GOAL = 1.5  # points: the plan's goal for Table 3's seed sd
-PLATEAU_RESULTS = Path("results/imagenette")  # the published plateau-rule runs of the same data
+PLATEAU_PRESET = "imagenette"  # the published plateau-rule runs of the same data: results/<results>/imagenette/
 
 
 def parse_list(text: str, kind=str, flag: str = "--nets") -> list:
@@ -86,18 +91,22 @@ def score(ex: Experiment, args, configs: list[str], seeds: list[int]):
     return correct, pd.DataFrame(records)
 
 
-def plateau_sd() -> dict[str, float]:
-    """Each config's seed sd of Table 3's S=256 dense error under the plateau rule (published)."""
-    path = PLATEAU_RESULTS / "seeds.csv"
+def plateau_seeds(results: Path) -> pd.DataFrame:
+    """Table 3's S=256 dense error per config and seed, and its sd, under the plateau rule (published)."""
+    path = results / PLATEAU_PRESET / "seeds.csv"
     if not path.exists():
-        return {}
-    df = pd.read_csv(path, dtype={"seed": str})
+        return pd.DataFrame(columns=["config", "seed", "ours_top1_err"])
+    return pd.read_csv(path, dtype={"seed": str})[["config", "seed", "ours_top1_err"]]
+
+
+def plateau_sd(results: Path) -> dict[str, float]:
+    df = plateau_seeds(results)
     return dict(zip(df[df.seed == "sd"].config, df[df.seed == "sd"].ours_top1_err))
 
 
-def spread(records: pd.DataFrame) -> pd.DataFrame:
+def spread(records: pd.DataFrame, results: Path) -> pd.DataFrame:
     """Per config: mean and sd over its seeds beside the plateau rule's sd and the goal."""
-    published = plateau_sd()
+    published = plateau_sd(results)
     rows = []
     for config, g in records.groupby("config", sort=False):
         rows.append({"config": config, "seed": "mean", "dense_top1_err": round(g.dense_top1_err.mean(), 2),
@@ -109,6 +118,33 @@ def spread(records: pd.DataFrame) -> pd.DataFrame:
                          "plateau_rule_sd": published.get(config), "seeds_scored": len(g),
                          "meets_sd_goal": sd <= SD_GOAL})
     return pd.DataFrame(rows)
+
+
+def plot(records: pd.DataFrame, results: Path, path: Path, preset: str) -> Path:
+    """Each config's seeds under the plateau rule (published) beside the fixed schedule's, dense and
+    centre crop; the sd above each group."""
+    configs = list(dict.fromkeys(records.config))
+    published = plateau_seeds(results)
+    published = published[published.seed.str.isdigit()]
+    fig, ax = plt.subplots(figsize=(1.5 * len(configs) + 2.5, 4.2))
+    series = (("plateau rule, dense (published)", published, "ours_top1_err", "#999999", -0.25),
+              ("fixed schedule, dense", records, "dense_top1_err", "#d9822b", 0.0),
+              ("fixed schedule, centre crop", records, "center-crop_top1_err", "#3b75af", 0.25))
+    for label, df, column, colour, dx in series:
+        for i, config in enumerate(configs):
+            v = df[df.config == config][column].to_numpy(dtype=float)
+            if len(v) == 0:
+                continue
+            ax.scatter(np.full(len(v), i + dx), v, color=colour, s=18, zorder=3, label=label if i == 0 else None)
+            if len(v) > 1:
+                ax.text(i + dx, v.max() + 0.6, f"{v.std(ddof=1):.1f}", ha="center", fontsize=7, color=colour)
+    ax.set_xticks(np.arange(len(configs)), [f"{c}\nS=256" for c in configs])
+    ax.set_ylabel("top-1 error (%), Q=256 (paper px)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(f"Seeds of Table 3's S=256 nets: plateau rule vs fixed schedule ({preset}; numbers: seed sd, "
+                 f"goal <= {SD_GOAL})\nproxy errors on 10 classes, not ImageNet errors", fontsize=9)
+    return save_figure(fig, path)
 
 
 def s256_table(configs: list[str]) -> pd.DataFrame:
@@ -135,8 +171,8 @@ def claim_pairs(configs: list[str]) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def published_verdicts() -> dict[str, str]:
-    path = PLATEAU_RESULTS / "findings.csv"
+def published_verdicts(results: Path) -> dict[str, str]:
+    path = results / PLATEAU_PRESET / "findings.csv"
     if not path.exists():
         return {}
     df = pd.read_csv(path)
@@ -163,9 +199,9 @@ def pair_row(correct, a: str, b: str, method: str, claim_type: str) -> dict | No
     return {**row, "margin": round(m, 2), "p_paper": float(f"{p_paper:.3g}"), "p_against": float(f"{p_against:.3g}")}
 
 
-def pairs(correct, configs: list[str]) -> pd.DataFrame:
+def pairs(correct, configs: list[str], results: Path) -> pd.DataFrame:
     rows = []
-    published = published_verdicts()
+    published = published_verdicts(results)
     for claim, claim_type, a, b in claim_pairs(configs):
         for method in METHODS:
             r = pair_row(correct, a, b, method, claim_type)
@@ -208,13 +244,16 @@ def fixed_schedule_check(args) -> None:
              "protocol": f"Table 3's S=256 row: Q = {Q} (paper pixels), dense (flips averaged) and centre crop",
              "fixed_schedule": "S=256 stage " + " + ".join(map(str, ex.preset.fixed_schedule["S=256"])) + " epochs",
              "plan_version": PLAN_VERSION, "plan_commit": plan_commit()}
-    write_table(pd.concat([records, spread(records)], ignore_index=True), folder / "fixed_schedule_check.csv", stamp)
-    write_table(pairs(correct, configs), folder / "fixed_schedule_pairs.csv", stamp)
+    results = Path(args.results)
+    write_table(pd.concat([records, spread(records, results)], ignore_index=True), folder / "fixed_schedule_check.csv",
+                stamp)
+    write_table(pairs(correct, configs, results), folder / "fixed_schedule_pairs.csv", stamp)
     arrays = {f"{c}|{s}|{m}": v for (c, s), per in correct.items() for m, v in per.items()}
     tmp = folder / "fixed_schedule_top1.tmp.npz"
     np.savez_compressed(tmp, **arrays)
     tmp.replace(folder / "fixed_schedule_top1.npz")
-    print(spread(records).to_string(index=False))
+    plot(records, results, Path(args.figures) / ex.preset.name / "fixed_schedule_check.png", ex.preset.name)
+    print(spread(records, results).to_string(index=False))
 
 
 def extra(p) -> None:
