@@ -137,10 +137,43 @@ def verdict_block(results: Path) -> str:
             s = s[s.seed == "sd"].set_index("config").ours_top1_err
             lines.append(">   Seed sd of Table 3's S=256 nets: " + ", ".join(f"{k} {v:.2f}" for k, v in s.items())
                          + " points.")
+    fixed = fixed_schedule_line(results / "imagenette_fixed")
+    if fixed:
+        lines.append(fixed)
     lines.insert(3, f"> - Verdicts by the {plan_line}: one test per claim at the highest level of evidence "
                     "there is, an equivalence margin for ties, Benjamini-Hochberg over the claims." if plan_line
                  else "> - No findings yet.")
     return "\n".join(lines)
+
+
+def fixed_schedule_line(folder: Path) -> str | None:
+    """The fixed-schedule check on Imagenette (experiments/studies/fixed_schedule_check.py), as far as it
+    has run: each net's seed sd beside the plateau rule's, and the LRN control at seed level."""
+    path = folder / "fixed_schedule_check.csv"
+    if not path.exists():
+        return None
+    df = pd.read_csv(path, dtype={"seed": str})
+    per_seed = df[df.seed.str.isdigit()]
+    sd = df[df.seed == "sd"].set_index("config")
+    nets = []
+    for config, g in per_seed.groupby("config", sort=False):
+        if config in sd.index:
+            plateau = sd.plateau_rule_sd[config]
+            nets.append(f"{config} {sd.dense_top1_err[config]:.2f}"
+                        + (f" ({plateau:.2f})" if pd.notna(plateau) else "") + f" over {len(g)} seeds")
+        else:
+            nets.append(f"{config} one seed so far")
+    line = (f"> - **Fixed schedule, Imagenette** (`make fixed_schedule_check`; exploratory; nets scored: {len(per_seed)} "
+            "of the 7 x 3 it trains): seed sd of Table 3's S=256 error, fixed schedule (plateau rule): " + ", ".join(nets)
+            + " points; goal <= 1.5.")
+    pairs_path = folder / "fixed_schedule_pairs.csv"
+    if pairs_path.exists():
+        pairs = pd.read_csv(pairs_path)
+        lrn = pairs[(pairs.question == "LRN control") & (pairs.method == "dense")]
+        if len(lrn):
+            line += " LRN control, seed level, dense: " + "; ".join(
+                f"{r.claim} {r.estimate:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]" for r in lrn.itertuples()) + "."
+    return line
 
 
 def findings_page(found: dict[str, pd.DataFrame]) -> str:
