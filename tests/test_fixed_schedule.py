@@ -76,3 +76,14 @@ def test_a_net_trained_under_the_plateau_rule_is_stale_under_the_fixed_schedule(
     monkeypatch.setitem(protocol.PRESETS, "tiny", replace(protocol.PRESETS["tiny"], fixed_schedule={
         "S=256": (1,), "fine-tuning": (1,)}))
     assert plan(Net("A", "256"), path, "tiny", runs).startswith("stale: trained under another lr rule (fixed_schedule")
+
+
+def test_imagenette_fixed_is_the_imagewoof_protocol_on_imagenette():
+    """The fixed-schedule check means something for the reproduction only if its preset trains as the
+    imagewoof preset does: every field but the name, the notes and the plan's extra nets is the same."""
+    from dataclasses import asdict
+
+    from vgg.protocol import PRESETS
+    woof, nette = asdict(PRESETS["imagewoof"]), asdict(PRESETS["imagenette_fixed"])
+    differ = {k for k in woof if woof[k] != nette[k]}
+    assert differ == {"name", "notes", "plan_controls"}
