@@ -126,11 +126,12 @@ fixed_schedule: installed ## the fixed lr schedule, derived from the published p
 
 # The fixed schedule on Imagenette (preset imagenette_fixed): Table 3's S=256 nets and the LRN control
 # A-LRN0, three seeds each: seed sd against the plan's goal, the LRN control, depth pairs under dense
-# and centre crops (results/imagenette_fixed/). About 9 h on 2 cores; resumable. NO_TRAIN=1: score
-# only the nets that have finished.
-fixed_schedule_check: installed ## the fixed schedule on Imagenette: seed sd, LRN control, depth pairs (NETS=, SEEDS=)
-	$(RUN) experiments/studies/fixed_schedule_check.py --preset imagenette_fixed \
-		--data $(IMAGENETTE) \
+# and centre crops (results/imagenette_fixed/). About 11 h on 2 cores; resumable. NO_TRAIN=1: score
+# only the nets that have finished. PRESET=imagewoof: the plan's Sect. 6 LRN control and centre-crop
+# pairs on the reproduction's nets (trains A-LRN0 only).
+fixed_schedule_check: installed ## the fixed schedule on Imagenette: seed sd, LRN control, depth pairs (PRESET=imagewoof: plan Sect. 6)
+	$(RUN) experiments/studies/fixed_schedule_check.py \
+		$(if $(filter imagewoof,$(PRESET)),--preset imagewoof --data $(VGG_DATA),--preset imagenette_fixed --data $(IMAGENETTE)) \
 		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(NETS),--nets $(NETS)) $(if $(NO_TRAIN),--no-train)
 
 # Batched evaluation vs one image per forward on ImageNet photographs (LOADER_DATA): results/eval_batching.csv

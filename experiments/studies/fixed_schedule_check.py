@@ -1,6 +1,8 @@
 """The fixed schedule checked on data that is here: Table 3's S=256 nets (A, A-LRN, B, C, D, E) and the
 LRN control A-LRN0, three seeds each, trained under the reproduction's fixed schedule
-(``imagenette_fixed``: the imagewoof preset's protocol on Imagenette's 224x224 copies).
+(``imagenette_fixed``: the imagewoof preset's protocol on Imagenette's 224x224 copies). With
+``--preset imagewoof`` the same study is the analysis plan's Sect. 6 LRN control and centre-crop depth
+pairs on the reproduction's own nets (it trains only A-LRN0 there).
 
 It asks three questions of the nets that produced the published Imagenette opposites, with schedule
 luck taken out (docs/analysis_plan.md, Sects. 2 and 6):
@@ -50,7 +52,8 @@ NETS = ("A", "A-LRN", "A-LRN0", "B", "C", "D", "E")
 Q = 256
 METHODS = ("dense", "center-crop")
 SD_GOAL = 1.5  # points: the plan's goal for Table 3's seed sd
-PLATEAU_PRESET = "imagenette"  # the published plateau-rule runs of the same data: results/<results>/imagenette/
+#: preset -> the preset whose published plateau-rule runs trained on the same data (results/<that>/)
+PLATEAU_OF = {"imagenette_fixed": "imagenette"}
 
 
 def parse_list(text: str, kind=str, flag: str = "--nets") -> list:
@@ -91,22 +94,23 @@ def score(ex: Experiment, args, configs: list[str], seeds: list[int]):
     return correct, pd.DataFrame(records)
 
 
-def plateau_seeds(results: Path) -> pd.DataFrame:
-    """Table 3's S=256 dense error per config and seed, and its sd, under the plateau rule (published)."""
-    path = results / PLATEAU_PRESET / "seeds.csv"
-    if not path.exists():
+def plateau_seeds(plateau: Path | None) -> pd.DataFrame:
+    """Table 3's S=256 dense error per config and seed, and its sd, under the plateau rule (published
+    in the folder ``plateau``; None: no such runs of this data)."""
+    path = None if plateau is None else plateau / "seeds.csv"
+    if path is None or not path.exists():
         return pd.DataFrame(columns=["config", "seed", "ours_top1_err"])
     return pd.read_csv(path, dtype={"seed": str})[["config", "seed", "ours_top1_err"]]
 
 
-def plateau_sd(results: Path) -> dict[str, float]:
-    df = plateau_seeds(results)
+def plateau_sd(plateau: Path | None) -> dict[str, float]:
+    df = plateau_seeds(plateau)
     return dict(zip(df[df.seed == "sd"].config, df[df.seed == "sd"].ours_top1_err))
 
 
-def spread(records: pd.DataFrame, results: Path) -> pd.DataFrame:
+def spread(records: pd.DataFrame, plateau: Path | None) -> pd.DataFrame:
     """Per config: mean and sd over its seeds beside the plateau rule's sd and the goal."""
-    published = plateau_sd(results)
+    published = plateau_sd(plateau)
     rows = []
     for config, g in records.groupby("config", sort=False):
         rows.append({"config": config, "seed": "mean", "dense_top1_err": round(g.dense_top1_err.mean(), 2),
@@ -120,11 +124,11 @@ def spread(records: pd.DataFrame, results: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot(records: pd.DataFrame, results: Path, path: Path, preset: str) -> Path:
+def plot(records: pd.DataFrame, plateau: Path | None, path: Path, preset: str) -> Path:
     """Each config's seeds under the plateau rule (published) beside the fixed schedule's, dense and
     centre crop; the sd above each group."""
     configs = list(dict.fromkeys(records.config))
-    published = plateau_seeds(results)
+    published = plateau_seeds(plateau)
     published = published[published.seed.str.isdigit()]
     fig, ax = plt.subplots(figsize=(1.5 * len(configs) + 2.5, 4.2))
     series = (("plateau rule, dense (published)", published, "ours_top1_err", "#999999", -0.25),
@@ -171,9 +175,9 @@ def claim_pairs(configs: list[str]) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def published_verdicts(results: Path) -> dict[str, str]:
-    path = results / PLATEAU_PRESET / "findings.csv"
-    if not path.exists():
+def published_verdicts(plateau: Path | None) -> dict[str, str]:
+    path = None if plateau is None else plateau / "findings.csv"
+    if path is None or not path.exists():
         return {}
     df = pd.read_csv(path)
     return dict(zip(df.claim, df.verdict))
@@ -199,9 +203,9 @@ def pair_row(correct, a: str, b: str, method: str, claim_type: str) -> dict | No
     return {**row, "margin": round(m, 2), "p_paper": float(f"{p_paper:.3g}"), "p_against": float(f"{p_against:.3g}")}
 
 
-def pairs(correct, configs: list[str], results: Path) -> pd.DataFrame:
+def pairs(correct, configs: list[str], plateau: Path | None) -> pd.DataFrame:
     rows = []
-    published = published_verdicts(results)
+    published = published_verdicts(plateau)
     for claim, claim_type, a, b in claim_pairs(configs):
         for method in METHODS:
             r = pair_row(correct, a, b, method, claim_type)
@@ -244,16 +248,16 @@ def fixed_schedule_check(args) -> None:
              "protocol": f"Table 3's S=256 row: Q = {Q} (paper pixels), dense (flips averaged) and centre crop",
              "fixed_schedule": "S=256 stage " + " + ".join(map(str, ex.preset.fixed_schedule["S=256"])) + " epochs",
              "plan_version": PLAN_VERSION, "plan_commit": plan_commit()}
-    results = Path(args.results)
-    write_table(pd.concat([records, spread(records, results)], ignore_index=True), folder / "fixed_schedule_check.csv",
+    plateau = Path(args.results) / PLATEAU_OF[ex.preset.name] if ex.preset.name in PLATEAU_OF else None
+    write_table(pd.concat([records, spread(records, plateau)], ignore_index=True), folder / "fixed_schedule_check.csv",
                 stamp)
-    write_table(pairs(correct, configs, results), folder / "fixed_schedule_pairs.csv", stamp)
+    write_table(pairs(correct, configs, plateau), folder / "fixed_schedule_pairs.csv", stamp)
     arrays = {f"{c}|{s}|{m}": v for (c, s), per in correct.items() for m, v in per.items()}
     tmp = folder / "fixed_schedule_top1.tmp.npz"
     np.savez_compressed(tmp, **arrays)
     tmp.replace(folder / "fixed_schedule_top1.npz")
-    plot(records, results, Path(args.figures) / ex.preset.name / "fixed_schedule_check.png", ex.preset.name)
-    print(spread(records, results).to_string(index=False))
+    plot(records, plateau, Path(args.figures) / ex.preset.name / "fixed_schedule_check.png", ex.preset.name)
+    print(spread(records, plateau).to_string(index=False))
 
 
 def extra(p) -> None:
