@@ -32,17 +32,14 @@ from vgg.model import VGG, channel_band
 from vgg.results import write_table
 from vgg.seeds import load_correctness
 from vgg.stats import compare, correct_top1
-from vgg.train import TrainSpec, train
 
 CONTROL = "A-LRN0"
 DIVISOR_IMAGES = 256
 
 
 def train_control(ex: Experiment) -> Path:
-    out = Path(ex.args.runs) / ex.preset.name / f"{CONTROL}_S256.pt"
-    train(TrainSpec(config=CONTROL, scale="256", preset=ex.preset.name, data=str(ex.root), out=str(out),
-                    resume="auto", seed=ex.args.seed, progress=False))
-    return out
+    """The chain's A-LRN0 net of this preset and seed (vgg.chain.EXPLANATIONS): trained like A-LRN."""
+    return ex.checkpoint(f"{CONTROL}_S256")
 
 
 def lrn_divisor_ratio(conv1_out: torch.Tensor) -> torch.Tensor:
