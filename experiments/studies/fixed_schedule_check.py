@@ -251,7 +251,12 @@ def fixed_schedule_check(args) -> None:
     plateau = Path(args.results) / PLATEAU_OF[ex.preset.name] if ex.preset.name in PLATEAU_OF else None
     write_table(pd.concat([records, spread(records, plateau)], ignore_index=True), folder / "fixed_schedule_check.csv",
                 stamp)
-    write_table(pairs(correct, configs, plateau), folder / "fixed_schedule_pairs.csv", stamp)
+    tested = pairs(correct, configs, plateau)
+    if tested.empty:  # a pair needs three seeds of both nets
+        print(f"no pair has {SEED_LEVEL_MIN} seeds of both nets yet: {folder / 'fixed_schedule_pairs.csv'} not written",
+              file=sys.stderr)
+    else:
+        write_table(tested, folder / "fixed_schedule_pairs.csv", stamp)
     arrays = {f"{c}|{s}|{m}": v for (c, s), per in correct.items() for m, v in per.items()}
     tmp = folder / "fixed_schedule_top1.tmp.npz"
     np.savez_compressed(tmp, **arrays)
