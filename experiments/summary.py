@@ -159,20 +159,21 @@ def fixed_schedule_line(folder: Path) -> str | None:
     for config, g in per_seed.groupby("config", sort=False):
         if config in sd.index:
             plateau = sd.plateau_rule_sd[config]
-            nets.append(f"{config} {sd.dense_top1_err[config]:.2f}"
-                        + (f" ({plateau:.2f})" if pd.notna(plateau) else "") + f" over {len(g)} seeds")
+            nets.append(f"{config} {g.dense_top1_err.mean():.2f} (sd {sd.dense_top1_err[config]:.2f} over {len(g)} seeds"
+                        + (f"; plateau rule {plateau:.2f})" if pd.notna(plateau) else ")"))
         else:
-            nets.append(f"{config} one seed so far")
-    line = (f"> - **Fixed schedule, Imagenette** (`make fixed_schedule_check`; exploratory; nets scored: {len(per_seed)} "
-            "of the 7 x 3 it trains): seed sd of Table 3's S=256 error, fixed schedule (plateau rule): " + ", ".join(nets)
-            + " points; goal <= 1.5.")
+            nets.append(f"{config} {g.dense_top1_err.iloc[0]:.2f} (seed {g.seed.iloc[0]})")
+    line = (f"> - **Fixed schedule, Imagenette** (`make fixed_schedule_check`, exploratory; {len(per_seed)} of its "
+            "7 x 3 nets scored): Table 3's S=256 top-1 error, mean over the seeds scored: " + ", ".join(nets)
+            + "; the plan's goal: sd <= 1.5 points.")
     pairs_path = folder / "fixed_schedule_pairs.csv"
     if pairs_path.exists():
         pairs = pd.read_csv(pairs_path)
         lrn = pairs[(pairs.question == "LRN control") & (pairs.method == "dense")]
         if len(lrn):
-            line += " LRN control, seed level, dense: " + "; ".join(
-                f"{r.claim} {r.estimate:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]" for r in lrn.itertuples()) + "."
+            line += " LRN control, dense, error difference in points [95% interval]: " + "; ".join(
+                f"{r.claim} {r.estimate:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] "
+                + ("(seed level)" if r.level == "seed" else "(one seed, per image)") for r in lrn.itertuples()) + "."
     return line
 
 

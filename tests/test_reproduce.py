@@ -134,5 +134,15 @@ def test_fixed_schedule_check_scores_as_table3_and_tests_the_pairs_at_seed_level
     claimed = pairs[pairs.question == "claim"]
     assert (claimed.p_paper_adj >= claimed.p_paper - 1e-12).all() and claimed.verdict.notna().all()
     assert (cwd / "figures" / "tiny_plan" / "fixed_schedule_check.png").stat().st_size > 10_000
+    assert (pairs.level == "seed").all()
     r = run_cli(study, cwd=cwd, env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0 and "training runs/" not in r.stderr, r.stderr[-2000:]
+    # one seed: every pair per image on that seed, its estimate the mean per-image difference
+    one = [*study[:study.index("--results")], "--results", "results-one", "--figures", "figures-one", "--seeds", "0"]
+    r = run_cli(one, cwd=cwd, env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0 and "training runs/" not in r.stderr, r.stderr[-2000:]
+    pairs = pd.read_csv(cwd / "results-one" / "tiny_plan" / "fixed_schedule_pairs.csv")
+    assert (pairs.level == "image").all() and (pairs.seeds.astype(str) == "0").all()
+    for row in pairs.itertuples():
+        d = 100 * (saved[f"{row.b}|0|{row.method}"].astype(float) - saved[f"{row.a}|0|{row.method}"])
+        assert abs(d.mean() - row.estimate) < 0.006 and abs(d.std(ddof=1) / np.sqrt(len(d)) - row.se) < 0.006
