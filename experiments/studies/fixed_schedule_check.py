@@ -254,9 +254,18 @@ def fixed_schedule_check(args) -> None:
         raise UserError(f"preset {ex.preset.name} trains under the plateau rule: this study checks the fixed "
                         "schedule (--preset imagenette_fixed)")
     correct, records = score(ex, args, configs, seeds)
+    folder = Path(args.results) / ex.preset.name
+    saved = folder / "fixed_schedule_top1.npz"
+    if saved.exists():  # never drop a scored net whose checkpoint is gone (runs/ is not committed)
+        with np.load(saved) as z:
+            before = {(c, int(s)) for c, s, _ in (k.split("|") for k in z.files)}
+        lost = sorted((c, s) for c, s in before if c in configs and s in seeds and (c, s) not in correct)
+        if lost:
+            raise UserError(f"{saved} holds {len(lost)} net(s) with no finished checkpoint under {args.runs}/ "
+                            f"({', '.join(f'{c} seed {s}' for c, s in lost)}): restore the checkpoints or train "
+                            "them again (without --no-train); nothing written")
     if records.empty:
         raise UserError(f"no finished net of {', '.join(configs)} under runs/{ex.preset.name}: run without --no-train")
-    folder = Path(args.results) / ex.preset.name
     stamp = {"preset": ex.preset.name, "dataset": ex.root.name, "images": len(ex.data.val),
              "protocol": f"Table 3's S=256 row: Q = {Q} (paper pixels), dense (flips averaged) and centre crop",
              "fixed_schedule": "S=256 stage " + " + ".join(map(str, ex.preset.fixed_schedule["S=256"])) + " epochs",
