@@ -76,11 +76,13 @@ class Experiment:
             self._data = load_datasets(self.root, self.preset, cache_dir=cache_folder(self.args.runs))
         return self._data
 
-    def checkpoint(self, net: str) -> Path:
-        build_chain(self.preset.name, str(self.root), self.args.runs, seed=self.args.seed, only=[net],
+    def checkpoint(self, net: str, seed: int | None = None) -> Path:
+        """``net``'s checkpoint of ``seed`` (default: this experiment's seed), trained first if missing."""
+        seed = self.args.seed if seed is None else seed
+        build_chain(self.preset.name, str(self.root), self.args.runs, seed=seed, only=[net],
                     progress=sys.stderr.isatty(), log=lambda m: print(m, file=sys.stderr),
                     loader=getattr(self.args, "loader", None), workers=getattr(self.args, "workers", None))
-        return checkpoint_path(self.args.runs, self.preset.name, net, self.args.seed)
+        return checkpoint_path(self.args.runs, self.preset.name, net, seed)
 
     def continued(self, net: str, chain: Path, epochs: int, study: str) -> Path:
         """The chain's checkpoint ``chain`` of ``net`` continued to ``epochs`` epochs as

@@ -28,7 +28,6 @@ nets whose training has finished (a report while the rest trains).
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -38,7 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from vgg.chain import BY_NAME, build_chain, checkpoint_path
+from vgg.chain import BY_NAME, checkpoint_path
 from vgg.checkpoint import checkpoint_record, load_metadata
 from vgg.errors import UserError
 from vgg.evaluate import cached_posteriors
@@ -79,12 +78,12 @@ def score(ex: Experiment, args, configs: list[str], seeds: list[int]):
     for seed in seeds:
         for config in configs:
             name = f"{config}_S256"
-            path = checkpoint_path(args.runs, ex.preset.name, name, seed)
-            if args.no_train and not finished(path):
-                continue
-            if not args.no_train:
-                build_chain(ex.preset.name, str(ex.root), args.runs, seed=seed, only=[name], progress=False,
-                            log=lambda m: print(m, file=sys.stderr))
+            if args.no_train:
+                path = checkpoint_path(args.runs, ex.preset.name, name, seed)
+                if not finished(path):
+                    continue
+            else:
+                path = ex.checkpoint(name, seed)
             per_method = {}
             for method in METHODS:
                 p, y = cached_posteriors(path, method, [Q], ex.data)
@@ -271,8 +270,8 @@ def fixed_schedule_check(args) -> None:
              "fixed_schedule": "S=256 stage " + " + ".join(map(str, ex.preset.fixed_schedule["S=256"])) + " epochs",
              "plan_version": PLAN_VERSION, "plan_commit": plan_commit()}
     plateau = Path(args.results) / PLATEAU_OF[ex.preset.name] if ex.preset.name in PLATEAU_OF else None
-    write_table(pd.concat([records, spread(records, plateau)], ignore_index=True), folder / "fixed_schedule_check.csv",
-                stamp)
+    summary = spread(records, plateau)
+    write_table(pd.concat([records, summary], ignore_index=True), folder / "fixed_schedule_check.csv", stamp)
     tested = pairs(correct, configs, plateau)
     if not tested.empty:  # a pair needs a seed of both nets
         write_table(tested, folder / "fixed_schedule_pairs.csv", stamp)
@@ -281,7 +280,7 @@ def fixed_schedule_check(args) -> None:
     np.savez_compressed(tmp, **arrays)
     tmp.replace(folder / "fixed_schedule_top1.npz")
     plot(records, plateau, Path(args.figures) / ex.preset.name / "fixed_schedule_check.png", ex.preset.name)
-    print(spread(records, plateau).to_string(index=False))
+    print(summary.to_string(index=False))
 
 
 def extra(p) -> None:
