@@ -41,9 +41,11 @@ def seed_table(seeds: pd.DataFrame) -> list[str]:
         out.append(f"| {config} | " + " | ".join("-" if pd.isna(v) else f"{v:.2f}" for v in r)
                    + f" | {stat[(config, 'mean')]:.2f} +- {stat[(config, 'sd')]:.2f} | {paper[config]:g} |")
     if "trained_with" in runs:
-        out += ["", "Trained with: " + "; ".join(
-            f"seed {s}: " + " / ".join(dict.fromkeys(runs[runs.seed == s].trained_with.dropna()))
-            for s in errs.columns) + "."]
+        # each training session's machine and precision (its speed, commit and epochs are in the CSV)
+        def machines(seed: int) -> str:
+            sessions = runs[runs.seed == seed].trained_with.dropna().str.split("; ").explode()
+            return " / ".join(dict.fromkeys(", ".join(e.split(", ")[:2]) for e in sessions))
+        out += ["", "Trained with: " + "; ".join(f"seed {s}: {machines(s)}" for s in errs.columns) + "."]
     return out
 
 

@@ -54,6 +54,11 @@ def test_training_follows_the_fixed_schedule_across_a_resume(small_data, tmp_pat
     ckpt = torch.load(out, weights_only=False)
     assert [r["lr"] for r in ckpt["log"]] == pytest.approx([1e-2, 1e-2, 1e-3, 1e-4])
     assert ckpt["epoch"] == 4 and ckpt["complete"] and ckpt["spec"]["epochs"] == 4
+    # each session of the net: the machine, its precision, its measured speed, the code, its first epoch
+    sessions = ckpt["spec"]["devices"]
+    assert [s.rsplit(", ", 1)[1] for s in sessions] == ["from epoch 1", "from epoch 4"]
+    assert all(", fp32, " in s and float(s.split(" GFLOP/s")[0].rsplit(", ", 1)[1]) > 0 and ", commit " in s
+               for s in sessions)
 
 
 def test_a_fixed_schedule_validates_every_few_epochs_and_at_the_last(small_data, tmp_path, monkeypatch):

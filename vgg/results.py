@@ -1,11 +1,13 @@
 """Result tables: our value beside the paper's, with provenance, written atomically."""
 from __future__ import annotations
 
+import functools
 import io
 import platform
 import shlex
 import subprocess
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -56,6 +58,26 @@ def device_name() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
     return f"{cpu_model()} ({torch.get_num_threads()} threads)"
+
+
+@functools.lru_cache(maxsize=None)
+def matmul_gflops(device_type: str = "cpu", bf16: bool = True) -> float:
+    """The device's speed in the training precision: GFLOP/s of a square matmul (2048 on a CPU,
+    8192 on a GPU), best of three after a warm-up; once per process.  Machines of one model name can differ
+    severalfold in speed, so every trained net records this beside the device's name."""
+    import torch
+    n = 8192 if device_type == "cuda" else 2048
+    a = torch.randn(n, n, dtype=torch.bfloat16 if bf16 else torch.float32, device=device_type)
+    sync = torch.cuda.synchronize if device_type == "cuda" else (lambda: None)
+    a @ a
+    sync()
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        a @ a
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
 
 
 def cpu_model() -> str:

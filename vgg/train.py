@@ -30,7 +30,7 @@ from .configs import check_config
 from .data import data_root, fraction_of
 from .datasets import cache_folder
 from .loaders import load_datasets
-from .results import device_name
+from .results import device_name, git_commit, matmul_gflops
 from .errors import Divergence, UserError
 from .init import init_from, initialise
 from .io import atomic_write_text
@@ -260,14 +260,17 @@ def train(spec: TrainSpec) -> Path:
         optimizer.load_state_dict(resume_from["optimizer"])
         scheduler.load_state_dict(resume_from["scheduler"])
         rows, start = resume_from["log"], resume_from["epoch"]
-    machine = device_name()
+    # this session of the net: machine, precision, measured speed, code and first epoch (a net
+    # resumed elsewhere or at another commit lists each session)
+    machine = (f"{device_name()}, {precision_name(amp)}, {matmul_gflops(device.type, amp):.0f} GFLOP/s matmul, "
+               f"commit {git_commit()}, from epoch {start + 1}")
     meta = {"spec": {**asdict(spec), "how": how, "lr": lr, "epochs": epochs, "scale_px": [smin, smax],
                      "init_source": source_stamp(source),
                      "q_val_px": q_val, "world": world, "weight_decay_on_biases": True,
-                     "amp": amp, "precision": precision_name(amp), "device": machine,
+                     "amp": amp, "precision": precision_name(amp), "device": device_name(),
                      # every machine the net trained on, across resumes (a reproduction spans sessions)
                      "devices": list(dict.fromkeys([*(resume_from or {}).get("spec", {}).get("devices", []),
-                                                    f"{machine}, {precision_name(amp)}"]))},
+                                                    machine]))},
             "preset": preset.as_dict(), "classes": data.classes, "colour": data.colour.as_dict(),
             "skipped_images": data.skipped}
     if rank == 0 and start == 0:

@@ -29,7 +29,7 @@ from vgg.checkpoint import load_training_checkpoint
 from vgg.errors import UserError
 from vgg.experiment import Experiment, main, net_name
 from vgg.plots import save_figure
-from vgg.results import device_name, paper_table, write_table
+from vgg.results import paper_table, write_table
 from vgg.seeds import SEED_ROW, load_reusable, protocol_fingerprint, published_seed0, save_correctness
 from vgg.stats import correct_top1
 
@@ -78,7 +78,9 @@ def seeds(args) -> None:
                 correct[(config, seed)] = correct_top1(p, y)
                 top5[(config, seed)] = round(e5, 2)
                 spec = load_training_checkpoint(ex.checkpoint(net))["spec"]
-                trained_with[(config, seed)] = f"{device_name()}, {spec.get('precision', '?')}"
+                # where the net trained (each session of it), not where it is scored
+                trained_with[(config, seed)] = "; ".join(spec.get("devices") or
+                                                         [f"{spec.get('device', '?')}, {spec.get('precision', '?')}"])
                 save_correctness(folder, correct, top5, protocol, trained_with)
             rows.append({"config": config, "seed": str(seed), "ours_top1_err": round(100 * e1, 2),
                          "ours_top5_err": round(e5, 2), "paper_top1_err": paper.loc[config, "top1_val_err"],
