@@ -29,7 +29,7 @@ import pandas as pd
 from vgg.chain import BY_NAME, checkpoint_path, needed, plan
 from vgg.checkpoint import checkpoint_record, load_metadata
 from vgg.errors import UserError
-from vgg.experiment import Experiment, main
+from vgg.experiment import Experiment, comma_list, main
 from vgg.findings import CLAIM_TABLES, claims, evaluate_claims, pick, row_id, side_key
 from vgg.node import hours
 from vgg.plan import PLAN_VERSION, plan_commit
@@ -228,7 +228,7 @@ def seed_findings(args, seeds: list[int], tables: dict[str, pd.DataFrame]) -> pd
 
 
 def reproduce(args) -> None:
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     started = time.time()
     for seed in seeds:
         train_seed(args, seed, seeds, started)
@@ -255,7 +255,7 @@ def reproduce(args) -> None:
 
 
 def extra(p) -> None:
-    p.add_argument("--seeds", default="0,1,2", help="seeds, each its own chain (default 0,1,2)")
+    p.add_argument("--seeds", type=comma_list(int), default="0,1,2", help="seeds, each its own chain (default 0,1,2)")
 
 
 if __name__ == "__main__":

@@ -119,3 +119,19 @@ def test_unwritable_results_dir(tmp_path):
                  "--figures", str(tmp_path / "figs")])
     one_line_exit2(r, "cannot write")
     assert no_files(tmp_path / "figs") if (tmp_path / "figs").exists() else True
+
+
+@pytest.mark.parametrize("script, args, needle", [
+    ("experiments/reproduce.py", ["--seeds", "0,x"], "argument --seeds: '0,x': give comma-separated int values"),
+    ("experiments/studies/seeds.py", ["--seeds", ","], "argument --seeds: give at least one value"),
+    ("experiments/studies/fixed_schedule_check.py", ["--nets", ""], "argument --nets: give at least one value"),
+])
+def test_bad_seed_and_net_lists(script, args, needle, tmp_path, monkeypatch, capsys):
+    """The experiment scripts' comma-separated lists are checked by the parser: one line, exit 2."""
+    import runpy
+    import sys
+    monkeypatch.setattr(sys, "argv", [script, "--preset", "tiny", "--results", str(tmp_path), *args])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(ROOT / script), run_name="__main__")
+    one_line_exit2(subprocess.CompletedProcess([], e.value.code, "", capsys.readouterr().err), needle)
+    assert no_files(tmp_path, "**/*")

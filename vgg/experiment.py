@@ -47,6 +47,21 @@ def arguments(description: str, needs_data: bool = True, extra=None) -> argparse
     return p.parse_args()
 
 
+def comma_list(kind=str):
+    """An argparse ``type``: '0,1,2' -> [0, 1, 2]; a bad or empty list is a one-line error (exit 2)."""
+    def parse(text: str) -> list:
+        try:
+            out = [kind(t.strip()) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated {kind.__name__} values, "
+                                             "e.g. 0,1,2") from None
+        if not out:
+            raise argparse.ArgumentTypeError("give at least one value")
+        return out
+    parse.__name__ = f"list of {kind.__name__}"
+    return parse
+
+
 def main(fn, needs_data: bool = True, extra=None) -> None:
     """Run an experiment's main; user errors give one line and exit 2.
     ``extra(parser)`` adds a script's own flags."""

@@ -41,7 +41,7 @@ from vgg.chain import BY_NAME, checkpoint_path
 from vgg.checkpoint import checkpoint_record, load_metadata
 from vgg.errors import UserError
 from vgg.evaluate import cached_posteriors
-from vgg.experiment import Experiment, main
+from vgg.experiment import Experiment, comma_list, main
 from vgg.findings import MissingRow, claims, pick
 from vgg.plots import save_figure
 from vgg.plan import PLAN_VERSION, benjamini_hochberg, image_test, margin, p_values, plan_commit, seed_test, verdict
@@ -56,16 +56,6 @@ METHODS = ("dense", "center-crop")
 SD_GOAL = 1.5  # points: the plan's goal for Table 3's seed sd
 #: preset -> the preset whose published plateau-rule runs trained on the same data (results/<that>/)
 PLATEAU_OF = {"imagenette_fixed": "imagenette"}
-
-
-def parse_list(text: str, kind=str, flag: str = "--nets") -> list:
-    try:
-        out = [kind(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise UserError(f"{flag} {text!r}: give comma-separated values, e.g. {flag} 0,1,2") from None
-    if not out:
-        raise UserError(f"{flag} is empty")
-    return out
 
 
 def finished(path: Path) -> bool:
@@ -243,8 +233,7 @@ def pairs(correct, configs: list[str], plateau: Path | None) -> pd.DataFrame:
 
 
 def fixed_schedule_check(args) -> None:
-    configs = parse_list(args.nets)
-    seeds = parse_list(args.seeds, int, "--seeds")
+    configs, seeds = args.nets, args.seeds
     unknown = [c for c in configs if f"{c}_S256" not in BY_NAME]
     if unknown:
         raise UserError(f"--nets: {', '.join(unknown)} is not an S=256 net; choose from {', '.join(NETS)}")
@@ -284,8 +273,9 @@ def fixed_schedule_check(args) -> None:
 
 
 def extra(p) -> None:
-    p.add_argument("--nets", default=",".join(NETS), help=f"S=256 configs (default {','.join(NETS)})")
-    p.add_argument("--seeds", default="0,1,2", help="seeds (default 0,1,2)")
+    p.add_argument("--nets", type=comma_list(), default=",".join(NETS),
+                   help=f"S=256 configs (default {','.join(NETS)})")
+    p.add_argument("--seeds", type=comma_list(int), default="0,1,2", help="seeds (default 0,1,2)")
     p.add_argument("--no-train", action="store_true", help="score only the nets whose training has finished")
 
 

@@ -27,24 +27,17 @@ import pandas as pd
 
 from vgg.checkpoint import load_training_checkpoint
 from vgg.errors import UserError
-from vgg.experiment import Experiment, main, net_name
+from vgg.experiment import Experiment, comma_list, main, net_name
 from vgg.plots import save_figure
 from vgg.results import paper_table, write_table
 from vgg.seeds import SEED_ROW, load_reusable, protocol_fingerprint, published_seed0, save_correctness
 from vgg.stats import correct_top1
 
 
-def parse_list(text: str, kind=str) -> list:
-    try:
-        return [kind(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise UserError(f"--seeds {text!r}: give comma-separated integers, e.g. --seeds 0,1,2") from None
-
-
 def seeds(args) -> None:
-    seed_list, configs = parse_list(args.seeds, int), parse_list(args.nets)
+    seed_list, configs = args.seeds, args.nets
     if len(seed_list) < 2 or len(set(seed_list)) != len(seed_list):
-        raise UserError(f"--seeds {args.seeds!r}: give at least two different seeds, e.g. --seeds 0,1,2")
+        raise UserError(f"--seeds {','.join(map(str, seed_list))}: give at least two different seeds, e.g. --seeds 0,1,2")
     paper = paper_table("table3_single_scale").query(
         f"train_scale == '{SEED_ROW['train_scale']}' and test_scale == '{SEED_ROW['test_scale']}'")
     unknown = sorted(set(configs) - set(paper.config))
@@ -129,8 +122,8 @@ def plot(per_seed: pd.DataFrame, configs: list[str], path: Path, preset: str) ->
 
 
 def extra(p) -> None:
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
-    p.add_argument("--nets", default="A,A-LRN,B,C,D,E",
+    p.add_argument("--seeds", type=comma_list(int), default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--nets", type=comma_list(), default="A,A-LRN,B,C,D,E",
                    help="configs at S=256 (default A,A-LRN,B,C,D,E: every net of a Table 3 claim at S=256)")
 
 
