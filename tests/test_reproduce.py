@@ -137,16 +137,26 @@ def test_fixed_schedule_check_scores_as_table3_and_tests_the_pairs_at_seed_level
     assert (pairs.level == "seed").all()
     r = run_cli(study, cwd=cwd, env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0 and "training runs/" not in r.stderr, r.stderr[-2000:]
-    # a scored net whose checkpoint is gone: --no-train stops (exit 2) rather than drop it
+    # a scored net whose checkpoint is gone (runs/ is not committed): its saved scores and record are
+    # used, not trained again, and the results stay as they were; without its saved record the run
+    # stops (exit 2, nothing written) rather than drop it
     ckpt = checkpoint_path(cwd / "runs", "tiny_plan", "A-LRN0_S256", 1)
     ckpt.rename(ckpt.with_suffix(".away"))
+    table = folder / "fixed_schedule_check.csv"
     try:
-        before = (folder / "fixed_schedule_check.csv").read_text()
+        before = table.read_text()
+        for flags in ([], ["--no-train"]):
+            r = run_cli([*study, *flags], cwd=cwd, env={"OMP_NUM_THREADS": "1"})
+            assert r.returncode == 0 and "training runs/" not in r.stderr, r.stderr[-2000:]
+            assert "A-LRN0 seed 1: no finished checkpoint" in r.stderr and table.read_text() == before
+        table.rename(table.with_suffix(".away"))
         r = run_cli([*study, "--no-train"], cwd=cwd, env={"OMP_NUM_THREADS": "1"})
         assert r.returncode == 2 and "A-LRN0 seed 1" in r.stderr, r.stderr[-2000:]
-        assert (folder / "fixed_schedule_check.csv").read_text() == before
+        assert not table.exists()
     finally:
         ckpt.with_suffix(".away").rename(ckpt)
+        if table.with_suffix(".away").exists():
+            table.with_suffix(".away").rename(table)
     # one seed: every pair per image on that seed, its estimate the mean per-image difference
     one = [*study[:study.index("--results")], "--results", "results-one", "--figures", "figures-one", "--seeds", "0"]
     r = run_cli(one, cwd=cwd, env={"OMP_NUM_THREADS": "1"})

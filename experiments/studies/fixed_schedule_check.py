@@ -23,11 +23,13 @@ this study's family; no verdict of the reproduction depends on them.
 
 Writes results/<preset>/fixed_schedule_check.csv (one row per net and seed, then per net the mean and
 sd), fixed_schedule_pairs.csv and the per-image correctness (fixed_schedule_top1.npz). Resumable:
-nets train through the chain (locks, resume), posteriors are cached. ``--no-train`` scores only the
-nets whose training has finished (a report while the rest trains).
+nets train through the chain (locks, resume), posteriors are cached; a net scored before whose
+checkpoint is gone (runs/ is not committed) keeps its saved scores and record. ``--no-train`` scores
+only the nets whose training has finished (a report while the rest trains).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -62,27 +64,53 @@ def finished(path: Path) -> bool:
     return path.exists() and bool(load_metadata(path).get("complete"))
 
 
-def score(ex: Experiment, args, configs: list[str], seeds: list[int]):
-    """(config, seed) -> {method: correctness per val image}, and one record per net and seed."""
+#: what the results record of each net's checkpoint (vgg.checkpoint.checkpoint_record)
+RECORD = ("epochs", "train_seconds", "trained_on", "sha256")
+
+
+def saved_scores(folder: Path, preset: str, dataset: str, images: int) -> dict:
+    """(config, seed) -> (per-method correctness, record) that an earlier run of this study saved for
+    this preset and data (fixed_schedule_check.csv and fixed_schedule_top1.npz)."""
+    table, arrays = folder / "fixed_schedule_check.csv", folder / "fixed_schedule_top1.npz"
+    if not (table.exists() and arrays.exists()):
+        return {}
+    rows = pd.read_csv(table, dtype={"seed": str, "dataset": str})
+    rows = rows[rows.seed.str.isdigit() & (rows.preset == preset) & (rows.dataset == dataset) & (rows.images == images)]
+    out = {}
+    with np.load(arrays) as z:
+        for _, r in rows.iterrows():
+            keys = {m: f"{r.config}|{r.seed}|{m}" for m in METHODS}
+            if all(k in z.files and len(z[k]) == images for k in keys.values()):
+                out[(r.config, int(r.seed))] = ({m: z[k] for m, k in keys.items()}, {k: r[k] for k in RECORD})
+    return out
+
+
+def score(ex: Experiment, args, configs: list[str], seeds: list[int], saved: dict):
+    """(config, seed) -> {method: correctness per val image}, and one record per net and seed. A net
+    whose checkpoint is not under runs/ (it is not committed) but that an earlier run scored comes
+    from ``saved`` (saved_scores), not trained again."""
     correct, records = {}, []
     for seed in seeds:
         for config in configs:
             name = f"{config}_S256"
-            if args.no_train:
-                path = checkpoint_path(args.runs, ex.preset.name, name, seed)
-                if not finished(path):
-                    continue
+            path = checkpoint_path(args.runs, ex.preset.name, name, seed)
+            if not finished(path) and (config, seed) in saved:
+                per_method, rec = saved[(config, seed)]
+                print(f"{config} seed {seed}: no finished checkpoint at {path}; its saved scores are used "
+                      f"(checkpoint sha256 {rec['sha256'][:12]})", file=sys.stderr)
+            elif args.no_train and not finished(path):
+                continue
             else:
                 path = ex.checkpoint(name, seed)
-            per_method = {}
-            for method in METHODS:
-                p, y = cached_posteriors(path, method, [Q], ex.data)
-                per_method[method] = correct_top1(p, y)
+                per_method = {}
+                for method in METHODS:
+                    p, y = cached_posteriors(path, method, [Q], ex.data)
+                    per_method[method] = correct_top1(p, y)
+                rec = checkpoint_record(path)
             correct[(config, seed)] = per_method
-            rec = checkpoint_record(path)
             records.append({"config": config, "seed": str(seed),
                             **{f"{m}_top1_err": round(100 * (1 - c.mean()), 2) for m, c in per_method.items()},
-                            **{k: rec[k] for k in ("epochs", "train_seconds", "trained_on", "sha256")}})
+                            **{k: rec[k] for k in RECORD}})
     return correct, pd.DataFrame(records)
 
 
@@ -241,15 +269,17 @@ def fixed_schedule_check(args) -> None:
     if not ex.preset.fixed_schedule:
         raise UserError(f"preset {ex.preset.name} trains under the plateau rule: this study checks the fixed "
                         "schedule (--preset imagenette_fixed)")
-    correct, records = score(ex, args, configs, seeds)
     folder = Path(args.results) / ex.preset.name
-    saved = folder / "fixed_schedule_top1.npz"
-    if saved.exists():  # never drop a scored net whose checkpoint is gone (runs/ is not committed)
-        with np.load(saved) as z:
+    correct, records = score(ex, args, configs, seeds, saved_scores(folder, ex.preset.name, ex.root.name,
+                                                                     len(ex.data.val)))
+    arrays = folder / "fixed_schedule_top1.npz"
+    if arrays.exists():  # never drop a scored net (one saved for other data, or without its record)
+        with np.load(arrays) as z:
             before = {(c, int(s)) for c, s, _ in (k.split("|") for k in z.files)}
         lost = sorted((c, s) for c, s in before if c in configs and s in seeds and (c, s) not in correct)
         if lost:
-            raise UserError(f"{saved} holds {len(lost)} net(s) with no finished checkpoint under {args.runs}/ "
+            raise UserError(f"{arrays} holds {len(lost)} net(s) that neither a finished checkpoint under "
+                            f"{args.runs}/ nor fixed_schedule_check.csv gives for this data "
                             f"({', '.join(f'{c} seed {s}' for c, s in lost)}): restore the checkpoints or train "
                             "them again (without --no-train); nothing written")
     if records.empty:
