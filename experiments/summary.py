@@ -161,7 +161,8 @@ def fixed_schedule_line(folder: Path) -> str | None:
     for config, g in per_seed.groupby("config", sort=False):
         if config in sd.index:
             plateau = sd.plateau_rule_sd[config]
-            nets.append(f"{config} {g.dense_top1_err.mean():.2f} (sd {sd.dense_top1_err[config]:.2f} over {len(g)} seeds"
+            nets.append(f"{config} {g.dense_top1_err.mean():.2f} "
+                        f"(sd {sd.dense_top1_err[config]:.2f} over {len(g)} seeds"
                         + (f"; plateau rule {plateau:.2f})" if pd.notna(plateau) else ")"))
         else:
             nets.append(f"{config} {g.dense_top1_err.iloc[0]:.2f} (seed {g.seed.iloc[0]})")

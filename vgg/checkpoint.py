@@ -110,6 +110,14 @@ def load_metadata(path: str | Path, config: str | None = None) -> dict:
     return meta
 
 
+def trained_on(spec: dict) -> str:
+    """Where a net trained, from its checkpoint's spec: every session (machine, precision, ...; vgg.train),
+    '; '-separated; a checkpoint older than the session list gives its one device and precision."""
+    if spec.get("devices"):
+        return "; ".join(spec["devices"])
+    return f"{spec['device']}, {spec.get('precision', '?')}" if spec.get("device") else "not recorded"
+
+
 def checkpoint_record(path: str | Path) -> dict:
     """What a results file records of a training checkpoint: epochs, whether training finished,
     seconds of logged epochs, every CPU/GPU and precision it trained on, its last validation error,
@@ -122,7 +130,7 @@ def checkpoint_record(path: str | Path) -> dict:
     log = pd.read_csv(path.with_suffix(".log.csv"))
     return {"epochs": meta["epoch"], "complete": meta.get("complete"),
             "train_seconds": round(float(log.seconds.sum()), 1),
-            "trained_on": "; ".join(meta["spec"].get("devices", [])) or "not recorded",
+            "trained_on": trained_on(meta["spec"]),
             "train_precision": meta["spec"].get("precision"),
             "val_top1_err_last_epoch": round(100 * float(log.val_top1_err.iloc[-1]), 2),
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}

@@ -262,15 +262,16 @@ def train(spec: TrainSpec) -> Path:
         rows, start = resume_from["log"], resume_from["epoch"]
     # this session of the net: machine, precision, measured speed, code and first epoch (a net
     # resumed elsewhere or at another commit lists each session)
-    machine = (f"{device_name()}, {precision_name(amp)}, {matmul_gflops(device.type, amp):.0f} GFLOP/s matmul, "
+    device_label, precision = device_name(), precision_name(amp)
+    session = (f"{device_label}, {precision}, {matmul_gflops(device.type, amp):.0f} GFLOP/s matmul, "
                f"commit {git_commit()}, from epoch {start + 1}")
     meta = {"spec": {**asdict(spec), "how": how, "lr": lr, "epochs": epochs, "scale_px": [smin, smax],
                      "init_source": source_stamp(source),
                      "q_val_px": q_val, "world": world, "weight_decay_on_biases": True,
-                     "amp": amp, "precision": precision_name(amp), "device": device_name(),
+                     "amp": amp, "precision": precision, "device": device_label,
                      # every machine the net trained on, across resumes (a reproduction spans sessions)
                      "devices": list(dict.fromkeys([*(resume_from or {}).get("spec", {}).get("devices", []),
-                                                    machine]))},
+                                                    session]))},
             "preset": preset.as_dict(), "classes": data.classes, "colour": data.colour.as_dict(),
             "skipped_images": data.skipped}
     if rank == 0 and start == 0:
@@ -279,7 +280,7 @@ def train(spec: TrainSpec) -> Path:
               + (f"{epochs} epochs (lr / 10 after epochs {milestones(fixed)})" if fixed else
                  f"{epochs} epochs" if stop_drops is None else
                  f"until the plateau rule fires after {stop_drops} lr drops (at most {epochs} epochs)")
-              + f", lr {lr}, {precision_name(amp)}",
+              + f", lr {lr}, {precision}",
               file=sys.stderr)
     stop = epochs if spec.stop_after is None else min(epochs, start + spec.stop_after)
     part = fraction_of(preset.batch, rank, world)  # this process's rows of each global batch

@@ -94,11 +94,12 @@ def score(ex: Experiment, args, configs: list[str], seeds: list[int], saved: dic
         for config in configs:
             name = f"{config}_S256"
             path = checkpoint_path(args.runs, ex.preset.name, name, seed)
-            if not finished(path) and (config, seed) in saved:
+            done = finished(path)
+            if not done and (config, seed) in saved:
                 per_method, rec = saved[(config, seed)]
                 print(f"{config} seed {seed}: no finished checkpoint at {path}; its saved scores are used "
                       f"(checkpoint sha256 {rec['sha256'][:12]})", file=sys.stderr)
-            elif args.no_train and not finished(path):
+            elif args.no_train and not done:
                 continue
             else:
                 path = ex.checkpoint(name, seed)

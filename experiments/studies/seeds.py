@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from vgg.checkpoint import load_training_checkpoint
+from vgg.checkpoint import load_metadata, trained_on
 from vgg.errors import UserError
 from vgg.experiment import Experiment, comma_list, main, net_name
 from vgg.plots import save_figure
@@ -37,7 +37,8 @@ from vgg.stats import correct_top1
 def seeds(args) -> None:
     seed_list, configs = args.seeds, args.nets
     if len(seed_list) < 2 or len(set(seed_list)) != len(seed_list):
-        raise UserError(f"--seeds {','.join(map(str, seed_list))}: give at least two different seeds, e.g. --seeds 0,1,2")
+        raise UserError(f"--seeds {','.join(map(str, seed_list))}: give at least two different seeds, "
+                        "e.g. --seeds 0,1,2")
     paper = paper_table("table3_single_scale").query(
         f"train_scale == '{SEED_ROW['train_scale']}' and test_scale == '{SEED_ROW['test_scale']}'")
     unknown = sorted(set(configs) - set(paper.config))
@@ -70,10 +71,8 @@ def seeds(args) -> None:
                 e5 *= 100
                 correct[(config, seed)] = correct_top1(p, y)
                 top5[(config, seed)] = round(e5, 2)
-                spec = load_training_checkpoint(ex.checkpoint(net))["spec"]
                 # where the net trained (each session of it), not where it is scored
-                trained_with[(config, seed)] = "; ".join(spec.get("devices") or
-                                                         [f"{spec.get('device', '?')}, {spec.get('precision', '?')}"])
+                trained_with[(config, seed)] = trained_on(load_metadata(ex.checkpoint(net))["spec"])
                 save_correctness(folder, correct, top5, protocol, trained_with)
             rows.append({"config": config, "seed": str(seed), "ours_top1_err": round(100 * e1, 2),
                          "ours_top5_err": round(e5, 2), "paper_top1_err": paper.loc[config, "top1_val_err"],
