@@ -75,9 +75,10 @@ def test_mixed_sizes_aspect_ratios_and_modes_train_and_evaluate(tmp_path, capsys
 
 
 def test_a_changed_dataset_replaces_its_decoded_cache_and_keeps_other_subsets(tmp_path):
-    """A split whose files changed (a new copy: other mtimes) is decoded again, and its old cache --
-    a whole decoded split, 1.4 GB for Imagenette's train -- is deleted; a cached subset of the same
-    folder (another max_per_class) and another folder's cache are kept."""
+    """A split whose files changed (one rewritten: another byte count) is decoded again, and its old
+    cache -- a whole decoded split, 1.4 GB for Imagenette's train -- is deleted; a cached subset of the
+    same folder (another max_per_class) and another folder's cache are kept. A copy of the same files
+    (new mtimes only, as a folder mounted anew each session has) keeps its cache."""
     import os
     data = tree(tmp_path / "d", {"train": {"cat": simple(3), "dog": simple(3)}})
     other = tree(tmp_path / "e", {"train": {"cat": simple(2), "dog": simple(2)}})
@@ -89,8 +90,15 @@ def test_a_changed_dataset_replaces_its_decoded_cache_and_keeps_other_subsets(tm
     assert len(before) == 3
     load_memory_split(data / "train", cache_dir=cache)  # unchanged: the cache is read, nothing removed
     assert sorted(p.name for p in cache.glob("*.npz")) == before
+    for f in (data / "train").rglob("*.jpg"):  # new mtimes, same files: still the same cache
+        os.utime(f, (1e9, 1e9))
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npz")}
+    load_memory_split(data / "train", cache_dir=cache)
+    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npz")} == stamps
     changed = next((data / "train" / "cat").iterdir())
-    os.utime(changed, (1e9, 1e9))
+    size = changed.stat().st_size
+    picture((44, 36), "RGB").save(changed)
+    assert changed.stat().st_size != size
     split = load_memory_split(data / "train", cache_dir=cache)
     after = sorted(p.name for p in cache.glob("*.npz"))
     assert len(split) == 6 and len(after) == 3 and len(set(after) - set(before)) == 1
@@ -102,6 +110,24 @@ def test_a_changed_dataset_replaces_its_decoded_cache_and_keeps_other_subsets(tm
     (cache / new).rename(legacy)
     load_memory_split(data / "train", cache_dir=cache)
     assert not legacy.exists() and (cache / new).exists()
+
+
+@pytest.mark.parametrize("loader", ["memory", "stream"])
+def test_the_val_images_identity_ignores_mtimes_and_sees_a_rewritten_file(tmp_path, loader):
+    """The val images' part of every cached posterior's key: a copy of the same files (new mtimes only)
+    keeps it, so no net is evaluated again; a rewritten file changes it."""
+    import os
+
+    from vgg.loaders import load_datasets
+    from vgg.protocol import get_preset
+    data = tree(tmp_path / "d", {s: {"cat": simple(2), "dog": simple(2)} for s in ("train", "val")})
+    preset = get_preset("tiny", loader=loader)
+    key = load_datasets(data, preset).identity()
+    for f in data.rglob("*.jpg"):
+        os.utime(f, (1e9, 1e9))
+    assert load_datasets(data, preset).identity() == key
+    picture((44, 36), "RGB").save(data / "val" / "dog" / "1.jpg")
+    assert load_datasets(data, preset).identity() != key
 
 
 def test_canvas_crop_equals_the_crop_of_the_image_alone():

@@ -114,7 +114,7 @@ def header_size(path: str) -> tuple[int, int]:
 
 def image_sizes(paths: list[str], cache_dir: str | Path | None = None) -> np.ndarray:
     """(N, 2) int64 upright (h, w) of every file ((-1, -1): unreadable header), read on a few threads
-    and cached in ``cache_dir`` under a key of the files' names, sizes and mtimes."""
+    and cached in ``cache_dir`` under a key of the files' names and sizes (:func:`file_line`)."""
     cache = None
     if cache_dir is not None:
         cache = Path(cache_dir) / f"sizes-{_cache_key(paths, None)}.json"
@@ -194,11 +194,19 @@ class InMemorySplit:
         return torch.stack([self.images[base + c * area[img]] for c in range(3)])
 
 
+def file_line(path: str | Path, name: str | None = None) -> bytes:
+    """What identifies an image file in every cache key (decoded splits, image sizes, posteriors): its
+    name (``name``, else its path) and its size in bytes. Not its mtime: a copy of the same files -- a
+    dataset folder mounted anew each session, a copy that does not keep times -- changes every mtime and
+    no pixel, and would throw away every decoded split and every net's posteriors. A file changed in
+    place to the same byte count goes unnoticed; `make data` writes whole new folders."""
+    return f"{path if name is None else name}\0{os.stat(path).st_size}\n".encode()
+
+
 def _cache_key(paths: list[str], max_per_class: int | None) -> str:
     h = hashlib.sha1(str(max_per_class).encode())
     for p in paths:
-        st = os.stat(p)
-        h.update(f"{p}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
+        h.update(file_line(p))
     return h.hexdigest()[:16]
 
 
@@ -222,7 +230,7 @@ def load_memory_split(split_dir: Path, classes: list[str] | None = None, max_per
     paths, labels = subsample(paths, labels, max_per_class)
     if cache_dir is None:
         return _decode_split(split_dir, paths, labels, classes, None, max_side)
-    # <split>-<which folder, subset, size>-<its files' names, sizes, mtimes>-<size>.npz
+    # <split>-<which folder, subset, size>-<its files' names and sizes>-<size>.npz
     family = f"{split_dir.name}-{_folder_key(split_dir, max_per_class, max_side)}"
     key = _cache_key(paths, max_per_class)
     cache = Path(cache_dir) / f"{family}-{key}-{max_side}.npz"
@@ -250,7 +258,7 @@ def _folder_key(split_dir: Path, max_per_class: int | None, max_side: int | None
 
 def remove_stale_caches(current: Path, family: str, max_side: int | None, legacy: Path | None = None) -> list[Path]:
     """Delete the caches of the same split folder (same subset and size) made before its files
-    changed (another copy, new mtimes): each is a whole decoded split (1.4 GB for Imagenette's train)
+    changed (files added, removed or rewritten): each is a whole decoded split (1.4 GB for Imagenette's train)
     that no run can read again; and ``legacy``, the same files' cache under the name used before
     caches were named by family. A run that opened one keeps reading it (POSIX unlink)."""
     gone = []

@@ -27,6 +27,7 @@ from .data import (
     center_crop,
     collate_skip,
     draw_scales,
+    file_line,
     fraction_of,
     load_memory_split,
     list_images,
@@ -70,13 +71,12 @@ class _Data:
 
     def identity(self) -> dict:
         """What the validation images a net is scored on depend on: the loader (and the side the
-        in-memory loader shrinks images to), the dataset root, and its val files (names, labels,
-        sizes, mtimes)."""
+        in-memory loader shrinks images to), the dataset root, and its val files (names, labels and
+        sizes: :func:`vgg.data.file_line`)."""
         if getattr(self, "_identity", None) is None:
             h = hashlib.sha1()
             for p, y in zip(*self.val_files()):
-                st = os.stat(p)
-                h.update(f"{os.path.relpath(p, self.root)}\0{y}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                h.update(f"{y}\0".encode() + file_line(p, os.path.relpath(p, self.root)))
             self._identity = {"loader": self.preset.loader, "root": str(Path(self.root).resolve()),
                               "max_side": largest_side(self.preset) if self.preset.loader == "memory" else None,
                               "val_files": h.hexdigest()}
