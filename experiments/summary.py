@@ -7,7 +7,7 @@ import pandas as pd
 from vgg.errors import UserError
 from vgg.experiment import main
 from vgg.io import atomic_write_text
-from vgg.results import ROOT, findings_markdown, findings_side_by_side, replace_block
+from vgg.results import ROOT, findings_markdown, findings_side_by_side, read_results, replace_block
 
 README = ROOT / "README.md"
 
@@ -56,7 +56,7 @@ def summary(args) -> None:
         path = folder / f"table{n}.csv"
         if not path.exists():
             raise UserError(f"{path} is missing: run `make table{n} PRESET={args.preset}` first")
-        t[n] = pd.read_csv(path, dtype={"train_scale": str, "test_scale": str, "test_scales": str})
+        t[n] = read_results(path, dtype={"train_scale": str, "test_scale": str, "test_scales": str})
     lines = [f"# {args.preset} results beside the paper", "",
              f"Made by `experiments/summary.py --preset {args.preset}` from the CSVs in this folder "
              f"(commit {t[3]['commit'][0]}). Errors in %; proxy numbers are not ImageNet numbers.", ""]
@@ -80,14 +80,14 @@ def summary(args) -> None:
     lines += error_table(t[7].iloc[:2], lambda r: r.ours)
     seeds = folder / "seeds.csv"
     if seeds.exists():
-        sd = pd.read_csv(seeds, dtype={"seed": str, "seeds": str})
+        sd = read_results(seeds, dtype={"seed": str, "seeds": str})
         lines += ["", f"## Seed spread: Table 3's S=256 nets (dense, Q=256; seeds {sd.seeds[0].replace(';', ', ')})",
                   "", "Top-1 error (%) of each net trained with each seed (B-E of seed k from seed k's A); "
                       "'-': not trained with that seed yet.", ""]
         lines += seed_table(sd)
     f = folder / "findings.csv"
     if f.exists():
-        fd = pd.read_csv(f)
+        fd = read_results(f)
         # "inconclusive (flips between seeds)" is an inconclusive verdict
         counts = fd.verdict.str.split(" (", regex=False).str[0].value_counts().to_dict()
         lines += ["", "## Findings: the paper's claims (proxy results, not ImageNet results)", "",
@@ -98,7 +98,7 @@ def summary(args) -> None:
                     "seeds, else per image on one seed, else unpaired), the Benjamini-Hochberg correction over the "
                     "claims; verdict_plan_v1, verdict_before_plan: the earlier rules. Every test's numbers: findings_evidence.csv.", ""]
         ev = folder / "findings_evidence.csv"
-        lines.append(findings_markdown(fd, pd.read_csv(ev, dtype={"seeds": str}) if ev.exists() else None))
+        lines.append(findings_markdown(fd, read_results(ev, dtype={"seeds": str}) if ev.exists() else None))
     atomic_write_text(folder / "summary.md", "\n".join(lines) + "\n")
     print(f"wrote {folder / 'summary.md'}")
     readme = args.readme or (README if Path(args.results).resolve() == (ROOT / "results").resolve() else None)
@@ -108,7 +108,7 @@ def summary(args) -> None:
 
 def verdict_block(results: Path) -> str:
     """The README's verdict, every number read from the CSVs under ``results``."""
-    t2 = pd.read_csv(results / "table2.csv")
+    t2 = read_results(results / "table2.csv")
     t2 = t2[t2.paper_params_millions.notna()]  # the paper's Table 2 (not the B-5x5 control)
     lines = ["> **Verdict** (generated from the CSVs by `experiments/summary.py`). **Proxy results are not ImageNet "
              "results**: 10-class tasks, nets at 1/4 width.",
@@ -123,7 +123,7 @@ def verdict_block(results: Path) -> str:
             lines.append(f"> - **{label}**: not run yet (`make data DATASET={preset}`, then `make reproduce "
                          f"PRESET={preset}`; three seeds of every net and the plan's controls).")
             continue
-        fd = pd.read_csv(f)
+        fd = read_results(f)
         c = fd.verdict.str.split(" (", regex=False).str[0].value_counts()
         levels = fd.decided_by.str.split(",").str[0].value_counts()
         plan_line = plan_line or (f"analysis plan {fd.plan_version[0]} (`docs/analysis_plan.md`, commit "
@@ -135,7 +135,7 @@ def verdict_block(results: Path) -> str:
                      f"unpaired {levels.get('unpaired (per-image correctness not saved)', 0)}.")
         sd = results / preset / "seeds.csv"
         if sd.exists():
-            s = pd.read_csv(sd, dtype={"seed": str})
+            s = read_results(sd, dtype={"seed": str})
             s = s[s.seed == "sd"].set_index("config").ours_top1_err
             lines.append(">   Seed sd of Table 3's S=256 nets: " + ", ".join(f"{k} {v:.2f}" for k, v in s.items())
                          + " points.")
@@ -154,7 +154,7 @@ def fixed_schedule_line(folder: Path) -> str | None:
     path = folder / "fixed_schedule_check.csv"
     if not path.exists():
         return None
-    df = pd.read_csv(path, dtype={"seed": str})
+    df = read_results(path, dtype={"seed": str})
     per_seed = df[df.seed.str.isdigit()]
     sd = df[df.seed == "sd"].set_index("config")
     nets = []
@@ -171,7 +171,7 @@ def fixed_schedule_line(folder: Path) -> str | None:
             + "; the plan's goal: sd <= 1.5 points.")
     pairs_path = folder / "fixed_schedule_pairs.csv"
     if pairs_path.exists():
-        pairs = pd.read_csv(pairs_path)
+        pairs = read_results(pairs_path)
         lrn = pairs[(pairs.question == "LRN control") & (pairs.method == "dense")]
         if len(lrn):
             line += " LRN control, dense, error difference in points [95% interval]: " + "; ".join(
@@ -199,7 +199,7 @@ def findings_page(found: dict[str, pd.DataFrame]) -> str:
 
 def gpu_block(results: Path) -> str:
     """The README's GPU estimate, read from results/gpu/table_times.csv."""
-    t = pd.read_csv(results / "gpu" / "table_times.csv", dtype={"table": str})
+    t = read_results(results / "gpu" / "table_times.csv", dtype={"table": str})
     per = t[t.table.str.len() == 1]
     node = t[t.table == "3-7"]
     best = node.loc[node.total_h_8gpu.idxmin()]
@@ -214,7 +214,7 @@ def gpu_block(results: Path) -> str:
 def update_readme(results: Path, readme: Path) -> None:
     """The README's verdict block (<!-- verdict:begin/end -->) and docs/findings.md, remade from every
     preset's findings.csv that exists."""
-    found = {label: pd.read_csv(results / p / "findings.csv") for p, label in
+    found = {label: read_results(results / p / "findings.csv") for p, label in
              (*README_PRESETS.items(), ("imagewoof", "Imagewoof")) if (results / p / "findings.csv").exists()}
     text = readme.read_text() if readme.exists() else ""
     if not found or "<!-- verdict:begin -->" not in text:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
-from vgg.results import replace_block
+from vgg.results import read_results, replace_block
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "results").glob("*/README.md"))]
 
@@ -27,7 +27,7 @@ def test_the_readme_blocks_and_the_findings_page_are_what_the_csvs_generate():
     results = ROOT / "results"
     assert replace_block(readme, "verdict", mod.verdict_block(results)) == readme
     assert replace_block(readme, "gpu", mod.gpu_block(results)) == readme
-    found = {label: pd.read_csv(results / p / "findings.csv") for p, label in
+    found = {label: read_results(results / p / "findings.csv") for p, label in
              (*mod.README_PRESETS.items(), ("imagewoof", "Imagewoof")) if (results / p / "findings.csv").exists()}
     assert (ROOT / "docs" / "findings.md").read_text() == mod.findings_page(found)
     fd = found["Imagenette"]
@@ -70,3 +70,21 @@ def test_the_citation_claims_no_imagenet_result():
 def test_no_table_subtracts_a_ten_class_error_from_a_thousand_class_one(table):
     for preset in ("imagenette", "proxy"):
         assert "diff_top1" not in pd.read_csv(ROOT / "results" / preset / f"{table}.csv").columns
+
+
+def test_a_commit_that_looks_like_a_number_is_shown_as_it_is(tmp_path):
+    """A commit such as 0e53793 (about one in sixteen short hashes is all digits or digits around one
+    'e') reaches the README and docs/findings.md as written, not as 0.0, inf or without a leading 0."""
+    import shutil
+    mod = summary_module()
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results", results)
+    for f in results.glob("*/findings.csv"):
+        text = f.read_text()
+        assert ",8ad4437," in text  # the plan's commit the published findings carry
+        f.write_text(text.replace(",8ad4437,", ",0e53793,"))
+    (tmp_path / "docs").mkdir()
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    mod.update_readme(results, tmp_path / "README.md")
+    assert "commit 0e53793" in (tmp_path / "README.md").read_text()
+    assert "commit 0e53793" in (tmp_path / "docs" / "findings.md").read_text()

@@ -19,6 +19,16 @@ from .runtime import precision_name, rank_and_world
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Columns that hold text though they may look like numbers: read as numbers, a commit such as 0e53793
+#: becomes 0.0, 72e7494 becomes inf and 0123456 loses its 0.
+TEXT_COLUMNS = ("commit", "plan_commit", "command", "sha256")
+
+
+def read_results(path, dtype: dict | None = None, **kwargs) -> pd.DataFrame:
+    """A results CSV as written by :func:`write_table`, its provenance columns (TEXT_COLUMNS) as text."""
+    return pd.read_csv(path, dtype={**{c: str for c in TEXT_COLUMNS}, **(dtype or {})}, **kwargs)
+
+
 def paper_table(name: str) -> pd.DataFrame:
     """One of the paper's tables as shipped in vgg/paper/ (e.g. 'table3_single_scale')."""
     with resources.files("vgg.paper").joinpath(f"{name}.csv").open() as f:

@@ -47,7 +47,7 @@ from vgg.experiment import Experiment, comma_list, main
 from vgg.findings import MissingRow, claims, pick
 from vgg.plots import save_figure
 from vgg.plan import PLAN_VERSION, benjamini_hochberg, image_test, margin, p_values, plan_commit, seed_test, verdict
-from vgg.results import paper_table, write_table
+from vgg.results import paper_table, read_results, write_table
 from vgg.seeds import SEED_LEVEL_MIN, seed_check
 from vgg.stats import correct_top1
 
@@ -74,7 +74,7 @@ def saved_scores(folder: Path, preset: str, dataset: str, images: int) -> dict:
     table, arrays = folder / "fixed_schedule_check.csv", folder / "fixed_schedule_top1.npz"
     if not (table.exists() and arrays.exists()):
         return {}
-    rows = pd.read_csv(table, dtype={"seed": str, "dataset": str})
+    rows = read_results(table, dtype={"seed": str, "dataset": str})
     rows = rows[rows.seed.str.isdigit() & (rows.preset == preset) & (rows.dataset == dataset) & (rows.images == images)]
     out = {}
     with np.load(arrays) as z:
@@ -121,7 +121,7 @@ def plateau_seeds(plateau: Path | None) -> pd.DataFrame:
     path = None if plateau is None else plateau / "seeds.csv"
     if path is None or not path.exists():
         return pd.DataFrame(columns=["config", "seed", "ours_top1_err"])
-    return pd.read_csv(path, dtype={"seed": str})[["config", "seed", "ours_top1_err"]]
+    return read_results(path, dtype={"seed": str})[["config", "seed", "ours_top1_err"]]
 
 
 def plateau_sd(plateau: Path | None) -> dict[str, float]:
@@ -202,7 +202,7 @@ def published_verdicts(plateau: Path | None) -> dict[str, str]:
     path = None if plateau is None else plateau / "findings.csv"
     if path is None or not path.exists():
         return {}
-    df = pd.read_csv(path)
+    df = read_results(path)
     return dict(zip(df.claim, df.verdict))
 
 
