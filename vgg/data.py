@@ -258,9 +258,9 @@ def _folder_key(split_dir: Path, max_per_class: int | None, max_side: int | None
 
 def remove_stale_caches(current: Path, family: str, max_side: int | None, legacy: Path | None = None) -> list[Path]:
     """Delete the caches of the same split folder (same subset and size) made before its files
-    changed (files added, removed, or rewritten to another size): each is a whole decoded split (1.4 GB for Imagenette's train)
-    that no run can read again; and ``legacy``, the same files' cache under the name used before
-    caches were named by family. A run that opened one keeps reading it (POSIX unlink)."""
+    changed (files added, removed, or rewritten to another size): each is a whole decoded split
+    (1.4 GB for Imagenette's train) that no run can read again; and ``legacy``, the same files' cache
+    under the name used before caches were named by family. A run that opened one keeps reading it (POSIX unlink)."""
     gone = []
     for old in [*current.parent.glob(f"{family}-*-{max_side}.npz"), *([legacy] if legacy and legacy.exists() else [])]:
         if old != current:
