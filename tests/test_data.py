@@ -92,6 +92,22 @@ def test_stream_loader_imagenet_path(small_data, tmp_path):
     assert list(tmp_path.glob("colour-*.json"))  # colour statistics cached under a stable key
 
 
+def test_stream_colour_stats_cache_follows_the_training_files(small_data, tmp_path):
+    """The colour statistics are cached per set of training files: the same files reuse the cache, another
+    subset (max_per_class) makes its own with its own statistics."""
+    from vgg.datasets import StreamData
+    from vgg.protocol import get_preset
+    full = StreamData(small_data, get_preset("tiny", loader="stream", workers=0), cache_dir=tmp_path)
+    (first,) = tmp_path.glob("colour-*.json")
+    again = StreamData(small_data, get_preset("tiny", loader="stream", workers=0), cache_dir=tmp_path)
+    assert list(tmp_path.glob("colour-*.json")) == [first]
+    assert again.colour.as_dict() == full.colour.as_dict()
+    few = StreamData(small_data, get_preset("tiny", loader="stream", workers=0, max_per_class=2), cache_dir=tmp_path)
+    assert len(few.train) < len(full.train)
+    assert len(list(tmp_path.glob("colour-*.json"))) == 2
+    assert few.colour.as_dict() != full.colour.as_dict()
+
+
 def test_proxy_presets_scale_the_papers_geometry():
     from dataclasses import replace
 

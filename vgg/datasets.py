@@ -178,8 +178,12 @@ class StreamData(_Data):
         return self.val.paths, self.val.labels
 
     def _colour_stats(self, cache_dir: Path | None, sample: int = 2000) -> ColourStats:
-        key = hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:12]  # stable across processes
-        cache = Path(cache_dir) / f"colour-{key}.json" if cache_dir else None
+        # keyed on the training files drawn from (names and labels after any subsampling) and the sample
+        # size: another subset, or files added to or removed from the folder, is another cache
+        h = hashlib.sha1(f"{self.root.resolve()}\0{sample}\n".encode())
+        for path, label in zip(self.train.paths, self.train.labels):
+            h.update(f"{os.path.relpath(path, self.root)}\0{label}\n".encode())
+        cache = Path(cache_dir) / f"colour-{h.hexdigest()[:12]}.json" if cache_dir else None
         if cache and cache.exists():
             return ColourStats.from_dict(json.loads(cache.read_text()))
         rng = np.random.default_rng(0)
