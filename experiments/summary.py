@@ -7,7 +7,7 @@ import pandas as pd
 from vgg.errors import UserError
 from vgg.experiment import main
 from vgg.io import atomic_write_text
-from vgg.results import ROOT, findings_markdown, findings_side_by_side, read_results, replace_block
+from vgg.results import ROOT, SCALE_COLUMNS, findings_markdown, findings_side_by_side, read_results, replace_block
 
 README = ROOT / "README.md"
 
@@ -56,7 +56,7 @@ def summary(args) -> None:
         path = folder / f"table{n}.csv"
         if not path.exists():
             raise UserError(f"{path} is missing: run `make table{n} PRESET={args.preset}` first")
-        t[n] = read_results(path, dtype={"train_scale": str, "test_scale": str, "test_scales": str})
+        t[n] = read_results(path, dtype=SCALE_COLUMNS)
     lines = [f"# {args.preset} results beside the paper", "",
              f"Made by `experiments/summary.py --preset {args.preset}` from the CSVs in this folder "
              f"(commit {t[3]['commit'][0]}). Errors in %; proxy numbers are not ImageNet numbers.", ""]

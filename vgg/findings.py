@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .results import read_results
+from .results import SCALE_COLUMNS, read_results
 from .rows import DENSE_GAP_LIMIT, members, net_name, scales_of
 from .model import feature_size
 from .seeds import SeedCheck, is_seed_row, seed_check, seeded_verdict
@@ -55,7 +55,7 @@ def read_tables(folder) -> dict[str, pd.DataFrame]:
         path = Path(folder) / f"{name}.csv"
         if not path.exists():
             raise UserError(f"{path} is missing: run `make {name} PRESET={Path(folder).name}` first")
-        tables[name] = read_results(path, dtype={"train_scale": str, "test_scale": str, "test_scales": str})
+        tables[name] = read_results(path, dtype=SCALE_COLUMNS)
     return tables
 
 

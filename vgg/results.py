@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: becomes 0.0, 72e7494 becomes inf and 0123456 loses its 0.
 TEXT_COLUMNS = ("commit", "plan_commit", "command", "sha256")
 
+#: Scale columns hold text: a fixed scale ("256"), a range ("256-512") or a list of test scales ("224;256;288").
+SCALE_COLUMNS = {"train_scale": str, "test_scale": str, "test_scales": str}
+
 
 def read_results(path, dtype: dict | None = None, **kwargs) -> pd.DataFrame:
     """A results CSV as written by :func:`write_table`, its provenance columns (TEXT_COLUMNS) as text."""
@@ -32,7 +35,7 @@ def read_results(path, dtype: dict | None = None, **kwargs) -> pd.DataFrame:
 def paper_table(name: str) -> pd.DataFrame:
     """One of the paper's tables as shipped in vgg/paper/ (e.g. 'table3_single_scale')."""
     with resources.files("vgg.paper").joinpath(f"{name}.csv").open() as f:
-        return pd.read_csv(f, dtype={"train_scale": str, "test_scale": str, "test_scales": str})
+        return pd.read_csv(f, dtype=SCALE_COLUMNS)
 
 
 # What makes the numbers: a results CSV made with uncommitted changes here is marked "<commit>-dirty".
