@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def study():
-    spec = importlib.util.spec_from_file_location("fixed_schedule", ROOT / "experiments" / "studies" / "fixed_schedule.py")
+    spec = importlib.util.spec_from_file_location("fixed_schedule",
+                                                  ROOT / "experiments" / "studies" / "fixed_schedule.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -92,3 +93,22 @@ def test_imagenette_fixed_is_the_imagewoof_protocol_on_imagenette():
     woof, nette = asdict(PRESETS["imagewoof"]), asdict(PRESETS["imagenette_fixed"])
     differ = {k for k in woof if woof[k] != nette[k]}
     assert differ == {"name", "notes", "plan_controls"}
+
+
+def test_the_sd_goal_is_judged_over_three_seeds_only():
+    """fixed_schedule_check's spread: mean and sd (ddof 1) per net; met or missed with three seeds, empty
+    with two (an sd of two seeds does not answer the plan's question)."""
+    import pandas as pd
+    spec = importlib.util.spec_from_file_location("check",
+                                                  ROOT / "experiments" / "studies" / "fixed_schedule_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    records = pd.DataFrame({"config": ["B", "B", "B", "C", "C"], "seed": [0, 1, 2, 0, 1],
+                            "dense_top1_err": [20.0, 21.0, 24.0, 20.0, 20.5],
+                            "center-crop_top1_err": [21.0, 21.0, 21.0, 22.0, 22.0]})
+    out = mod.spread(records, None).set_index(["config", "seed"])
+    assert out.loc[("B", "mean"), "dense_top1_err"] == 21.67
+    assert out.loc[("B", "sd"), "dense_top1_err"] == 2.08
+    assert out.loc[("B", "sd"), "meets_sd_goal"] is False
+    assert out.loc[("C", "sd"), "dense_top1_err"] == 0.35 and pd.isna(out.loc[("C", "sd"), "meets_sd_goal"])
+    assert out.loc[("C", "sd"), "seeds_scored"] == 2

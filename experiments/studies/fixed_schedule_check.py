@@ -130,7 +130,8 @@ def plateau_sd(plateau: Path | None) -> dict[str, float]:
 
 
 def spread(records: pd.DataFrame, plateau: Path | None) -> pd.DataFrame:
-    """Per config: mean and sd over its seeds beside the plateau rule's sd and the goal."""
+    """Per config: mean and sd over its seeds beside the plateau rule's sd and the goal; the goal is met
+    or missed only over the plan's seeds (SEED_LEVEL_MIN), empty before."""
     published = plateau_sd(plateau)
     rows = []
     for config, g in records.groupby("config", sort=False):
@@ -141,7 +142,7 @@ def spread(records: pd.DataFrame, plateau: Path | None) -> pd.DataFrame:
             rows.append({"config": config, "seed": "sd", "dense_top1_err": sd,
                          "center-crop_top1_err": round(float(g["center-crop_top1_err"].std(ddof=1)), 2),
                          "plateau_rule_sd": published.get(config), "seeds_scored": len(g),
-                         "meets_sd_goal": sd <= SD_GOAL})
+                         "meets_sd_goal": sd <= SD_GOAL if len(g) >= SEED_LEVEL_MIN else None})
     return pd.DataFrame(rows)
 
 
