@@ -80,9 +80,11 @@ def train_seed(args, seed: int, seeds: list[int], started: float) -> None:
         remaining = [(s, n) for s in seeds if s >= seed for n in nets
                      if (s > seed or nets.index(n) >= i)
                      and plan(n, checkpoint_path(runs, preset.name, n.name, s), preset.name, runs, s) != "reuse"]
-        print(f"[reproduce {time.strftime('%H:%M')}] seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}), net {net.name} "
-              f"({i + 1}/{len(nets)}); elapsed {hours(time.time() - started)}, ETA {hours(eta(remaining, runs, preset, seeds))} "
-              f"of training ({len(remaining)} nets to train or finish)", file=sys.stderr, flush=True)
+        print(f"[reproduce {time.strftime('%H:%M')}] seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}), "
+              f"net {net.name} ({i + 1}/{len(nets)}); elapsed {hours(time.time() - started)}, "
+              f"ETA {hours(eta(remaining, runs, preset, seeds))} of training "
+              f"({len(remaining)} nets to train or finish)",
+              file=sys.stderr, flush=True)
         build_chain(preset.name, args.data, runs, seed=seed, only=[net.name], progress=False,
                     log=lambda m: print(m, file=sys.stderr, flush=True))
 
@@ -248,7 +250,8 @@ def reproduce(args) -> None:
     import argparse
     base = {"preset": args.preset, "results": args.results, "figures": args.figures, "readme": None}
     per_preset = {"results": str(folder), "figures": str(Path(args.figures) / args.preset)}  # as `make table1`
-    for script, name, where in (("01_table1_configs.py", "table1", per_preset), ("02_table2_params.py", "table2", per_preset),
+    for script, name, where in (("01_table1_configs.py", "table1", per_preset),
+                                ("02_table2_params.py", "table2", per_preset),
                                 ("07_table7_state_of_the_art.py", "table7", {}), ("summary.py", "summary", {})):
         script_function(script, name)(argparse.Namespace(**{**base, **where}))
     print(f"[reproduce] done in {hours(time.time() - started)}: {folder}", file=sys.stderr)

@@ -96,7 +96,8 @@ def summary(args) -> None:
                   + f". Verdicts by the analysis plan, version {fd.plan_version[0]} (docs/analysis_plan.md, commit "
                     f"{fd.plan_commit[0]}): one test per claim at the highest level of evidence there is (three "
                     "seeds, else per image on one seed, else unpaired), the Benjamini-Hochberg correction over the "
-                    "claims; verdict_plan_v1, verdict_before_plan: the earlier rules. Every test's numbers: findings_evidence.csv.", ""]
+                    "claims; verdict_plan_v1, verdict_before_plan: the earlier rules. "
+                    "Every test's numbers: findings_evidence.csv.", ""]
         ev = folder / "findings_evidence.csv"
         lines.append(findings_markdown(fd, read_results(ev, dtype={"seeds": str}) if ev.exists() else None))
     atomic_write_text(folder / "summary.md", "\n".join(lines) + "\n")

@@ -628,7 +628,8 @@ class Check:
             sum(len(x) for q in qs for x, *_ in data.val_batches(q, indices=range(n)))  # start-up, header sizes
             sync(self.device)
             t0 = time.perf_counter()
-            batches = [x.to(self.device, non_blocking=True) for q in qs for x, *_ in data.val_batches(q, indices=range(n))]
+            batches = [x.to(self.device, non_blocking=True)
+                       for q in qs for x, *_ in data.val_batches(q, indices=range(n))]
             sync(self.device)
             load_s = time.perf_counter() - t0
             loaded = sum(len(x) for x in batches)

@@ -18,7 +18,8 @@ def test_unknown_config_lists_valid_names(tmp_path):
 def test_unknown_preset(tmp_path):
     r = run_cli([str(ROOT / "experiments" / "03_table3_single_scale.py"), "--preset", "imagenet-huge",
                  "--data", str(tmp_path)])
-    _one_line_exit2(r, "unknown preset", "paper, proxy, imagenette, imagewoof, imagenette_fixed, proxy64, imagenette160, tiny")
+    _one_line_exit2(r, "unknown preset",
+                    "paper, proxy, imagenette, imagewoof, imagenette_fixed, proxy64, imagenette160, tiny")
 
 
 def test_missing_data_dir(tmp_path):

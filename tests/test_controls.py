@@ -71,7 +71,8 @@ def test_c_vs_d_takes_the_dense_penalty_and_the_first_drop_out_of_the_published_
     assert jitter.crop_gap_D_minus_C == round(g.loc[("D_S256-512", 384), "center-crop_top1_err"]
                                               - g.loc[("C_S256-512", 384), "center-crop_top1_err"], 2)
     s0 = d[(d.stage == "S=256") & (d.seed == 0)].iloc[0]
-    slope = pd.read_csv(ROOT / "results" / "imagenette" / "first_drop_effect.csv").slope_points_per_epoch.dropna().iloc[0]
+    effect = pd.read_csv(ROOT / "results" / "imagenette" / "first_drop_effect.csv")
+    slope = effect.slope_points_per_epoch.dropna().iloc[0]
     by_hand = s0.dense_D + slope * (s0.first_drop_C - s0.first_drop_D) - s0.dense_C  # D dropped 8 epochs early
     assert s0.dense_gap_adjusted_for_first_drop == round(by_hand, 2) < s0.dense_gap_D_minus_C
     r = run_cli([str(ROOT / "experiments" / "studies" / "c_vs_d.py"), "--preset", "imagenette",

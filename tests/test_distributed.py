@@ -192,7 +192,8 @@ def test_two_processes_train_resume_and_chain_like_one(one_process, two_processe
         a, b = (torch.load(checkpoint_path(r, "tiny", net), weights_only=False) for r in (runs1, runs2))
         assert a["spec"]["world"] == 1 and b["spec"]["world"] == 2 and b["epoch"] == a["epoch"]
         for k, v in a["state_dict"].items():
-            assert torch.allclose(v, b["state_dict"][k], atol=WEIGHT_ATOL, rtol=0), (net, k, (v - b["state_dict"][k]).abs().max())
+            w = b["state_dict"][k]
+            assert torch.allclose(v, w, atol=WEIGHT_ATOL, rtol=0), (net, k, (v - w).abs().max())
         la, lb = (pd.read_csv(checkpoint_path(r, "tiny", net).with_suffix(".log.csv")) for r in (runs1, runs2))
         assert len(la) == len(lb) == (2 if net == "A_S256" else 1)
         np.testing.assert_allclose(lb.train_loss, la.train_loss, rtol=LOSS_RTOL)  # all ranks' images, not rank 0's

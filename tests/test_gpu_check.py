@@ -43,7 +43,8 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     assert manifest["bytes"] <= 2 * 2**20 and manifest["photos"] >= 1 and manifest["classes"] == 10
     assert sum(f.stat().st_size for f in subset.rglob("*.JPEG")) == manifest["bytes"]
     r = run_cli(["scripts/gpu_check.py", "--data", str(subset), "--out", str(out), "--runs", str(tmp_path / "runs"),
-                 "--workers", "1", "--budget", "900", "--compile-modes", "none"])  # compiling: minutes on a CPU  # a busy machine must not skip a stage
+                 "--workers", "1", "--budget", "900",  # a busy machine must not skip a stage
+                 "--compile-modes", "none"])  # compiling: minutes on a CPU
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert "stage: eval" in r.stdout and "done in" in r.stdout
     for name, columns in COLUMNS.items():
@@ -104,7 +105,8 @@ def test_table_time_estimates_rest_on_the_measured_gpu_rates(tmp_path):
     GPU pipeline, the all-reduce is the ring formula at the assumed bus bandwidth, Table 5 is 6
     multi-crop passes at the measured crops/s, and the node's hours are the chain's schedule."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location("gpu_estimates", ROOT / "experiments" / "studies" / "gpu_estimates.py")
+    spec = importlib.util.spec_from_file_location("gpu_estimates",
+                                                  ROOT / "experiments" / "studies" / "gpu_estimates.py")
     est = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(est)
     folder = ROOT / "results" / "gpu"
@@ -127,6 +129,7 @@ def test_table_time_estimates_rest_on_the_measured_gpu_rates(tmp_path):
     assert by.loc["5"].eval_h_1gpu == pytest.approx(6 * 50_000 * 50 / r["multi_crop_crops_s"] / 3600, abs=0.01)
     assert by.loc["3"].paper_train_days_per_net_4gpus.startswith("14-21")
     node = df[df.table == "3-7"]
-    assert len(node) == 4 and node.total_h_8gpu.min() == pytest.approx(by.loc[[str(t) for t in range(3, 8)]].total_h_8gpu.sum(), abs=0.2)
+    tables_3_to_7 = by.loc[[str(t) for t in range(3, 8)]].total_h_8gpu.sum()
+    assert len(node) == 4 and node.total_h_8gpu.min() == pytest.approx(tables_3_to_7, abs=0.2)
     assert by.loc["3"].train_h_8gpu < by.loc["3"].train_h_1gpu / 4  # several nets at a time
     assert facts["dense_device_img_s_estimated"][256] > facts["dense_device_img_s_estimated"][512]

@@ -166,3 +166,12 @@ def test_the_readme_leads_with_the_verdict_the_commands_and_the_deviations():
         assert command in first80, command
     assert "## Deviations from the paper" in first80 and "| paper | ours" in first80
     assert "DENSE_PENALTY_SENTENCE" not in "\n".join(lines)
+
+
+def test_python_lines_fit_the_line_length_of_pyproject():
+    """Every line of the repository's Python within pyproject's [tool.ruff] line-length."""
+    limit = int(re.search(r"line-length\s*=\s*(\d+)", (ROOT / "pyproject.toml").read_text()).group(1))
+    long = [f"{p.relative_to(ROOT)}:{i}" for folder in ("vgg", "experiments", "scripts", "tests")
+            for p in sorted((ROOT / folder).rglob("*.py"))
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if len(line) > limit]
+    assert not long, f"lines over {limit} characters: {long}"

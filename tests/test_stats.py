@@ -308,9 +308,11 @@ def test_findings_markdown_shows_the_deciding_interval_and_every_seeds_differenc
                        {"claim": "D beats B", "seeds": None, "seed_diffs": None},
                        {"claim": "LRN", "seeds": "0;1;2", "seed_diffs": "-6.22;-4.76;-5.66"}])
     lines = findings_markdown(df, ev).splitlines()
-    assert lines[2].endswith("| -1.30 [-2.32, -0.28] (paired) | inconclusive (flips between seeds) (seeds 0, 1: -1.30, +0.52) |")
+    assert lines[2].endswith("| -1.30 [-2.32, -0.28] (paired) | inconclusive (flips between seeds) "
+                             "(seeds 0, 1: -1.30, +0.52) |")
     assert lines[3].endswith("(unpaired) | opposite |")
-    assert lines[4].endswith("| -5.55 [-7.93, -3.16] (seed level) | opposite (seed level) (seeds 0, 1, 2: -6.22, -4.76, -5.66) |")
+    assert lines[4].endswith("| -5.55 [-7.93, -3.16] (seed level) | opposite (seed level) "
+                             "(seeds 0, 1, 2: -6.22, -4.76, -5.66) |")
     assert findings_markdown(df).splitlines()[4].endswith("| opposite (seed level) |")  # without the evidence
 
 

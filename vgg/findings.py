@@ -334,4 +334,5 @@ def level_text(test) -> str:
 def counts(findings: pd.DataFrame) -> dict[str, int]:
     """reproduced / opposite / inconclusive / not tested, whatever tag a verdict carries."""
     base = findings.verdict.str.replace("not tested", "not-tested").str.split(" ").str[0]
-    return {k: int((base == k.replace(" ", "-")).sum()) for k in ("reproduced", "opposite", "inconclusive", "not tested")}
+    return {k: int((base == k.replace(" ", "-")).sum())
+            for k in ("reproduced", "opposite", "inconclusive", "not tested")}

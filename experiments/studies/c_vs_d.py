@@ -70,7 +70,8 @@ def c_vs_d(args) -> None:
                    "dense_gap_D_minus_C": round(err["D"] - err["C"], 2)}
             if crop:
                 lo, hi = unpaired_interval(crop["D"], n, crop["C"], n)
-                row.update({"crop_C": crop["C"], "crop_D": crop["D"], "crop_gap_D_minus_C": round(crop["D"] - crop["C"], 2),
+                row.update({"crop_C": crop["C"], "crop_D": crop["D"],
+                            "crop_gap_D_minus_C": round(crop["D"] - crop["C"], 2),
                             "crop_gap_ci_low": round(lo, 2), "crop_gap_ci_high": round(hi, 2)})
             if drop["C"] and drop["D"] and scale == "256":  # the fit is over the S=256 seed runs
                 # D's error had its first drop come when C's did: err_D + slope * (drop_C - drop_D)

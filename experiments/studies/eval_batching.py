@@ -61,7 +61,8 @@ def eval_batching(args) -> None:
     amp = None  # the machine's precision (bf16 where the CPU runs it natively)
     rows = []
     for method in ("dense", "multi-crop"):
-        batched = lambda: posteriors(net, data, data.colour, method, qs, amp, device=torch.device("cpu"))[0]  # noqa: E731
+        batched = lambda: posteriors(net, data, data.colour, method, qs, amp,  # noqa: E731
+                                     device=torch.device("cpu"))[0]
         single = lambda: one_image(net, data, method, qs, amp)  # noqa: E731
         times = {"batched": [], "one image": []}
         outs = {}
@@ -70,7 +71,8 @@ def eval_batching(args) -> None:
                 t, outs[name] = timed(fn)
                 times[name].append(t)
         med = {k: float(np.median(v)) for k, v in times.items()}
-        rows.append({"what": f"{method} evaluation, net D, {len(qs)} scales, img/s", "ours": round(n / med["batched"], 2),
+        rows.append({"what": f"{method} evaluation, net D, {len(qs)} scales, img/s",
+                     "ours": round(n / med["batched"], 2),
                      "one_image_per_forward": round(n / med["one image"], 2),
                      "ratio": round(med["one image"] / med["batched"], 3),
                      "max_posterior_diff": float(np.abs(outs["batched"] - outs["one image"]).max())})

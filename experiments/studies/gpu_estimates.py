@@ -129,7 +129,8 @@ def estimate(folder: Path) -> tuple[pd.DataFrame, dict]:
         node_rows.append({"table": "3-7", "work": f"8 GPUs, {k} per net ({GPUS // k} nets at a time), "
                                                   f"critical path {' -> '.join(critical_path(CHAIN, seconds))}",
                           "train_h_1gpu": None, "eval_h_1gpu": None, "total_h_1gpu": None,
-                          "train_h_8gpu": round(makespan / 3600, 1), "eval_h_8gpu": round(sum(eval_s.values()) / GPUS / 3600, 2),
+                          "train_h_8gpu": round(makespan / 3600, 1),
+                          "eval_h_8gpu": round(sum(eval_s.values()) / GPUS / 3600, 2),
                           "total_h_8gpu": round(total / 3600, 1)})
         if best is None or total < best[1]:
             best = (k, total, makespan)
@@ -145,7 +146,8 @@ def estimate(folder: Path) -> tuple[pd.DataFrame, dict]:
                 6: "fusions of cached posteriors (Tables 4-5): no forward passes",
                 7: "compiled from Tables 5-6: no compute"}[table]
         rows.append({"table": str(table), "work": what,
-                     "paper_train_days_per_net_4gpus": f"{lo}-{hi} (4 Titan Black, Sect. 3.3)" if train else "not stated",
+                     "paper_train_days_per_net_4gpus": (f"{lo}-{hi} (4 Titan Black, Sect. 3.3)" if train
+                                                        else "not stated"),
                      "train_h_1gpu": round(train / 3600, 1), "eval_h_1gpu": round(eval_s[table] / 3600, 2),
                      "total_h_1gpu": round((train + eval_s[table]) / 3600, 1),
                      "train_h_8gpu": round(makespan / 3600, 1) if table == 3 else 0.0,
