@@ -178,11 +178,13 @@ class StreamData(_Data):
         return self.val.paths, self.val.labels
 
     def _colour_stats(self, cache_dir: Path | None, sample: int = 2000) -> ColourStats:
-        # keyed on the training files drawn from (names and labels after any subsampling) and the sample
-        # size: another subset, or files added to or removed from the folder, is another cache
+        # keyed on the training files drawn from (names under the root and labels, after any subsampling)
+        # and the sample size: another subset, or files added to or removed from the folder, is another
+        # cache. Every path starts with the root as given (list_images joins onto it): slicing, not
+        # os.path.relpath, which takes seconds over ImageNet's 1.28 M files in every process
         h = hashlib.sha1(f"{self.root.resolve()}\0{sample}\n".encode())
-        for path, label in zip(self.train.paths, self.train.labels):
-            h.update(f"{os.path.relpath(path, self.root)}\0{label}\n".encode())
+        skip = len(str(self.root))
+        h.update("".join(f"{p[skip:]}\0{y}\n" for p, y in zip(self.train.paths, self.train.labels)).encode())
         cache = Path(cache_dir) / f"colour-{h.hexdigest()[:12]}.json" if cache_dir else None
         if cache and cache.exists():
             return ColourStats.from_dict(json.loads(cache.read_text()))

@@ -23,6 +23,7 @@ import pandas as pd
 
 from .io import atomic_save_npz
 from .protocol import LATER_FIELDS
+from .results import SCALE_COLUMNS, read_results
 from .stats import verdict
 
 SEEDS_FILE = "seeds_top1.npz"
@@ -118,7 +119,7 @@ def published_seed0(folder: str | Path) -> dict[str, Entry]:
     saved, table = load_per_image(folder)[0], folder / "table3.csv"
     if not (saved and table.exists()):
         return {}
-    t3 = pd.read_csv(table, dtype={"train_scale": str, "test_scale": str})
+    t3 = read_results(table, dtype=SCALE_COLUMNS)
     out = {}
     for key, correct in saved.items():
         if not key.startswith("table3: "):

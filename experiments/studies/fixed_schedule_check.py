@@ -177,7 +177,7 @@ def plot(records: pd.DataFrame, plateau: Path | None, path: Path, preset: str) -
 
 def s256_table(configs: list[str]) -> pd.DataFrame:
     """Table 3's S=256 rows of ``configs`` in the layout the claims' queries read."""
-    t3 = paper_table("table3_single_scale").astype({"train_scale": str, "test_scale": str})
+    t3 = paper_table("table3_single_scale")
     t3 = t3[(t3.train_scale == "256") & t3.config.isin(configs)].copy()
     t3["method"] = "dense"
     t3["init"] = ""
