@@ -34,7 +34,7 @@ then \`make $(if $(filter smoke,$@),table3,$@)\`, or \`make $(if $(filter smoke,
 .DEFAULT_GOAL := help
 .PHONY: help install installed test data smoke reproduce table1 table2 table3 table4 table5 table6 table7 tables findings \
 	seeds fixed_schedule fixed_schedule_check eval_batching init_study dense_geometry compare_presets plateau_study plateau_rules first_drop_effect schedule_study \
-	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate bench epoch_times eval_cost profile_step \
+	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate bench epoch_times reproduce_time eval_cost profile_step \
 	gpu_subset gpu_check gpu_estimates clean
 
 ##@ Setup
@@ -201,6 +201,10 @@ bench: installed ## benchmarks of the training step, loader and evaluation: resu
 
 epoch_times: installed ## measured epoch time per config here, and the whole Table 3 chain's time
 	$(RUN) experiments/studies/epoch_times.py --preset $(PRESET)
+
+# The Imagewoof reproduction's wall time from the epochs timed at its geometry (no training): results/reproduce_time.csv
+reproduce_time: installed ## estimated hours of `make reproduce PRESET=imagewoof` from measured epoch times
+	$(RUN) experiments/studies/reproduce_time.py
 
 eval_cost: installed ## cost per image of dense vs 150-crop multi-crop evaluation, net D
 	$(RUN) experiments/studies/eval_cost.py --preset $(PRESET)

@@ -14,8 +14,9 @@ checkpoints.csv (every checkpoint's SHA-256), findings.csv at seed level (the pl
 and summary.md. A run stopped anywhere resumes where it was (`make reproduce` again).
 
 ETA: the epochs each net still has x the seconds per epoch measured so far for its config (the
-median over finished epochs of any seed), else scaled by multiply-adds from a measured config,
-else the imagenette preset's published epoch times.
+median over finished epochs of any seed), else the imagenette preset's published epoch time x the
+median measured / published ratio (vgg.chain_time). `experiments/studies/reproduce_time.py` gives
+the whole run's estimate before it starts.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from vgg.chain import BY_NAME, checkpoint_path, needed, plan
+from vgg.chain_time import chain_seconds, complete_rates, epoch_seconds, published_epoch_seconds
 from vgg.checkpoint import checkpoint_record, load_metadata
 from vgg.errors import UserError
 from vgg.experiment import Experiment, comma_list, main
@@ -41,34 +43,17 @@ from vgg.stats import correct_top1
 ROOT = Path(__file__).resolve().parents[1]
 TABLE_SCRIPTS = ["03_table3_single_scale.py", "04_table4_multi_scale.py", "05_table5_eval_methods.py",
                  "06_table6_fusion.py"]  # each defines table3(args) ... table6(args)
-#: Seconds per epoch of the imagenette preset's published chain (results/imagenette/logs, medians):
-#: the first ETA, before any epoch of this run is measured.
-PUBLISHED_EPOCH_SECONDS = {"A": 20.3, "A-LRN": 22.0, "B": 25.4, "B-5x5": 19.5, "C": 26.2, "D": 30.2, "E": 35.4}
-
-
-def seconds_per_epoch(runs: Path, preset: str, seeds: list[int]) -> dict[str, float]:
-    """config -> median seconds per epoch over the logs this run has written so far."""
-    per: dict[str, list[float]] = {}
-    for seed in seeds:
-        for net in BY_NAME.values():
-            log = checkpoint_path(runs, preset, net.name, seed).with_suffix(".log.csv")
-            if log.exists():
-                per.setdefault(net.config, []).extend(pd.read_csv(log).seconds.tolist())
-    return {c: float(np.median(v)) for c, v in per.items() if v}
-
-
 def eta(todo: list[tuple[int, object]], runs: Path, preset, seeds: list[int]) -> float:
-    """Seconds the nets of ``todo`` [(seed, Net)] still need, from the epochs left and the rates."""
-    measured = seconds_per_epoch(runs, preset.name, seeds)
-    scale = np.median([measured[c] / PUBLISHED_EPOCH_SECONDS[c] for c in measured]) if measured else 1.0
-    total = 0.0
+    """Seconds the nets of ``todo`` [(seed, Net)] still need: the epochs left x the seconds per epoch
+    this run's logs have measured (vgg.chain_time; unmeasured configs scaled from the published ones)."""
+    logs = [checkpoint_path(runs, preset.name, net.name, seed).with_suffix(".log.csv")
+            for seed in seeds for net in BY_NAME.values()]
+    rates, _ = complete_rates(epoch_seconds(p for p in logs if p.exists()), published_epoch_seconds())
+    done = []
     for seed, net in todo:
-        epochs = net.epochs(preset)
         path = checkpoint_path(runs, preset.name, net.name, seed)
-        done = load_metadata(path)["epoch"] if path.exists() else 0
-        rate = measured.get(net.config, PUBLISHED_EPOCH_SECONDS[net.config] * scale)
-        total += max(epochs - done, 0) * rate
-    return total
+        done.append((net, load_metadata(path)["epoch"] if path.exists() else 0))
+    return chain_seconds(done, preset, rates)
 
 
 def train_seed(args, seed: int, seeds: list[int], started: float) -> None:

@@ -107,6 +107,19 @@ def summary(args) -> None:
         update_readme(Path(args.results), Path(readme))
 
 
+def reproduce_time_text(path: Path) -> str:
+    """The reproduction's estimated wall time per CPU measured (results/reproduce_time.csv), or ''."""
+    if not path.exists():
+        return ""
+    t = read_results(path)
+    each = "; ".join(f"{r.total_h:.1f} h on the CPU of {r.cpu.split(', ', 1)[0]} ({r.cpu.split(', ', 1)[1]}; "
+                     f"{r.train_h_per_seed:.1f} h training + {r.eval_h_per_seed:.1f} h evaluation a seed)"
+                     for r in t.itertuples())
+    goal = "meets" if t.meets_goal.all() else "misses" if not t.meets_goal.any() else "meets on some CPUs only"
+    return (f" Estimated (`make reproduce_time`, not measured): {each}; it {goal} the goal of "
+            f"{t.goal_h.iloc[0]:g} h.")
+
+
 def verdict_block(results: Path) -> str:
     """The README's verdict, every number read from the CSVs under ``results``."""
     t2 = read_results(results / "table2.csv")
@@ -122,7 +135,8 @@ def verdict_block(results: Path) -> str:
         f = results / preset / "findings.csv"
         if not f.exists():
             lines.append(f"> - **{label}**: not run yet (`make data DATASET={preset}`, then `make reproduce "
-                         f"PRESET={preset}`; three seeds of every net and the plan's controls).")
+                         f"PRESET={preset}`; three seeds of every net and the plan's controls)."
+                         + (reproduce_time_text(results / "reproduce_time.csv") if preset == "imagewoof" else ""))
             continue
         fd = read_results(f)
         c = fd.verdict.str.split(" (", regex=False).str[0].value_counts()

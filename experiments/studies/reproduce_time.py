@@ -1,0 +1,79 @@
+"""How long `make reproduce PRESET=imagewoof` takes on 2 CPU cores, estimated before it runs from
+measured epoch times at its geometry (no training).
+
+The imagewoof preset trains every net of its chain and the plan's controls for each of three seeds
+on a fixed schedule, so its training time is a sum of epochs x seconds per epoch (vgg.chain_time).
+The seconds come from two sets of real runs at the same geometry, batch and width:
+
+* ``imagenette``: the imagenette preset's published chain (results/imagenette/logs, S=256 nets,
+  2026-11-24; a CPU whose 4096 bf16 matmul ran at 841 GFLOP/s, results/bench.csv);
+* ``imagenette_fixed``: the fixed-schedule check (results/imagenette_fixed/logs, 2026-12-04/05; the
+  same CPU name at 396-434 GFLOP/s, results/imagenette_fixed/README.md).
+
+Configs a set has not timed (B-5x5 in the check) are scaled from the published ones by the set's
+median ratio. An Imagewoof epoch is taken as an Imagenette epoch x 9,025 / 9,469 training images.
+Evaluation (Tables 3-6 per seed: dense at every Q, 150-crop multi-crop on 1,000 images, fusions)
+is the published chain's 34 minutes (results/imagenette/README.md) x the same ratio.
+
+Writes results/reproduce_time.csv: per set of rates, hours of training per seed and in all,
+evaluation, the total, and the issue's goal (<= 10 h for three seeds).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from vgg.chain import BY_NAME, needed
+from vgg.chain_time import chain_seconds, complete_rates, epoch_seconds, published_epoch_seconds
+from vgg.protocol import get_preset
+from vgg.results import write_table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SEEDS = 3
+GOAL_HOURS = 10.0
+IMAGENETTE_TRAIN, IMAGEWOOF_TRAIN = 9469, 9025  # training images (Imagenette 2; fast.ai's Imagewoof 2 list)
+PUBLISHED_EVAL_MINUTES_PER_SEED = 34  # results/imagenette/README.md: 14 min (S=256 tables) + 20 min (fine-tuned)
+#: name -> (the S=256 logs whose epochs are timed, the CPU they ran on)
+RATE_SOURCES = {
+    "imagenette": ("results/imagenette/logs/*_S256.log.csv", "2026-11-24, AMD EPYC, 841 GFLOP/s bf16 matmul"),
+    "imagenette_fixed": ("results/imagenette_fixed/logs/seed*/*_S256.log.csv",
+                         "2026-12-04/05, AMD EPYC, 396-434 GFLOP/s bf16 matmul"),
+}
+
+
+def estimate(name: str, pattern: str, cpu: str, root: Path = ROOT, preset_name: str = "imagewoof") -> dict:
+    """One set of rates' estimate of the whole run: the chain and the plan's controls for each seed,
+    and the LRN control A-LRN0 (`make fixed_schedule_check PRESET=imagewoof`; at A-LRN's rate where
+    the set has not timed it: the same layers, LRN without its sum term)."""
+    preset = get_preset(preset_name)
+    logs = sorted(root.glob(pattern))
+    measured = epoch_seconds(logs)
+    rates, ratio = complete_rates(measured, published_epoch_seconds())
+    rates.setdefault("A-LRN0", rates["A-LRN"])
+    per_image = IMAGEWOOF_TRAIN / IMAGENETTE_TRAIN
+    nets = needed(None, preset.plan_controls) + [BY_NAME["A-LRN0_S256"]]
+    train_h = chain_seconds([(n, 0) for n in nets], preset, rates) * per_image / 3600
+    eval_h = PUBLISHED_EVAL_MINUTES_PER_SEED * ratio / 60
+    total = SEEDS * (train_h + eval_h)
+    return {"rates_from": name, "logs": pattern, "cpu": cpu, "epochs_timed": sum(len(pd.read_csv(f)) for f in logs),
+            "configs_timed": " ".join(sorted(measured)),
+            "seconds_per_epoch": " ".join(f"{c} {rates[c]:.1f}" for c in sorted(rates)),
+            "ratio_to_published": round(ratio, 3), "nets_per_seed": len(nets),
+            "epochs_per_seed": sum(n.epochs(preset) for n in nets),
+            "train_h_per_seed": round(train_h, 2), "eval_h_per_seed": round(eval_h, 2),
+            "seeds": SEEDS, "total_h": round(total, 1), "goal_h": GOAL_HOURS, "meets_goal": total <= GOAL_HOURS}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", default="results", help="results folder (default results/)")
+    a = p.parse_args(argv)
+    rows = [estimate(name, pattern, cpu) for name, (pattern, cpu) in RATE_SOURCES.items() if any(ROOT.glob(pattern))]
+    write_table(pd.DataFrame(rows), Path(a.results) / "reproduce_time.csv")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The reproduction's time estimate: medians of logged epoch times, unmeasured configs scaled by the
+median measured / reference ratio, epochs left x rate; and the committed estimate is what the
+committed logs give."""
+import importlib.util
+
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from vgg.chain import BY_NAME, needed
+from vgg.chain_time import chain_seconds, complete_rates, config_of_log, epoch_seconds, published_epoch_seconds
+from vgg.protocol import get_preset
+from vgg.results import read_results
+
+
+def write_log(path, seconds):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"epoch": range(1, len(seconds) + 1), "seconds": seconds}).to_csv(path, index=False)
+    return path
+
+
+def test_rates_are_per_config_medians_over_every_log_of_that_config(tmp_path):
+    logs = [write_log(tmp_path / "seed0" / "D_S256.log.csv", [10, 30, 11]),
+            write_log(tmp_path / "seed1" / "D_S256.log.csv", [12, 500]),   # a slowed epoch: the median ignores it
+            write_log(tmp_path / "B-5x5_S256.log.csv", [7, 9])]
+    assert config_of_log(logs[2]) == "B-5x5"
+    assert epoch_seconds(logs) == {"D": 12.0, "B-5x5": 8.0}
+
+
+def test_unmeasured_configs_scale_by_the_median_ratio_of_the_measured_ones():
+    reference = {"A": 10.0, "B": 20.0, "C": 30.0, "E": 40.0}
+    rates, ratio = complete_rates({"A": 20.0, "B": 30.0, "C": 90.0}, reference)   # ratios 2, 1.5, 3
+    assert ratio == 2.0
+    assert rates == {"A": 20.0, "B": 30.0, "C": 90.0, "E": 80.0}
+    assert complete_rates({}, reference) == (reference, 1.0)
+
+
+def test_chain_seconds_is_the_epochs_left_times_each_configs_rate():
+    preset = get_preset("imagewoof")
+    a, d_jitter = BY_NAME["A_S256"], BY_NAME["D_S256-512"]
+    rates = {"A": 2.0, "D": 5.0}
+    # the fixed schedule: 24 + 10 + 6 epochs from scratch, 8 + 7 + 3 fine-tuning
+    assert (a.epochs(preset), d_jitter.epochs(preset)) == (40, 18)
+    assert chain_seconds([(a, 0), (d_jitter, 0)], preset, rates) == 40 * 2 + 18 * 5
+    assert chain_seconds([(a, 30), (d_jitter, 18)], preset, rates) == 10 * 2
+    assert chain_seconds([(a, 45)], preset, rates) == 0   # ran past the schedule: nothing left
+
+
+def test_the_published_rates_are_the_seed_0_chain_logs():
+    rates = published_epoch_seconds()
+    assert set(rates) == {"A", "A-LRN", "B", "B-5x5", "C", "D", "E"}
+    a = pd.read_csv(ROOT / "results" / "imagenette" / "logs" / "A_S256.log.csv").seconds.median()
+    assert rates["A"] == pytest.approx(a)
+
+
+def test_the_committed_estimate_is_what_the_committed_logs_give():
+    spec = importlib.util.spec_from_file_location("reproduce_time",
+                                                  ROOT / "experiments" / "studies" / "reproduce_time.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    committed = read_results(ROOT / "results" / "reproduce_time.csv").set_index("rates_from")
+    for name, (pattern, cpu) in mod.RATE_SOURCES.items():
+        row = mod.estimate(name, pattern, cpu)
+        for col in ("seconds_per_epoch", "train_h_per_seed", "eval_h_per_seed", "total_h", "meets_goal"):
+            assert committed.loc[name, col] == row[col], (name, col)
+    # independently: the imagewoof run trains each seed's chain, the plan's controls and A-LRN0
+    preset = get_preset("imagewoof")
+    nets = needed(None, preset.plan_controls)
+    assert committed.nets_per_seed.eq(len(nets) + 1).all()
+    assert committed.epochs_per_seed.eq(sum(n.epochs(preset) for n in nets) + 40).all()

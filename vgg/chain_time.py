@@ -1,0 +1,53 @@
+"""How long a chain of nets trains on this machine: epochs left x seconds per epoch of each config.
+
+Rates come from training logs (``<net>.log.csv``, one row per epoch with its ``seconds``): the
+median over every epoch of a config. A config no log has measured is scaled from a reference set of
+rates by the median ratio of the configs both have measured, so a run that has timed a few nets
+predicts the rest on its own CPU. The reference is the imagenette preset's published chain
+(``results/imagenette/logs``: the same geometry and batch as the imagewoof and imagenette_fixed
+presets, AMD EPYC with AVX512-BF16, 2026-11-24).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .chain import Net
+
+PUBLISHED_LOGS = Path(__file__).resolve().parents[1] / "results" / "imagenette" / "logs"
+
+
+def config_of_log(path: Path) -> str:
+    """``results/.../D_S256-512.log.csv`` -> ``D``; ``B-5x5_S256.log.csv`` -> ``B-5x5``."""
+    return path.name.split("_S")[0]
+
+
+def epoch_seconds(logs: Iterable[Path]) -> dict[str, float]:
+    """config -> median seconds per epoch over the logs."""
+    per: dict[str, list[float]] = {}
+    for log in logs:
+        seconds = pd.read_csv(log)["seconds"].dropna().tolist()
+        if seconds:
+            per.setdefault(config_of_log(Path(log)), []).extend(seconds)
+    return {config: float(np.median(v)) for config, v in per.items()}
+
+
+def published_epoch_seconds() -> dict[str, float]:
+    """The reference rates: the imagenette preset's S=256 nets of seed 0, one per config (2026-11-24)."""
+    return epoch_seconds(sorted(PUBLISHED_LOGS.glob("*_S256.log.csv")))
+
+
+def complete_rates(measured: dict[str, float], reference: dict[str, float]) -> tuple[dict[str, float], float]:
+    """Every reference config's seconds per epoch: measured where measured, else the reference rate x
+    the median measured / reference ratio (1 when nothing is measured). Returns (rates, ratio)."""
+    shared = [measured[c] / reference[c] for c in measured if c in reference]
+    ratio = float(np.median(shared)) if shared else 1.0
+    return {c: measured.get(c, r * ratio) for c, r in reference.items()} | measured, ratio
+
+
+def chain_seconds(todo: Iterable[tuple[Net, int]], preset, rates: dict[str, float]) -> float:
+    """Seconds of training the nets of ``todo`` [(net, epochs already done)] still need."""
+    return sum(max(net.epochs(preset) - done, 0) * rates[net.config] for net, done in todo)
