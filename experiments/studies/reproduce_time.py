@@ -11,7 +11,8 @@ The seconds come from two sets of real runs at the same geometry, batch and widt
   same CPU name at 396-434 GFLOP/s, results/imagenette_fixed/README.md).
 
 Configs a set has not timed (B-5x5 in the check) are scaled from the published ones by the set's
-median ratio. An Imagewoof epoch is taken as an Imagenette epoch x 9,025 / 9,469 training images.
+median ratio; D's FC-only fine-tuning is charged at D's full rate (an upper bound: its conv layers
+do not learn). An Imagewoof epoch is taken as an Imagenette epoch x 9,025 / 9,469 training images.
 Evaluation (Tables 3-6 per seed: dense at every Q, 150-crop multi-crop on 1,000 images, fusions)
 is the published chain's 34 minutes (results/imagenette/README.md) x the same ratio.
 
