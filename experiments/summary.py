@@ -192,7 +192,21 @@ def fixed_schedule_line(folder: Path) -> str | None:
             line += " LRN control, dense, error difference in points [95% interval]: " + "; ".join(
                 f"{r.claim} {r.estimate:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] "
                 + ("(seed level)" if r.level == "seed" else "(one seed, per image)") for r in lrn.itertuples()) + "."
+        claims = pairs[pairs.question == "claim"]
+        if len(claims):
+            line += (" The paper's claims among these nets by the plan's rules, dense / centre crop, error(a) - "
+                     "error(b) [95% interval]: " + "; ".join(claim_cells(g) for _, g in claims.groupby("claim", sort=False))
+                     + ".")
     return line
+
+
+def claim_cells(g: pd.DataFrame) -> str:
+    """One claim of the fixed-schedule check: its verdict and interval under each method, and its level."""
+    by = g.set_index("method")
+    cells = " / ".join(f"{by.verdict[m]} {by.estimate[m]:+.2f} [{by.ci_low[m]:+.2f}, {by.ci_high[m]:+.2f}]"
+                       for m in ("dense", "center-crop") if m in by.index)
+    level = "seed level" if (g.level == "seed").all() else f"seed {g.seeds.iloc[0]}, per image"
+    return f"*{g.claim.iloc[0]}* {cells} ({level})"
 
 
 def findings_page(found: dict[str, pd.DataFrame]) -> str:
