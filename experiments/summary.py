@@ -195,8 +195,8 @@ def fixed_schedule_line(folder: Path) -> str | None:
         claims = pairs[pairs.question == "claim"]
         if len(claims):
             line += (" The paper's claims among these nets by the plan's rules, dense / centre crop, error(a) - "
-                     "error(b) [95% interval]: " + "; ".join(claim_cells(g) for _, g in claims.groupby("claim", sort=False))
-                     + ".")
+                     "error(b) [95% interval]: "
+                     + "; ".join(claim_cells(g) for _, g in claims.groupby("claim", sort=False)) + ".")
     return line
 
 
