@@ -8,6 +8,7 @@ import pandas as pd
 import torch
 
 from vgg.chain import CHAIN
+from vgg.chain_time import chain_seconds
 from vgg.configs import CONFIGS
 from vgg.experiment import main
 from vgg.init import init_glorot
@@ -18,12 +19,6 @@ from vgg.train import make_optimizer, train_step
 
 TRAIN_IMAGES = 50_000  # CIFAR-10's training set
 STEPS = 12
-
-
-def epochs_of(net, preset) -> int:
-    if net.parent is None:
-        return preset.scratch_epochs
-    return preset.finetune_epochs if net.finetuning else preset.from_a_epochs
 
 
 def epoch_times(args) -> None:
@@ -45,7 +40,7 @@ def epoch_times(args) -> None:
         rows.append({"config": config, "model_step_img_per_s": round(ips), "epoch_s": round(TRAIN_IMAGES / ips, 1)})
     df = pd.DataFrame(rows)
     per_epoch = dict(zip(df.config, df.epoch_s))
-    total = sum(epochs_of(n, preset) * per_epoch[n.config] for n in CHAIN)
+    total = chain_seconds([(n, 0) for n in CHAIN], preset, per_epoch)
     df["chain_nets"] = ";".join(n.name for n in CHAIN)
     df["chain_total_min"] = round(total / 60, 1)
     write_table(df, Path(args.results) / preset.name / "epoch_times.csv",
