@@ -112,3 +112,15 @@ def test_the_sd_goal_is_judged_over_three_seeds_only():
     assert out.loc[("B", "sd"), "meets_sd_goal"] is False
     assert out.loc[("C", "sd"), "dense_top1_err"] == 0.35 and pd.isna(out.loc[("C", "sd"), "meets_sd_goal"])
     assert out.loc[("C", "sd"), "seeds_scored"] == 2
+
+
+def test_each_pair_carries_the_papers_difference_on_our_error_scale():
+    """fixed_schedule_check's paper_diff_scaled: the paper's S=256 difference as a fraction of its error(b),
+    times ours (Table 3: B 28.7, A 29.6; E 27.3, D 27.0); none for the control A-LRN0, which the paper lacks."""
+    spec = importlib.util.spec_from_file_location("check",
+                                                  ROOT / "experiments" / "studies" / "fixed_schedule_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.paper_diff_scaled("B", "A", 29.6) == pytest.approx(-0.9)
+    assert mod.paper_diff_scaled("E", "D", 20.0) == pytest.approx(0.3 / 27.0 * 20.0, abs=0.005)
+    assert mod.paper_diff_scaled("A-LRN0", "A", 20.0) is None

@@ -133,6 +133,8 @@ def test_fixed_schedule_check_scores_as_table3_and_tests_the_pairs_at_seed_level
         assert abs(np.mean(diffs) - row.estimate) < 0.006
     claimed = pairs[pairs.question == "claim"]
     assert (claimed.p_paper_adj >= claimed.p_paper - 1e-12).all() and claimed.verdict.notna().all()
+    assert claimed.paper_diff_scaled.notna().all()
+    assert pairs[pairs.a == "A-LRN0"].paper_diff_scaled.isna().all()
     assert (cwd / "figures" / "tiny_plan" / "fixed_schedule_check.png").stat().st_size > 10_000
     assert (pairs.level == "seed").all()
     r = run_cli(study, cwd=cwd, env={"OMP_NUM_THREADS": "1"})

@@ -22,7 +22,8 @@ Exploratory (Sect. 6 of the plan): p-values are reported raw and Benjamini-Hochb
 this study's family; no verdict of the reproduction depends on them.
 
 Writes results/<preset>/fixed_schedule_check.csv (one row per net and seed, then per net the mean and
-sd), fixed_schedule_pairs.csv and the per-image correctness (fixed_schedule_top1.npz). Resumable:
+sd), fixed_schedule_pairs.csv (each pair's test, with the paper's difference scaled to our error beside
+its interval) and the per-image correctness (fixed_schedule_top1.npz). Resumable:
 nets train through the chain (locks, resume), posteriors are cached; a net scored before whose
 checkpoint is gone (runs/ is not committed) keeps its saved scores and record. ``--no-train`` scores
 only the nets whose training has finished (a report while the rest trains).
@@ -207,6 +208,23 @@ def published_verdicts(plateau: Path | None) -> dict[str, str]:
     return dict(zip(df.claim, df.verdict))
 
 
+def paper_s256_error() -> dict[str, float]:
+    """config -> the paper's Table 3 top-1 error (%) of its S=256 net."""
+    t3 = paper_table("table3_single_scale")
+    t3 = t3[t3.train_scale == "256"]
+    return dict(zip(t3.config, t3.top1_val_err.astype(float)))
+
+
+def paper_diff_scaled(a: str, b: str, err_b: float) -> float | None:
+    """The paper's error(a) - error(b) at S=256 as a fraction of its error(b), times our error(b): the
+    size of the paper's effect on our error scale, beside which an interval's half-width says whether the
+    test could have detected it (None where the paper has no such pair)."""
+    paper = paper_s256_error()
+    if a not in paper or b not in paper:
+        return None
+    return round((paper[a] - paper[b]) / paper[b] * err_b, 2)
+
+
 def pair_row(correct, a: str, b: str, method: str, claim_type: str) -> dict | None:
     """The plan's test of error(a) - error(b) under ``method`` at the highest level the nets allow: seed
     level with three common seeds or more, else per image on the first common seed (None: no common seed)."""
@@ -226,7 +244,7 @@ def pair_row(correct, a: str, b: str, method: str, claim_type: str) -> dict | No
     low, high = t.interval()
     row = {"method": method, "level": t.level, "seeds": ";".join(map(str, seeds)), "diff_per_seed": per_seed,
            "estimate": round(t.estimate, 2), "se": round(t.se, 2), "df": round(t.df, 1),
-           "ci_low": round(low, 2), "ci_high": round(high, 2)}
+           "ci_low": round(low, 2), "ci_high": round(high, 2), "paper_diff_scaled": paper_diff_scaled(a, b, err_b)}
     if claim_type == "difference":  # the LRN control: two-sided, no claim
         row["p_two_sided"] = float(f"{min(1.0, 2 * min(p_values('better', t, 0.0))):.3g}")
         return row
