@@ -121,6 +121,9 @@ def test_fixed_schedule_check_scores_as_table3_and_tests_the_pairs_at_seed_level
             t3 = pd.read_csv(folder / f"seed{row.seed}" / "table3.csv", dtype={"train_scale": str})
             own = t3.query(f"config == '{row.config}' and train_scale == '256' and method == 'dense'")
             assert abs(own.ours_top1_err.iloc[0] - row.dense_top1_err) < 0.006
+        log = pd.read_csv(checkpoint_path(cwd / "runs", "tiny_plan", f"{row.config}_S256", int(row.seed))
+                          .with_suffix(".log.csv"))
+        assert abs(100 * log.train_top1_err.iloc[-1] - row.train_top1_err_last_epoch) < 0.006
     sd = nets[nets.seed == "sd"].set_index("config").dense_top1_err
     for config, g in per_seed.groupby("config"):
         assert abs(g.dense_top1_err.std(ddof=1) - sd[config]) < 0.006

@@ -120,8 +120,8 @@ def trained_on(spec: dict) -> str:
 
 def checkpoint_record(path: str | Path) -> dict:
     """What a results file records of a training checkpoint: epochs, whether training finished,
-    seconds of logged epochs, every CPU/GPU and precision it trained on, its last validation error,
-    its SHA-256 and size."""
+    seconds of logged epochs, every CPU/GPU and precision it trained on, its last epoch's training loss
+    and training error (augmented batches, dropout on) and validation error, its SHA-256 and size."""
     import hashlib
 
     import pandas as pd
@@ -132,6 +132,9 @@ def checkpoint_record(path: str | Path) -> dict:
             "train_seconds": round(float(log.seconds.sum()), 1),
             "trained_on": trained_on(meta["spec"]),
             "train_precision": meta["spec"].get("precision"),
+            "train_loss_last_epoch": round(float(log.train_loss.iloc[-1]), 4),
+            "train_top1_err_last_epoch": round(100 * float(log.train_top1_err.iloc[-1]), 2)
+            if "train_top1_err" in log else None,
             "val_top1_err_last_epoch": round(100 * float(log.val_top1_err.iloc[-1]), 2),
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
 

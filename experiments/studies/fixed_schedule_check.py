@@ -66,7 +66,7 @@ def finished(path: Path) -> bool:
 
 
 #: what the results record of each net's checkpoint (vgg.checkpoint.checkpoint_record)
-RECORD = ("epochs", "train_seconds", "trained_on", "sha256")
+RECORD = ("epochs", "train_seconds", "train_loss_last_epoch", "train_top1_err_last_epoch", "trained_on", "sha256")
 
 
 def saved_scores(folder: Path, preset: str, dataset: str, images: int) -> dict:
@@ -82,7 +82,7 @@ def saved_scores(folder: Path, preset: str, dataset: str, images: int) -> dict:
         for _, r in rows.iterrows():
             keys = {m: f"{r.config}|{r.seed}|{m}" for m in METHODS}
             if all(k in z.files and len(z[k]) == images for k in keys.values()):
-                out[(r.config, int(r.seed))] = ({m: z[k] for m, k in keys.items()}, {k: r[k] for k in RECORD})
+                out[(r.config, int(r.seed))] = ({m: z[k] for m, k in keys.items()}, {k: r.get(k) for k in RECORD})
     return out
 
 
@@ -136,8 +136,11 @@ def spread(records: pd.DataFrame, plateau: Path | None) -> pd.DataFrame:
     published = plateau_sd(plateau)
     rows = []
     for config, g in records.groupby("config", sort=False):
-        rows.append({"config": config, "seed": "mean", "dense_top1_err": round(g.dense_top1_err.mean(), 2),
-                     "center-crop_top1_err": round(g["center-crop_top1_err"].mean(), 2)})
+        mean = {"config": config, "seed": "mean", "dense_top1_err": round(g.dense_top1_err.mean(), 2),
+                "center-crop_top1_err": round(g["center-crop_top1_err"].mean(), 2)}
+        if "train_top1_err_last_epoch" in g:  # how well it fits its training set, beside how well it generalises
+            mean["train_top1_err_last_epoch"] = round(pd.to_numeric(g.train_top1_err_last_epoch).mean(), 2)
+        rows.append(mean)
         if len(g) > 1:
             sd = round(float(g.dense_top1_err.std(ddof=1)), 2)
             rows.append({"config": config, "seed": "sd", "dense_top1_err": sd,
