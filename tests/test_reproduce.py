@@ -124,9 +124,10 @@ def test_fixed_schedule_check_scores_as_table3_and_tests_the_pairs_at_seed_level
         log = pd.read_csv(checkpoint_path(cwd / "runs", "tiny_plan", f"{row.config}_S256", int(row.seed))
                           .with_suffix(".log.csv"))
         assert abs(100 * log.train_top1_err.iloc[-1] - row.train_top1_err_last_epoch) < 0.006
-    sd = nets[nets.seed == "sd"].set_index("config").dense_top1_err
+    sd = nets[nets.seed == "sd"].set_index("config")
     for config, g in per_seed.groupby("config"):
-        assert abs(g.dense_top1_err.std(ddof=1) - sd[config]) < 0.006
+        assert abs(g.dense_top1_err.std(ddof=1) - sd.dense_top1_err[config]) < 0.006
+        assert abs(g.train_top1_err_last_epoch.std(ddof=1) - sd.train_top1_err_last_epoch[config]) < 0.006
     pairs = pd.read_csv(folder / "fixed_schedule_pairs.csv")
     assert {"LRN control", "claim"} <= set(pairs.question)
     assert set(pairs.method) == {"dense", "center-crop"}

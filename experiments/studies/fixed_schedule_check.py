@@ -134,19 +134,18 @@ def spread(records: pd.DataFrame, plateau: Path | None) -> pd.DataFrame:
     """Per config: mean and sd over its seeds beside the plateau rule's sd and the goal; the goal is met
     or missed only over the plan's seeds (SEED_LEVEL_MIN), empty before."""
     published = plateau_sd(plateau)
+    #: the error columns aggregated; the last epoch's training error (how well a net fits its training
+    #: set, beside how well it generalises) where the records have it
+    errors = [c for c in ("dense_top1_err", "center-crop_top1_err", "train_top1_err_last_epoch") if c in records]
     rows = []
     for config, g in records.groupby("config", sort=False):
-        mean = {"config": config, "seed": "mean", "dense_top1_err": round(g.dense_top1_err.mean(), 2),
-                "center-crop_top1_err": round(g["center-crop_top1_err"].mean(), 2)}
-        if "train_top1_err_last_epoch" in g:  # how well it fits its training set, beside how well it generalises
-            mean["train_top1_err_last_epoch"] = round(pd.to_numeric(g.train_top1_err_last_epoch).mean(), 2)
-        rows.append(mean)
+        values = {c: pd.to_numeric(g[c]) for c in errors}
+        rows.append({"config": config, "seed": "mean", **{c: round(float(v.mean()), 2) for c, v in values.items()}})
         if len(g) > 1:
-            sd = round(float(g.dense_top1_err.std(ddof=1)), 2)
-            rows.append({"config": config, "seed": "sd", "dense_top1_err": sd,
-                         "center-crop_top1_err": round(float(g["center-crop_top1_err"].std(ddof=1)), 2),
-                         "plateau_rule_sd": published.get(config), "seeds_scored": len(g),
-                         "meets_sd_goal": sd <= SD_GOAL if len(g) >= SEED_LEVEL_MIN else None})
+            sds = {c: round(float(v.std(ddof=1)), 2) for c, v in values.items()}
+            goal = sds["dense_top1_err"] <= SD_GOAL if len(g) >= SEED_LEVEL_MIN else None
+            rows.append({"config": config, "seed": "sd", **sds, "plateau_rule_sd": published.get(config),
+                         "seeds_scored": len(g), "meets_sd_goal": goal})
     return pd.DataFrame(rows)
 
 
