@@ -2,13 +2,15 @@
 median measured / reference ratio, epochs left x rate; and the committed estimate is what the
 committed logs give."""
 import importlib.util
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import ROOT
 
 from vgg.chain import BY_NAME, needed
-from vgg.chain_time import chain_seconds, complete_rates, config_of_log, epoch_seconds, published_epoch_seconds
+from vgg.chain_time import (chain_seconds, complete_rates, config_of_log, epoch_seconds, net_of_log,
+                            published_epoch_seconds)
 from vgg.protocol import get_preset
 from vgg.results import read_results
 
@@ -24,6 +26,8 @@ def test_rates_are_per_config_medians_over_every_log_of_that_config(tmp_path):
             write_log(tmp_path / "seed1" / "D_S256.log.csv", [12, 500]),   # a slowed epoch: the median ignores it
             write_log(tmp_path / "B-5x5_S256.log.csv", [7, 9])]
     assert config_of_log(logs[2]) == "B-5x5"
+    assert net_of_log(logs[2]) == ("B-5x5", "256")
+    assert net_of_log(Path("results/x/D_S256-512.log.csv")) == ("D", "256-512")
     assert epoch_seconds(logs) == {"D": 12.0, "B-5x5": 8.0}
 
 

@@ -20,9 +20,15 @@ from .chain import Net
 PUBLISHED_LOGS = Path(__file__).resolve().parents[1] / "results" / "imagenette" / "logs"
 
 
+def net_of_log(path: Path) -> tuple[str, str]:
+    """``results/.../D_S256-512.log.csv`` -> (``D``, ``256-512``); ``B-5x5_S256.log.csv`` -> (``B-5x5``, ``256``)."""
+    config, _, scale = Path(path).name.removesuffix(".log.csv").partition("_S")
+    return config, scale
+
+
 def config_of_log(path: Path) -> str:
-    """``results/.../D_S256-512.log.csv`` -> ``D``; ``B-5x5_S256.log.csv`` -> ``B-5x5``."""
-    return path.name.split("_S")[0]
+    """``results/.../D_S256-512.log.csv`` -> ``D``."""
+    return net_of_log(path)[0]
 
 
 def epoch_seconds(logs: Iterable[Path]) -> dict[str, float]:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vgg.chain_time import net_of_log
 from vgg.plateau import drop_epochs
 from vgg.results import write_table
 
@@ -37,7 +38,7 @@ def runs(logs: Path) -> dict[str, list[tuple[str, pd.DataFrame]]]:
     out = {"S=256": [], "fine-tuning": []}
     for folder, seed in ((logs, 0), (logs / "seed1", 1), (logs / "seed2", 2)):
         for f in sorted(folder.glob("*.log.csv")):
-            config, _, scale = f.name.removesuffix(".log.csv").partition("_S")
+            config, scale = net_of_log(f)
             stage = "S=256" if scale == "256" and config in STAGE_1 else "fine-tuning" if scale in ("384", "256-512") \
                 else None
             if stage:
