@@ -133,8 +133,7 @@ def checkpoint_record(path: str | Path) -> dict:
             "trained_on": trained_on(meta["spec"]),
             "train_precision": meta["spec"].get("precision"),
             "train_loss_last_epoch": round(float(log.train_loss.iloc[-1]), 4),
-            "train_top1_err_last_epoch": round(100 * float(log.train_top1_err.iloc[-1]), 2)
-            if "train_top1_err" in log else None,
+            "train_top1_err_last_epoch": round(100 * float(log.train_top1_err.iloc[-1]), 2),
             "val_top1_err_last_epoch": round(100 * float(log.val_top1_err.iloc[-1]), 2),
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
 

@@ -30,6 +30,7 @@ only the nets whose training has finished (a report while the rest trains).
 """
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -178,10 +179,17 @@ def plot(records: pd.DataFrame, plateau: Path | None, path: Path, preset: str) -
     return save_figure(fig, path)
 
 
+@functools.cache
+def paper_s256() -> pd.DataFrame:
+    """The paper's Table 3 rows of its S=256 nets, read once (callers copy before changing them)."""
+    t3 = paper_table("table3_single_scale")
+    return t3[t3.train_scale == "256"]
+
+
 def s256_table(configs: list[str]) -> pd.DataFrame:
     """Table 3's S=256 rows of ``configs`` in the layout the claims' queries read."""
-    t3 = paper_table("table3_single_scale")
-    t3 = t3[(t3.train_scale == "256") & t3.config.isin(configs)].copy()
+    t3 = paper_s256()
+    t3 = t3[t3.config.isin(configs)].copy()
     t3["method"] = "dense"
     t3["init"] = ""
     return t3
@@ -210,18 +218,12 @@ def published_verdicts(plateau: Path | None) -> dict[str, str]:
     return dict(zip(df.claim, df.verdict))
 
 
-def paper_s256_error() -> dict[str, float]:
-    """config -> the paper's Table 3 top-1 error (%) of its S=256 net."""
-    t3 = paper_table("table3_single_scale")
-    t3 = t3[t3.train_scale == "256"]
-    return dict(zip(t3.config, t3.top1_val_err.astype(float)))
-
-
 def paper_diff_scaled(a: str, b: str, err_b: float) -> float | None:
     """The paper's error(a) - error(b) at S=256 as a fraction of its error(b), times our error(b): the
     size of the paper's effect on our error scale, beside which an interval's half-width says whether the
     test could have detected it (None where the paper has no such pair)."""
-    paper = paper_s256_error()
+    t3 = paper_s256()
+    paper = dict(zip(t3.config, t3.top1_val_err.astype(float)))
     if a not in paper or b not in paper:
         return None
     return round((paper[a] - paper[b]) / paper[b] * err_b, 2)
