@@ -81,9 +81,11 @@ CONTROLS: list[Net] = [
     Net("B", "256", None, variant="scratch", lr_as="B-5x5"),
     Net("D", "256-512", "D_S384", variant="fc", train_layers="fc"),
 ]
-# Nets of the plan's explanation experiments (Sect. 6), built only when named (``--only``): A-LRN with
-# LRN's sum term removed (conv1 divided by the constant k^beta), trained like A-LRN.
-EXPLANATIONS: list[Net] = [Net("A-LRN0", "256")]
+# Nets of the explanation experiments, built only when named (``--only``): A-LRN with LRN's sum term
+# removed (conv1 divided by the constant k^beta), trained like A-LRN (the plan's Sect. 6); D and E from the
+# preset's random init instead of net A (the paper's Sect. 3.1 alternative), trained like D and E.
+EXPLANATIONS: list[Net] = [Net("A-LRN0", "256"), Net("D", "256", None, variant="scratch"),
+                           Net("E", "256", None, variant="scratch")]
 BY_NAME = {n.name: n for n in CHAIN + CONTROLS + EXPLANATIONS}
 
 

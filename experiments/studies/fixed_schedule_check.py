@@ -14,6 +14,13 @@ luck taken out (docs/analysis_plan.md, Sects. 2 and 6):
 - Depth: the Table 3 claims among these nets, tested as the plan tests them (the plan's margin),
   under dense evaluation (the claims' own protocol) and under centre crops at the same Q, with the
   published plateau-rule verdict beside.
+- Initialisation (added before any of its nets trained): B-E start from net A's conv1_1, conv2_1,
+  conv3_1, conv3_2 and three FC layers, their other layers from the preset's random (Glorot) init. Do D
+  and E trained from that random init alone (D-scratch, E-scratch: the paper's Sect. 3.1 alternative,
+  same schedule and lr) fit their training set and score better, and does E still trail D? The
+  differences D-scratch - D, E-scratch - E and E-scratch - D-scratch, beside each net's last-epoch
+  training error. If starting from net A causes the deep nets' deficit, the first two are negative and
+  the third's interval covers zero. Trained on the imagenette_fixed preset only (INIT_NETS).
 
 Every pair is tested at the highest level the nets allow, as the plan does: seed level with three
 common seeds, before that per image on the first common seed (column ``level``).
@@ -54,12 +61,21 @@ from vgg.seeds import SEED_LEVEL_MIN, seed_check
 from vgg.stats import correct_top1
 
 NETS = ("A", "A-LRN", "A-LRN0", "B", "C", "D", "E")
+#: the initialisation question's nets (label -> chain run name): D and E from random init, not net A
+INIT_NETS = {"D-scratch": "D_S256-scratch", "E-scratch": "E_S256-scratch"}
+#: the presets whose default nets include INIT_NETS (on the reproduction's data the plan's Sect. 6 is fixed)
+INIT_PRESETS = ("imagenette_fixed",)
 #: Table 3's single-scale protocol of the S=256 nets (paper pixels), and the centre crop at the same Q
 Q = 256
 METHODS = ("dense", "center-crop")
 SD_GOAL = 1.5  # points: the plan's goal for Table 3's seed sd
 #: preset -> the preset whose published plateau-rule runs trained on the same data (results/<that>/)
 PLATEAU_OF = {"imagenette_fixed": "imagenette"}
+
+
+def run_name_of(label: str) -> str:
+    """The chain's run name of a net of this study: ``<config>_S256``, or an INIT_NETS entry."""
+    return INIT_NETS.get(label, f"{label}_S256")
 
 
 def finished(path: Path) -> bool:
@@ -90,30 +106,35 @@ def saved_scores(folder: Path, preset: str, dataset: str, images: int) -> dict:
 def score(ex: Experiment, args, configs: list[str], seeds: list[int], saved: dict):
     """(config, seed) -> {method: correctness per val image}, and one record per net and seed. A net
     whose checkpoint is not under runs/ (it is not committed) but that an earlier run scored comes
-    from ``saved`` (saved_scores), not trained again."""
+    from ``saved`` (saved_scores), not trained again; so does every saved net that ``configs`` and
+    ``seeds`` do not name, so that a run on some nets never drops the others from the results."""
     correct, records = {}, []
-    for seed in seeds:
-        for config in configs:
-            name = f"{config}_S256"
-            path = checkpoint_path(args.runs, ex.preset.name, name, seed)
-            done = finished(path)
-            if not done and (config, seed) in saved:
-                per_method, rec = saved[(config, seed)]
-                print(f"{config} seed {seed}: no finished checkpoint at {path}; its saved scores are used "
-                      f"(checkpoint sha256 {rec['sha256'][:12]})", file=sys.stderr)
-            elif args.no_train and not done:
-                continue
-            else:
-                path = ex.checkpoint(name, seed)
-                per_method = {}
-                for method in METHODS:
-                    p, y = cached_posteriors(path, method, [Q], ex.data)
-                    per_method[method] = correct_top1(p, y)
-                rec = checkpoint_record(path)
-            correct[(config, seed)] = per_method
-            records.append({"config": config, "seed": str(seed),
-                            **{f"{m}_top1_err": round(100 * (1 - c.mean()), 2) for m, c in per_method.items()},
-                            **{k: rec[k] for k in RECORD}})
+    order = list(dict.fromkeys([*NETS, *INIT_NETS, *configs]))
+    asked = {(c, s) for c in configs for s in seeds}
+    kept = [k for k in saved if k not in asked]
+    for config, seed in sorted([*asked, *kept], key=lambda k: (k[1], order.index(k[0]) if k[0] in order else 0)):
+        name = run_name_of(config)
+        path = checkpoint_path(args.runs, ex.preset.name, name, seed)
+        done = finished(path)
+        if (config, seed) not in asked:
+            per_method, rec = saved[(config, seed)]
+        elif not done and (config, seed) in saved:
+            per_method, rec = saved[(config, seed)]
+            print(f"{config} seed {seed}: no finished checkpoint at {path}; its saved scores are used "
+                  f"(checkpoint sha256 {rec['sha256'][:12]})", file=sys.stderr)
+        elif args.no_train and not done:
+            continue
+        else:
+            path = ex.checkpoint(name, seed)
+            per_method = {}
+            for method in METHODS:
+                p, y = cached_posteriors(path, method, [Q], ex.data)
+                per_method[method] = correct_top1(p, y)
+            rec = checkpoint_record(path)
+        correct[(config, seed)] = per_method
+        records.append({"config": config, "seed": str(seed),
+                        **{f"{m}_top1_err": round(100 * (1 - c.mean()), 2) for m, c in per_method.items()},
+                        **{k: rec[k] for k in RECORD}})
     return correct, pd.DataFrame(records)
 
 
@@ -144,7 +165,8 @@ def spread(records: pd.DataFrame, plateau: Path | None) -> pd.DataFrame:
         rows.append({"config": config, "seed": "mean", **{c: round(float(v.mean()), 2) for c, v in values.items()}})
         if len(g) > 1:
             sds = {c: round(float(v.std(ddof=1)), 2) for c, v in values.items()}
-            goal = sds["dense_top1_err"] <= SD_GOAL if len(g) >= SEED_LEVEL_MIN else None
+            # the goal is Table 3's (and its LRN control's), not the initialisation question's
+            goal = sds["dense_top1_err"] <= SD_GOAL if len(g) >= SEED_LEVEL_MIN and config in NETS else None
             rows.append({"config": config, "seed": "sd", **sds, "plateau_rule_sd": published.get(config),
                          "seeds_scored": len(g), "meets_sd_goal": goal})
     return pd.DataFrame(rows)
@@ -266,12 +288,15 @@ def pairs(correct, configs: list[str], plateau: Path | None) -> pd.DataFrame:
             if r is not None:
                 rows.append({"question": "claim", "claim": claim, "claim_type": claim_type, "a": a, "b": b, **r,
                              "plateau_rule_verdict": published.get(claim, "") if method == "dense" else ""})
-    for a, b in (("A-LRN0", "A"), ("A-LRN0", "A-LRN"), ("A-LRN", "A")):
-        for method in METHODS:
-            r = pair_row(correct, a, b, method, "difference")
-            if r is not None:
-                rows.append({"question": "LRN control", "claim": f"{a} minus {b}", "claim_type": "difference",
-                             "a": a, "b": b, **r})
+    differences = {"LRN control": (("A-LRN0", "A"), ("A-LRN0", "A-LRN"), ("A-LRN", "A")),
+                   "initialisation": (("D-scratch", "D"), ("E-scratch", "E"), ("E-scratch", "D-scratch"))}
+    for question, nets in differences.items():
+        for a, b in nets:
+            for method in METHODS:
+                r = pair_row(correct, a, b, method, "difference")
+                if r is not None:
+                    rows.append({"question": question, "claim": f"{a} minus {b}", "claim_type": "difference",
+                                 "a": a, "b": b, **r})
     df = pd.DataFrame(rows)
     if "p_paper" in df:  # Benjamini-Hochberg over both sides of every claim test of this study
         tested = df.p_paper.notna()
@@ -285,10 +310,12 @@ def pairs(correct, configs: list[str], plateau: Path | None) -> pd.DataFrame:
 
 
 def fixed_schedule_check(args) -> None:
-    configs, seeds = args.nets, args.seeds
-    unknown = [c for c in configs if f"{c}_S256" not in BY_NAME]
+    seeds = args.seeds
+    configs = args.nets or [*NETS, *(INIT_NETS if args.preset in INIT_PRESETS else ())]
+    unknown = [c for c in configs if run_name_of(c) not in BY_NAME]
     if unknown:
-        raise UserError(f"--nets: {', '.join(unknown)} is not an S=256 net; choose from {', '.join(NETS)}")
+        raise UserError(f"--nets: {', '.join(unknown)} is not a net of this study; choose from "
+                        f"{', '.join([*NETS, *INIT_NETS])}")
     ex = Experiment(args)
     if not ex.preset.fixed_schedule:
         raise UserError(f"preset {ex.preset.name} trains under the plateau rule: this study checks the fixed "
@@ -315,7 +342,7 @@ def fixed_schedule_check(args) -> None:
     plateau = Path(args.results) / PLATEAU_OF[ex.preset.name] if ex.preset.name in PLATEAU_OF else None
     summary = spread(records, plateau)
     write_table(pd.concat([records, summary], ignore_index=True), folder / "fixed_schedule_check.csv", stamp)
-    tested = pairs(correct, configs, plateau)
+    tested = pairs(correct, list(dict.fromkeys(c for c, _ in correct)), plateau)  # every net scored or kept
     if not tested.empty:  # a pair needs a seed of both nets
         write_table(tested, folder / "fixed_schedule_pairs.csv", stamp)
     arrays = {f"{c}|{s}|{m}": v for (c, s), per in correct.items() for m, v in per.items()}
@@ -327,8 +354,8 @@ def fixed_schedule_check(args) -> None:
 
 
 def extra(p) -> None:
-    p.add_argument("--nets", type=comma_list(), default=",".join(NETS),
-                   help=f"S=256 configs (default {','.join(NETS)})")
+    p.add_argument("--nets", type=comma_list(), default=None,
+                   help=f"nets (default {','.join(NETS)}, and {','.join(INIT_NETS)} on {','.join(INIT_PRESETS)})")
     p.add_argument("--seeds", type=comma_list(int), default="0,1,2", help="seeds (default 0,1,2)")
     p.add_argument("--no-train", action="store_true", help="score only the nets whose training has finished")
 
