@@ -10,6 +10,7 @@ import pytest
 from conftest import ROOT, run_cli
 
 from vgg.chain import CHAIN, CONTROLS, checkpoint_path
+from vgg.checkpoint import load_metadata
 from vgg.findings import claims, read_tables, row_id
 from vgg.seeds import load_per_image
 
@@ -172,3 +173,23 @@ def test_fixed_schedule_check_scores_as_table3_and_tests_the_pairs_at_seed_level
     for row in pairs.itertuples():
         d = 100 * (saved[f"{row.b}|0|{row.method}"].astype(float) - saved[f"{row.a}|0|{row.method}"])
         assert abs(d.mean() - row.estimate) < 0.006 and abs(d.std(ddof=1) / np.sqrt(len(d)) - row.se) < 0.006
+    # the initialisation question's net, asked alone: D from random init (no parent) is the only net
+    # trained; every net scored before stays in the results, and D-scratch - D is tested on seed 0
+    before = pd.read_csv(folder / "fixed_schedule_check.csv", dtype={"seed": str})
+    r = run_cli([*study, "--nets", "D-scratch", "--seeds", "0"], cwd=cwd, env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.count("training runs/") == 1 and "training runs/tiny_plan/D_S256-scratch.pt" in r.stderr
+    assert load_metadata(checkpoint_path(cwd / "runs", "tiny_plan", "D_S256-scratch", 0))["spec"]["init_from"] is None
+    after = pd.read_csv(folder / "fixed_schedule_check.csv", dtype={"seed": str})
+    key = ["config", "seed", "dense_top1_err", "center-crop_top1_err", "sha256"]
+    kept = after[after.config != "D-scratch"]
+    pd.testing.assert_frame_equal(before[key].reset_index(drop=True), kept[key].reset_index(drop=True))
+    assert after[after.config == "D-scratch"].seed.tolist() == ["0", "mean"]  # one seed: no sd
+    saved = np.load(folder / "fixed_schedule_top1.npz")
+    init = pd.read_csv(folder / "fixed_schedule_pairs.csv")
+    assert {"claim", "LRN control", "initialisation"} == set(init.question)
+    init = init[init.question == "initialisation"]
+    assert set(init.claim) == {"D-scratch minus D"} and (init.level == "image").all()
+    for row in init.itertuples():
+        d = 100 * (saved[f"D|0|{row.method}"].astype(float) - saved[f"D-scratch|0|{row.method}"])
+        assert abs(d.mean() - row.estimate) < 0.006
