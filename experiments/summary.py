@@ -163,10 +163,16 @@ def verdict_block(results: Path) -> str:
     return "\n".join(lines)
 
 
+#: the fixed-schedule check's nets on Imagenette (experiments/studies/fixed_schedule_check.py: NETS and
+#: INIT_NETS), three seeds each
+FIXED_CHECK_NETS = 9
+
+
 def fixed_schedule_line(folder: Path) -> str | None:
     """The fixed-schedule check on Imagenette (experiments/studies/fixed_schedule_check.py), as far as it
-    has run, as a bullet with sub-bullets: each net's seed sd beside the plateau rule's and the goal, the
-    LRN control and the paper's claims among its nets, each claim on its own line."""
+    has run, as a bullet with sub-bullets: each Table 3 net's seed sd beside the plateau rule's and the
+    goal, the LRN control, the initialisation question (D and E from random init, ``-scratch``) and the
+    paper's claims among its nets, each claim on its own line."""
     path = folder / "fixed_schedule_check.csv"
     if not path.exists():
         return None
@@ -175,6 +181,8 @@ def fixed_schedule_line(folder: Path) -> str | None:
     sd = df[df.seed == "sd"].set_index("config")
     nets = []
     for config, g in per_seed.groupby("config", sort=False):
+        if config.endswith("-scratch"):  # the initialisation question's nets: their own line
+            continue
         if config in sd.index:
             plateau = sd.plateau_rule_sd[config]
             nets.append(f"{config} {g.dense_top1_err.mean():.2f} "
@@ -189,16 +197,20 @@ def fixed_schedule_line(folder: Path) -> str | None:
         if met or missed:
             goal += f", met for {', '.join(met) or 'none'}, missed for {', '.join(missed) or 'none'}"
     lines = [f"> - **Fixed schedule, Imagenette** (`make fixed_schedule_check`, exploratory; {len(per_seed)} of "
-             "its 7 x 3 nets scored; [what it shows](results/imagenette_fixed/README.md)):",
+             f"its {FIXED_CHECK_NETS} x 3 nets scored; [what it shows](results/imagenette_fixed/README.md)):",
              ">   - Table 3's S=256 top-1 error, mean over the seeds scored: " + ", ".join(nets) + f"; {goal}."]
     pairs_path = folder / "fixed_schedule_pairs.csv"
     if pairs_path.exists():
         pairs = read_results(pairs_path)
-        lrn = pairs[(pairs.question == "LRN control") & (pairs.method == "dense")]
-        if len(lrn):
-            lines.append(">   - LRN control, dense, error difference in points [95% interval]: " + "; ".join(
-                f"{r.claim} {r.estimate:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] "
-                + ("(seed level)" if r.level == "seed" else "(one seed, per image)") for r in lrn.itertuples()) + ".")
+        for question, text in (("LRN control", "LRN control"),
+                               ("initialisation", "Initialisation, D and E from random init (-scratch) instead of "
+                                                  "net A")):
+            diffs = pairs[(pairs.question == question) & (pairs.method == "dense")]
+            if len(diffs):
+                lines.append(f">   - {text}, dense, error difference in points [95% interval]: " + "; ".join(
+                    f"{r.claim} {r.estimate:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] "
+                    + ("(seed level)" if r.level == "seed" else f"(seed {r.seeds}, per image)")
+                    for r in diffs.itertuples()) + ".")
         claims = pairs[pairs.question == "claim"]
         if len(claims):
             lines.append(">   - The paper's claims among these nets by the plan's rules, dense / centre crop, "

@@ -94,18 +94,25 @@ def test_a_commit_that_looks_like_a_number_is_shown_as_it_is(tmp_path):
 
 def test_the_fixed_schedule_line_gives_each_claims_verdict_interval_and_level(tmp_path):
     mod = summary_module()
-    pd.DataFrame({"config": ["A", "A", "A", "A", "A"], "seed": ["0", "1", "2", "mean", "sd"],
-                  "dense_top1_err": [20.0, 22.0, 24.0, 22.0, 2.0], "plateau_rule_sd": [None] * 4 + [0.8],
-                  "meets_sd_goal": [None] * 4 + [False]}
+    pd.DataFrame({"config": ["A", "A", "A", "A", "A", "D-scratch", "D-scratch"],
+                  "seed": ["0", "1", "2", "mean", "sd", "0", "mean"],
+                  "dense_top1_err": [20.0, 22.0, 24.0, 22.0, 2.0, 19.0, 19.0],
+                  "plateau_rule_sd": [None] * 4 + [0.8] * 3,
+                  "meets_sd_goal": [None] * 4 + [False] + [None] * 2}
                  ).to_csv(tmp_path / "fixed_schedule_check.csv", index=False)
     rows = [("claim", "B beats A", m, "seed", "0;1;2", v, e, -4.5, -1.9) for m, v, e in
             (("dense", "reproduced", -3.25), ("center-crop", "inconclusive", -2.97))]
+    rows += [("initialisation", "D-scratch minus D", m, "image", "0", None, e, e - 1, e + 1) for m, e in
+             (("dense", -4.0), ("center-crop", -3.0))]
     rows.append(("claim", "E ties D", "dense", "image", "0", "opposite", 3.18, 2.09, 4.28))
     pd.DataFrame(rows, columns=["question", "claim", "method", "level", "seeds", "verdict", "estimate", "ci_low",
                                 "ci_high"]).to_csv(tmp_path / "fixed_schedule_pairs.csv", index=False)
     line = mod.fixed_schedule_line(tmp_path)
     assert "A 22.00 (sd 2.00 over 3 seeds; plateau rule 0.80); the plan's goal: sd <= 1.5 points, met for none, " \
            "missed for A." in line
+    assert "4 of its 9 x 3 nets scored" in line and "D-scratch 19.00" not in line  # not a Table 3 net
+    assert (">   - Initialisation, D and E from random init (-scratch) instead of net A, dense, error difference in "
+            "points [95% interval]: D-scratch minus D -4.00 [-5.00, -3.00] (seed 0, per image).\n") in line
     assert (">     - *B beats A* reproduced -3.25 [-4.50, -1.90] / inconclusive -2.97 [-4.50, -1.90] (seed level)\n"
             in line)
     assert line.endswith(">     - *E ties D* opposite +3.18 [+2.09, +4.28] (seed 0, per image)")
