@@ -4,7 +4,8 @@ the tables over seeds and the findings at seed level (docs/analysis_plan.md).
 
 Per seed k (each its own chain, its own net A):
 1. the nets, one at a time in chain order (vgg.chain.build_chain: finished nets are reused,
-   an interrupted one resumes), a progress line with the ETA before each;
+   an interrupted one resumes), a progress line with the ETA before each; each net's epoch log is
+   copied to results/<preset>/logs/seed<k>/ (runs/ is not committed);
 2. Tables 3-6 of that seed (the table scripts with --seed k --per-seed: results/<preset>/seed<k>/);
 3. the per-image top-1 correctness of every row of those tables (results/<preset>/seed<k>/
    per_image_top1.npz, keyed by vgg.findings.row_id) from the cached posteriors.
@@ -29,7 +30,7 @@ import pandas as pd
 
 from vgg.chain import BY_NAME, checkpoint_path, needed, plan
 from vgg.chain_time import chain_seconds, complete_rates, epoch_seconds, published_epoch_seconds
-from vgg.checkpoint import checkpoint_record, load_metadata
+from vgg.checkpoint import checkpoint_record, load_metadata, publish_log
 from vgg.errors import UserError
 from vgg.experiment import Experiment, comma_list, main
 from vgg.findings import CLAIM_TABLES, claims, evaluate_claims, pick, row_id, side_key
@@ -72,6 +73,7 @@ def train_seed(args, seed: int, seeds: list[int], started: float) -> None:
               file=sys.stderr, flush=True)
         build_chain(preset.name, args.data, runs, seed=seed, only=[net.name], progress=False,
                     log=lambda m: print(m, file=sys.stderr, flush=True))
+        publish_log(checkpoint_path(runs, preset.name, net.name, seed), Path(args.results) / preset.name / "logs", seed)
 
 
 def script_function(script: str, name: str):

@@ -34,6 +34,8 @@ def test_every_seed_trains_its_own_chain_and_the_plans_controls(reproduction):
     for rec in records.itertuples():
         path = checkpoint_path(cwd / "runs", "tiny_plan", rec.net, rec.seed)
         assert hashlib.sha256(path.read_bytes()).hexdigest() == rec.sha256
+        published = cwd / "results" / "tiny_plan" / "logs" / f"seed{rec.seed}" / f"{rec.net}.log.csv"
+        assert published.read_text() == path.with_suffix(".log.csv").read_text()  # the epoch log, committed
     assert records.trained_on.str.contains("bf16|fp32").all()  # each net records its CPU and precision
     assert (records.epochs == records.net.map(lambda n: 1 if "384" in n or "512" in n else 2)).all()  # fixed schedule
     assert "ETA" in r.stderr and "seed 2 (3/3)" in r.stderr
@@ -179,7 +181,10 @@ def test_fixed_schedule_check_scores_as_table3_and_tests_the_pairs_at_seed_level
     r = run_cli([*study, "--nets", "D-scratch", "--seeds", "0"], cwd=cwd, env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stderr.count("training runs/") == 1 and "training runs/tiny_plan/D_S256-scratch.pt" in r.stderr
-    assert load_metadata(checkpoint_path(cwd / "runs", "tiny_plan", "D_S256-scratch", 0))["spec"]["init_from"] is None
+    ckpt = checkpoint_path(cwd / "runs", "tiny_plan", "D_S256-scratch", 0)
+    assert load_metadata(ckpt)["spec"]["init_from"] is None
+    published = folder / "logs" / "seed0" / "D_S256-scratch.log.csv"
+    assert published.read_text() == ckpt.with_suffix(".log.csv").read_text()
     after = pd.read_csv(folder / "fixed_schedule_check.csv", dtype={"seed": str})
     key = ["config", "seed", "dense_top1_err", "center-crop_top1_err", "sha256"]
     kept = after[after.config != "D-scratch"]

@@ -138,6 +138,16 @@ def checkpoint_record(path: str | Path) -> dict:
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
 
 
+def publish_log(path: str | Path, folder: str | Path, seed: int) -> Path:
+    """Copy a net's epoch log (``<checkpoint>.log.csv``: epochs, learning rates, errors, seconds) from
+    runs/, which is not committed, to ``<folder>/seed<k>/``, beside the results that cite it."""
+    src = Path(path).with_suffix(".log.csv")
+    dest = Path(folder) / f"seed{seed}" / src.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(dest, src.read_text())
+    return dest
+
+
 def model_from_checkpoint(ckpt: dict, dropout: float = 0.5) -> VGG:
     model = VGG(dropout=dropout, **ckpt["hparams"])
     model.load_state_dict(ckpt["state_dict"])

@@ -32,7 +32,8 @@ Writes results/<preset>/fixed_schedule_check.csv (one row per net and seed, then
 sd), fixed_schedule_pairs.csv (each pair's test, with the paper's difference scaled to our error beside
 its interval) and the per-image correctness (fixed_schedule_top1.npz). Resumable:
 nets train through the chain (locks, resume), posteriors are cached; a net scored before whose
-checkpoint is gone (runs/ is not committed) keeps its saved scores and record. ``--no-train`` scores
+checkpoint is gone (runs/ is not committed) keeps its saved scores and record; each scored net's epoch
+log is copied to results/<preset>/logs/seed<k>/. ``--no-train`` scores
 only the nets whose training has finished (a report while the rest trains).
 """
 from __future__ import annotations
@@ -49,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from vgg.chain import BY_NAME, checkpoint_path
-from vgg.checkpoint import checkpoint_record, load_metadata
+from vgg.checkpoint import checkpoint_record, load_metadata, publish_log
 from vgg.errors import UserError
 from vgg.evaluate import cached_posteriors
 from vgg.experiment import Experiment, comma_list, main
@@ -131,6 +132,7 @@ def score(ex: Experiment, args, configs: list[str], seeds: list[int], saved: dic
                 p, y = cached_posteriors(path, method, [Q], ex.data)
                 per_method[method] = correct_top1(p, y)
             rec = checkpoint_record(path)
+            publish_log(path, Path(args.results) / ex.preset.name / "logs", seed)
         correct[(config, seed)] = per_method
         records.append({"config": config, "seed": str(seed),
                         **{f"{m}_top1_err": round(100 * (1 - c.mean()), 2) for m, c in per_method.items()},
