@@ -22,6 +22,14 @@ def study():
     return mod
 
 
+def check():
+    spec = importlib.util.spec_from_file_location("check",
+                                                  ROOT / "experiments" / "studies" / "fixed_schedule_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_the_presets_schedule_is_the_median_of_the_published_firings():
     mod = study()
     schedule, table = mod.derive(ROOT / "results" / "imagenette" / "logs")
@@ -99,28 +107,43 @@ def test_the_sd_goal_is_judged_over_three_seeds_only():
     """fixed_schedule_check's spread: mean and sd (ddof 1) per net; met or missed with three seeds, empty
     with two (an sd of two seeds does not answer the plan's question)."""
     import pandas as pd
-    spec = importlib.util.spec_from_file_location("check",
-                                                  ROOT / "experiments" / "studies" / "fixed_schedule_check.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    records = pd.DataFrame({"config": ["B", "B", "B", "C", "C"], "seed": [0, 1, 2, 0, 1],
-                            "dense_top1_err": [20.0, 21.0, 24.0, 20.0, 20.5],
-                            "center-crop_top1_err": [21.0, 21.0, 21.0, 22.0, 22.0]})
+    mod = check()
+    records = pd.DataFrame({"config": ["B", "B", "B", "C", "C", *["D-scratch"] * 3], "seed": [0, 1, 2, 0, 1, 0, 1, 2],
+                            "dense_top1_err": [20.0, 21.0, 24.0, 20.0, 20.5, 20.0, 21.0, 24.0],
+                            "center-crop_top1_err": [21.0, 21.0, 21.0, 22.0, 22.0, 21.0, 21.0, 21.0]})
     out = mod.spread(records, None).set_index(["config", "seed"])
     assert out.loc[("B", "mean"), "dense_top1_err"] == 21.67
     assert out.loc[("B", "sd"), "dense_top1_err"] == 2.08
     assert out.loc[("B", "sd"), "meets_sd_goal"] is False
     assert out.loc[("C", "sd"), "dense_top1_err"] == 0.35 and pd.isna(out.loc[("C", "sd"), "meets_sd_goal"])
     assert out.loc[("C", "sd"), "seeds_scored"] == 2
+    # the initialisation question's nets have an sd, but the goal is Table 3's
+    assert out.loc[("D-scratch", "sd"), "dense_top1_err"] == 2.08
+    assert pd.isna(out.loc[("D-scratch", "sd"), "meets_sd_goal"])
+
+
+def test_the_initialisation_nets_start_from_random_init_and_the_readme_counts_every_net():
+    """fixed_schedule_check's INIT_NETS are chain nets with no parent, of D and E, trained like D and E (the
+    same stage, epochs and lr); experiments/summary.py counts NETS and INIT_NETS."""
+    from vgg.chain import BY_NAME
+    from vgg.train import stage_lr
+    mod = check()
+    preset = protocol.get_preset("imagenette_fixed")
+    for label, name in mod.INIT_NETS.items():
+        net, like = BY_NAME[name], BY_NAME[f"{label.split('-')[0]}_S256"]
+        assert net.parent is None and like.parent == "A_S256" and net.config == like.config
+        assert net.epochs(preset) == like.epochs(preset) == 40
+        assert stage_lr(preset, net.lr_as or net.config, net.finetuning) == stage_lr(preset, like.config, False)
+    spec = importlib.util.spec_from_file_location("summary", ROOT / "experiments" / "summary.py")
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    assert summary.FIXED_CHECK_NETS == len(mod.NETS) + len(mod.INIT_NETS)
 
 
 def test_each_pair_carries_the_papers_difference_on_our_error_scale():
     """fixed_schedule_check's paper_diff_scaled: the paper's S=256 difference as a fraction of its error(b),
     times ours (Table 3: B 28.7, A 29.6; E 27.3, D 27.0); none for the control A-LRN0, which the paper lacks."""
-    spec = importlib.util.spec_from_file_location("check",
-                                                  ROOT / "experiments" / "studies" / "fixed_schedule_check.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = check()
     assert mod.paper_diff_scaled("B", "A", 29.6) == pytest.approx(-0.9)
     assert mod.paper_diff_scaled("E", "D", 20.0) == pytest.approx(0.3 / 27.0 * 20.0, abs=0.005)
     assert mod.paper_diff_scaled("A-LRN0", "A", 20.0) is None
