@@ -192,14 +192,15 @@ def plot(records: pd.DataFrame, plateau: Path | None, path: Path, preset: str) -
             ax.scatter(np.full(len(v), i + dx), v, color=colour, s=18, zorder=3, label=label if i == 0 else None)
             if len(v) > 1:
                 ax.text(i + dx, v.max() + 0.6, f"{v.std(ddof=1):.1f}", ha="center", fontsize=7, color=colour)
-    ax.set_xticks(np.arange(len(configs)), [f"{c}\nS=256" for c in configs])
+    ax.set_xticks(np.arange(len(configs)), [f"{c}\nS=256" + (", random init" if c in INIT_NETS else "")
+                                             for c in configs])
     ax.set_ylabel("top-1 error (%), Q=256 (paper px)")
     ax.grid(axis="y", alpha=0.3)
     top = max(records[["dense_top1_err", "center-crop_top1_err"]].max().max(), published.ours_top1_err.max())
     ax.set_ylim(top=top + 1.5)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    ax.set_title(f"Seeds of Table 3's S=256 nets: plateau rule vs fixed schedule ({preset})\nnumbers: seed sd "
-                 f"(goal <= {SD_GOAL}); proxy errors on 10 classes, not ImageNet errors", fontsize=9)
+    ax.set_title(f"Seeds of Table 3's S=256 nets (B-E from net A): plateau rule vs fixed schedule ({preset})"
+                 f"\nnumbers: seed sd (goal <= {SD_GOAL}); proxy errors on 10 classes, not ImageNet errors", fontsize=9)
     return save_figure(fig, path)
 
 
