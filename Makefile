@@ -127,8 +127,8 @@ fixed_schedule: installed ## the fixed lr schedule, derived from the published p
 # The fixed schedule on Imagenette (preset imagenette_fixed): Table 3's S=256 nets and the LRN control
 # A-LRN0, three seeds each: seed sd against the plan's goal, the LRN control, depth pairs under dense
 # and centre crops; and D and E from random init instead of net A (results/imagenette_fixed/). About
-# 15 h on 2 cores; resumable. NO_TRAIN=1: score only the nets that have finished. PRESET=imagewoof: the plan's Sect. 6 LRN control and centre-crop
-# pairs on the reproduction's nets (trains A-LRN0 only).
+# 15 h on 2 cores; resumable. NO_TRAIN=1: score only the nets that have finished. PRESET=imagewoof:
+# the plan's Sect. 6 LRN control and centre-crop pairs on the reproduction's nets (trains A-LRN0 only).
 fixed_schedule_check: installed ## the fixed schedule on Imagenette: seed sd, LRN control, depth pairs (PRESET=imagewoof: plan Sect. 6)
 	$(RUN) experiments/studies/fixed_schedule_check.py \
 		$(if $(filter imagewoof,$(PRESET)),--preset imagewoof --data $(VGG_DATA),--preset imagenette_fixed --data $(IMAGENETTE)) \
