@@ -34,7 +34,7 @@ then \`make $(if $(filter smoke,$@),table3,$@)\`, or \`make $(if $(filter smoke,
 .DEFAULT_GOAL := help
 .PHONY: help install installed test data smoke reproduce table1 table2 table3 table4 table5 table6 table7 tables findings \
 	seeds fixed_schedule fixed_schedule_check eval_batching init_study dense_geometry compare_presets plateau_study plateau_rules first_drop_effect schedule_study \
-	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate bench epoch_times reproduce_time eval_cost profile_step \
+	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate bench epoch_times reproduce_time eval_cost profile_step relu_after_pool \
 	gpu_subset gpu_check gpu_estimates clean
 
 ##@ Setup
@@ -211,6 +211,11 @@ eval_cost: installed ## cost per image of dense vs 150-crop multi-crop evaluatio
 
 profile_step: installed ## where a training / evaluation step's time goes (torch.profiler, per conv layer)
 	$(RUN) experiments/studies/profile_step.py --preset $(PRESET)
+
+# Each ReLU before a max-pool applied after it (vgg.model.Features) vs the plain order: bitwise equality and
+# img/s of A/D/E's training step and D's dense and multi-crop evaluation: results/PRESET/relu_after_pool.csv
+relu_after_pool: installed ## ReLU after the max-pool vs before it: same results, img/s of training and evaluation
+	$(RUN) experiments/studies/relu_after_pool.py --preset $(PRESET)
 
 # One prepared check of the paper preset on a GPU machine (scripts/gpu_check.py; needs no install there).
 # Ship the repository with data/gpu_subset (git-ignored; the device tool's `carry`), then on the GPU

@@ -52,6 +52,28 @@ def test_dense_view_equals_forward_at_crop_and_grows_at_384():
     assert {id(p) for p in net.fully_convolutional().parameters()} == {id(p) for p in net.parameters()}
 
 
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("amp", [False, True])
+def test_relu_after_pool_equals_relu_then_pool_bitwise(config, amp):
+    """Features applies a ReLU that precedes a max-pool after the pool: the logits and every gradient
+    equal those of the plain order (nn.Sequential's forward over the same modules), bit for bit."""
+    torch.manual_seed(0)
+    net = init_glorot(VGG(config, num_classes=10, width=1 / 16, crop_size=32)).eval()
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    runs = []
+    for forward in (type(net.features).forward, nn.Sequential.forward):
+        net.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            logits = net.classifier(torch.flatten(forward(net.features, x), 1))
+        nn.functional.cross_entropy(logits.float(), y).backward()
+        runs.append([logits.detach()] + [p.grad for p in net.parameters()])
+    assert type(net.features).forward is not nn.Sequential.forward
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    with torch.no_grad():
+        f = net.features(x)
+    assert (f == 0).any() and (f > 0).any()  # the last ReLU after the pool cuts some maxima, not all
+
+
 def test_state_dict_round_trips_with_torchvision_vgg16():
     torch.manual_seed(0)
     tv = torchvision.models.vgg16().eval()

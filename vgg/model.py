@@ -100,7 +100,27 @@ class LocalResponseNorm(nn.LocalResponseNorm):
                 return lrn_nhwc(x, band, self.alpha / self.size, self.beta, self.k)
 
 
-def make_features(config: str, width: float = 1.0) -> tuple[nn.Sequential, int]:
+class Features(nn.Sequential):
+    """The conv part of Table 1 as an ``nn.Sequential`` (torchvision's layout and state-dict keys) whose
+    forward applies each ReLU that directly precedes a max-pool after the pool instead. ReLU is monotone,
+    so max-pool(ReLU(x)) == ReLU(max-pool(x)), values and gradients alike (ties keep the first maximum
+    both ways, and a window whose maximum is <= 0 gets no gradient either way); the ReLU then runs on a
+    quarter of the elements, forward and backward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self)
+        i = 0
+        while i < len(layers):
+            if isinstance(layers[i], nn.ReLU) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.MaxPool2d):
+                x = F.relu(layers[i + 1](x), inplace=True)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
+        return x
+
+
+def make_features(config: str, width: float = 1.0) -> tuple[Features, int]:
     layers: list[nn.Module] = []
     channels = 3
     for block in blocks(config):
@@ -115,7 +135,7 @@ def make_features(config: str, width: float = 1.0) -> tuple[nn.Sequential, int]:
                 alpha = p["alpha"] * p["size"] if layer.sum_term else 0.0
                 layers.append(LocalResponseNorm(p["size"], alpha=alpha, beta=p["beta"], k=p["k"]))
         layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-    return nn.Sequential(*layers), channels
+    return Features(*layers), channels
 
 
 class VGG(nn.Module):

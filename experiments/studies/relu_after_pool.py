@@ -1,0 +1,131 @@
+"""ReLU after the max-pool (vgg.model.Features) against the plain order ReLU, then max-pool
+(nn.Sequential's forward over the same modules), at the preset's geometry on synthetic tensors,
+in the precision the chain uses here.
+
+ReLU is monotone, so the two orders give the same values and the same gradients; the study checks
+that bitwise (forward and every parameter's gradient of one step; dense score maps) and times
+(1) the training step of each ``--configs`` net and (2) net D's dense evaluation (3 Q x 2 flips)
+and 150-crop multi-crop evaluation at Q = 256 / 384 / 512 (paper px), each pair interleaved after
+warm-up, median of ``--repeats``. Writes results/<preset>/relu_after_pool.csv.
+"""
+import statistics
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from vgg import evaluate
+from vgg.experiment import comma_list, main
+from vgg.init import init_glorot
+from vgg.model import VGG, Features
+from vgg.protocol import get_preset
+from vgg.results import write_table
+from vgg.runtime import keep_freed_memory, resolve_amp
+from vgg.train import make_optimizer, train_step
+
+ORDERS = ("relu_after_pool", "relu_before_pool")
+
+
+@contextmanager
+def order(name: str):
+    """Run every Features forward in the order ``name`` (ORDERS) inside the block."""
+    saved = Features.forward
+    Features.forward = saved if name == "relu_after_pool" else nn.Sequential.forward
+    try:
+        yield
+    finally:
+        Features.forward = saved
+
+
+def rates(fns: dict, repeats: int) -> dict:
+    """order -> callable returning images processed; returns order -> median img/s, the orders
+    alternating (A B B A A B ...) after one warm-up call each."""
+    for name, f in fns.items():
+        with order(name):
+            f()
+    out = {name: [] for name in fns}
+    for r in range(repeats):
+        for name in (ORDERS if r % 2 == 0 else ORDERS[::-1]):
+            with order(name):
+                t0 = time.perf_counter()
+                n = fns[name]()
+                out[name].append(n / (time.perf_counter() - t0))
+    return {name: statistics.median(v) for name, v in out.items()}
+
+
+def same_step(model: VGG, x: torch.Tensor, y: torch.Tensor, amp: bool) -> bool:
+    """Logits and every parameter gradient of one loss bitwise equal under both orders (eval mode:
+    no dropout, so both passes see the same net)."""
+    model.eval()
+    results = []
+    for name in ORDERS:
+        model.zero_grad(set_to_none=True)
+        with order(name), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        nn.functional.cross_entropy(logits.float(), y).backward()
+        results.append([logits.detach()] + [p.grad.clone() for p in model.parameters()])
+    model.train()
+    return all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def relu_after_pool(args) -> None:
+    keep_freed_memory()  # as the chain runs
+    amp = resolve_amp(None, "cpu")
+    preset = get_preset(args.preset)
+    torch.manual_seed(0)
+    x = torch.randn(preset.batch, 3, preset.crop, preset.crop).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (preset.batch,))
+    rows = []
+    for config in args.configs:
+        model = init_glorot(VGG(config, num_classes=10, width=preset.width, crop_size=preset.crop))
+        model.train().to(memory_format=torch.channels_last)
+        opt = make_optimizer(model, preset, 0.01)
+        equal = same_step(model, x, y, amp)
+
+        def step():
+            for _ in range(args.steps):
+                train_step(model, opt, x, y, amp)
+            return args.steps * preset.batch
+
+        r = rates({name: step for name in ORDERS}, args.repeats)
+        rows.append({"config": config, "phase": f"train step (batch {preset.batch}, crop {preset.crop})",
+                     **r, "bitwise_equal": equal})
+        if config != "D":
+            continue
+        model.eval()
+        imgs = [torch.randn(args.images, 3, preset.px(q), preset.px(q)) for q in (256, 384, 512)]
+        maps = {}
+        for name in ORDERS:
+            with order(name), torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                maps[name] = model.score_map(imgs[-1])
+        for phase, method in (("dense eval (3 Q x 2 flips)", evaluate.dense_eval),
+                              ("multi-crop eval (150 crops over 3 Q)", evaluate.multi_crop)):
+            def run(method=method):
+                for im in imgs:
+                    method(model, im, amp)
+                return args.images
+
+            rows.append({"config": config, "phase": phase, **rates({name: run for name in ORDERS}, args.repeats),
+                         "bitwise_equal": torch.equal(*maps.values())})
+    df = pd.DataFrame(rows)
+    df["ratio"] = (df.relu_after_pool / df.relu_before_pool).round(3)
+    for name in ORDERS:
+        df[name] = df[name].round(1)
+    df = df.rename(columns={name: f"{name}_img_s" for name in ORDERS})
+    write_table(df, Path(args.results) / preset.name / "relu_after_pool.csv",
+                {"preset": preset.name, "repeats_median_of": args.repeats})
+
+
+def extra(p) -> None:
+    p.add_argument("--configs", type=comma_list(), default="A,D,E",
+                   help="nets whose training step is timed (default A,D,E; D also times evaluation)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per order (default 5)")
+    p.add_argument("--steps", type=int, default=4, help="training steps per repeat (default 4)")
+    p.add_argument("--images", type=int, default=4, help="images per Q in the evaluation phases (default 4)")
+
+
+if __name__ == "__main__":
+    main(relu_after_pool, needs_data=False, extra=extra)
