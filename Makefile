@@ -213,9 +213,11 @@ profile_step: installed ## where a training / evaluation step's time goes (torch
 	$(RUN) experiments/studies/profile_step.py --preset $(PRESET)
 
 # Each ReLU before a max-pool applied after it (vgg.model.Features) vs the plain order: bitwise equality and
-# img/s of A/D/E's training step and D's dense and multi-crop evaluation: results/PRESET/relu_after_pool.csv
+# img/s of A/D/E's training step, D's dense and multi-crop evaluation, and (given the preset's data) whole
+# training epochs of E, 3 per run, 2 runs per order (about 8 min at imagenette): results/PRESET/relu_after_pool.csv
 relu_after_pool: installed ## ReLU after the max-pool vs before it: same results, img/s of training and evaluation
-	$(RUN) experiments/studies/relu_after_pool.py --preset $(PRESET)
+	$(RUN) experiments/studies/relu_after_pool.py --preset $(PRESET) \
+		$(if $(filter imagenette,$(PRESET)),--data $(IMAGENETTE),$(if $(SMOKE),,--data $(VGG_DATA)))
 
 # One prepared check of the paper preset on a GPU machine (scripts/gpu_check.py; needs no install there).
 # Ship the repository with data/gpu_subset (git-ignored; the device tool's `carry`), then on the GPU

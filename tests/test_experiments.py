@@ -500,13 +500,16 @@ def test_compare_presets_puts_each_presets_row_beside_the_papers(tables):
 
 
 def test_relu_after_pool_study_checks_equality_and_times_both_orders(tmp_path):
+    sample = ROOT / "vgg" / "samples" / "cifar10-sample"
     r = run_cli([str(ROOT / "experiments/studies/relu_after_pool.py"), "--preset", "tiny", "--configs", "A,D",
-                 "--repeats", "1", "--steps", "1", "--images", "1", "--results", "results", "--figures", "figures"],
+                 "--repeats", "1", "--steps", "1", "--images", "1", "--data", str(sample), "--epochs", "2",
+                 "--epoch-config", "A", "--runs", "runs", "--results", "results", "--figures", "figures"],
                 cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     df = pd.read_csv(tmp_path / "results" / "tiny" / "relu_after_pool.csv")
-    assert df.config.tolist() == ["A", "D", "D", "D"]  # A's step; D's step, dense and multi-crop evaluation
-    assert df.bitwise_equal.all()
+    # A's step; D's step, dense and multi-crop evaluation; A's training epochs on the sample's images
+    assert df.config.tolist() == ["A", "D", "D", "D", "A"]
+    assert df.bitwise_equal.all()  # the last row: four trainings, two per order, end with the same weights
     assert (df[["relu_after_pool_img_s", "relu_before_pool_img_s"]] > 0).all().all()
     assert ((df.ratio - df.relu_after_pool_img_s / df.relu_before_pool_img_s).abs() <= 0.02 * df.ratio).all()
 

@@ -6,9 +6,13 @@ ReLU is monotone, so the two orders give the same values and the same gradients;
 that bitwise (forward and every parameter's gradient of one step; dense score maps) and times
 (1) the training step of each ``--configs`` net and (2) net D's dense evaluation (3 Q x 2 flips)
 and 150-crop multi-crop evaluation at Q = 256 / 384 / 512 (paper px), each pair interleaved after
-warm-up, median of ``--repeats``. Writes results/<preset>/relu_after_pool.csv.
+warm-up, median of ``--repeats``; and, given ``--data``, (3) whole epochs of the chain's training
+(vgg.train: real images, augmentation, logging) of ``--epoch-config`` for ``--epochs`` epochs per run,
+runs alternating after, before, before, after: the median logged epoch seconds of each order, and
+whether every run ends with the same weights. Writes results/<preset>/relu_after_pool.csv.
 """
 import statistics
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,15 +20,17 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch import nn
+from torchvision.datasets import ImageFolder
 
 from vgg import evaluate
+from vgg.data import data_root
 from vgg.experiment import comma_list, main
 from vgg.init import init_glorot
 from vgg.model import VGG, Features
 from vgg.protocol import get_preset
 from vgg.results import write_table
 from vgg.runtime import keep_freed_memory, resolve_amp
-from vgg.train import make_optimizer, train_step
+from vgg.train import TrainSpec, make_optimizer, train, train_step
 
 ORDERS = ("relu_after_pool", "relu_before_pool")
 
@@ -71,6 +77,25 @@ def same_step(model: VGG, x: torch.Tensor, y: torch.Tensor, amp: bool) -> bool:
     return all(torch.equal(a, b) for a, b in zip(*results))
 
 
+def epoch_rows(args, preset) -> list[dict]:
+    """Whole training epochs under each order (see the module docstring): one row, img/s = the training
+    images / the median logged epoch seconds of each order (the first epoch of each run not counted)."""
+    images = len(ImageFolder(str(data_root(args.data) / "train")))
+    seconds, states = {name: [] for name in ORDERS}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, name in enumerate(ORDERS + ORDERS[::-1]):
+            spec = TrainSpec(args.epoch_config, preset=preset.name, data=args.data, out=f"{tmp}/run{i}.pt",
+                             runs=args.runs, epochs=args.epochs, progress=False)
+            with order(name):
+                out = train(spec)
+            seconds[name] += pd.read_csv(out.with_suffix(".log.csv"))["seconds"].iloc[1:].tolist()
+            states.append(torch.load(out, map_location="cpu", weights_only=False)["state_dict"])
+    same = all(torch.equal(states[0][k], s[k]) for s in states[1:] for k in states[0])
+    return [{"config": args.epoch_config,
+             "phase": f"training epoch, real images ({args.epochs} epochs x 2 runs per order, first epoch untimed)",
+             **{name: images / statistics.median(v) for name, v in seconds.items()}, "bitwise_equal": same}]
+
+
 def relu_after_pool(args) -> None:
     keep_freed_memory()  # as the chain runs
     amp = resolve_amp(None, "cpu")
@@ -110,6 +135,8 @@ def relu_after_pool(args) -> None:
 
             rows.append({"config": config, "phase": phase, **rates({name: run for name in ORDERS}, args.repeats),
                          "bitwise_equal": torch.equal(*maps.values())})
+    if args.data:
+        rows += epoch_rows(args, preset)
     df = pd.DataFrame(rows)
     df["ratio"] = (df.relu_after_pool / df.relu_before_pool).round(3)
     for name in ORDERS:
@@ -125,6 +152,10 @@ def extra(p) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per order (default 5)")
     p.add_argument("--steps", type=int, default=4, help="training steps per repeat (default 4)")
     p.add_argument("--images", type=int, default=4, help="images per Q in the evaluation phases (default 4)")
+    p.add_argument("--data", help="dataset root: also time whole training epochs on it (default: no epoch phase)")
+    p.add_argument("--runs", default="runs", help="runs folder whose cache/ holds the decoded data (default runs)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per training run (default 3; needs --data)")
+    p.add_argument("--epoch-config", default="E", help="net trained in the epoch phase (default E)")
 
 
 if __name__ == "__main__":
