@@ -179,9 +179,11 @@ def fixed_schedule_line(folder: Path) -> str | None:
     df = read_results(path, dtype={"seed": str})
     per_seed = df[df.seed.str.isdigit()]
     sd = df[df.seed == "sd"].set_index("config")
-    nets = []
+    nets, scratch = [], []
     for config, g in per_seed.groupby("config", sort=False):
         if config.endswith("-scratch"):  # the initialisation question's nets: their own line
+            scratch.append(f"{config} {g.dense_top1_err.mean():.2f} "
+                           + (f"(mean of {len(g)} seeds)" if len(g) > 1 else f"(seed {g.seed.iloc[0]})"))
             continue
         if config in sd.index:
             plateau = sd.plateau_rule_sd[config]
@@ -206,6 +208,8 @@ def fixed_schedule_line(folder: Path) -> str | None:
                                ("initialisation", "Initialisation, D and E from random init (-scratch) instead of "
                                                   "net A")):
             diffs = pairs[(pairs.question == question) & (pairs.method == "dense")]
+            if question == "initialisation" and scratch:
+                text += f" (dense top-1 error {', '.join(scratch)})"
             if len(diffs):
                 lines.append(f">   - {text}, dense, error difference in points [95% interval]: " + "; ".join(
                     f"{r.claim} {r.estimate:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] "
