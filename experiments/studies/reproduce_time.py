@@ -3,12 +3,15 @@ measured epoch times at its geometry (no training).
 
 The imagewoof preset trains every net of its chain and the plan's controls for each of three seeds
 on a fixed schedule, so its training time is a sum of epochs x seconds per epoch (vgg.chain_time).
-The seconds come from two sets of real runs at the same geometry, batch and width:
+The seconds come from three sets of real runs at the same geometry, batch and width:
 
 * ``imagenette``: the imagenette preset's published chain (results/imagenette/logs, S=256 nets,
   2026-11-24; a CPU whose 4096 bf16 matmul ran at 841 GFLOP/s, results/bench.csv);
 * ``imagenette_fixed``: the fixed-schedule check (results/imagenette_fixed/logs, 2026-12-04/05; the
-  same CPU name at 396-434 GFLOP/s, results/imagenette_fixed/README.md).
+  same CPU name at 396-434 GFLOP/s, results/imagenette_fixed/README.md);
+* ``imagenette_fixed_amx``: that check's seed-2 D and E from random init (2026-12-05; an Intel Xeon
+  with AMX at 2.1 TFLOP/s, trained by the code with the ReLU after the max-pool, vgg.model.Features).
+  Init does not change an epoch's work, so they time D and E; the other configs are scaled.
 
 Configs a set has not timed (B-5x5 in the check) are scaled from the published ones by the set's
 median ratio; D's FC-only fine-tuning is charged at D's full rate (an upper bound: its conv layers
@@ -42,6 +45,8 @@ RATE_SOURCES = {
     "imagenette": ("results/imagenette/logs/*_S256.log.csv", "2026-11-24, AMD EPYC, 841 GFLOP/s bf16 matmul"),
     "imagenette_fixed": ("results/imagenette_fixed/logs/seed*/*_S256.log.csv",
                          "2026-12-04/05, AMD EPYC, 396-434 GFLOP/s bf16 matmul"),
+    "imagenette_fixed_amx": ("results/imagenette_fixed/logs/seed2/*_S256-scratch.log.csv",
+                             "2026-12-05, Intel Xeon with AMX, 2113 GFLOP/s bf16 matmul, ReLU after the max-pool"),
 }
 
 
