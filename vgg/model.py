@@ -104,15 +104,15 @@ class Features(nn.Sequential):
     """The conv part of Table 1 as an ``nn.Sequential`` (torchvision's layout and state-dict keys) whose
     forward applies each ReLU that directly precedes a max-pool after the pool instead. ReLU is monotone,
     so max-pool(ReLU(x)) == ReLU(max-pool(x)), values and gradients alike (ties keep the first maximum
-    both ways, and a window whose maximum is <= 0 gets no gradient either way); the ReLU then runs on a
-    quarter of the elements, forward and backward."""
+    both ways, and a window whose maximum is <= 0 gets no gradient either way); that ReLU then runs on a
+    quarter of its layer's elements, forward and backward."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layers = list(self)
         i = 0
         while i < len(layers):
             if isinstance(layers[i], nn.ReLU) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.MaxPool2d):
-                x = F.relu(layers[i + 1](x), inplace=True)
+                x = layers[i](layers[i + 1](x))  # the modules themselves: their hooks still fire
                 i += 2
             else:
                 x = layers[i](x)
