@@ -204,12 +204,10 @@ def fixed_schedule_line(folder: Path) -> str | None:
     pairs_path = folder / "fixed_schedule_pairs.csv"
     if pairs_path.exists():
         pairs = read_results(pairs_path)
-        for question, text in (("LRN control", "LRN control"),
-                               ("initialisation", "Initialisation, D and E from random init (-scratch) instead of "
-                                                  "net A")):
+        init = "Initialisation, D and E from random init (-scratch) instead of net A" + (
+            f" (dense top-1 error {', '.join(scratch)})" if scratch else "")
+        for question, text in (("LRN control", "LRN control"), ("initialisation", init)):
             diffs = pairs[(pairs.question == question) & (pairs.method == "dense")]
-            if question == "initialisation" and scratch:
-                text += f" (dense top-1 error {', '.join(scratch)})"
             if len(diffs):
                 lines.append(f">   - {text}, dense, error difference in points [95% interval]: " + "; ".join(
                     f"{r.claim} {r.estimate:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] "
