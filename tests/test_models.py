@@ -5,6 +5,7 @@ import torch
 import torchvision
 from torch import nn
 
+from vgg import fused
 from vgg.configs import CONFIGS, TORCHVISION_NAMES
 from vgg.init import init_from, init_glorot, init_normal
 from vgg.model import VGG, count_parameters, notation
@@ -52,26 +53,101 @@ def test_dense_view_equals_forward_at_crop_and_grows_at_384():
     assert {id(p) for p in net.fully_convolutional().parameters()} == {id(p) for p in net.parameters()}
 
 
+def autograd_nodes(t: torch.Tensor) -> set[str]:
+    """Names of the backward nodes that produced ``t``."""
+    seen, todo = {}, [t.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and id(node) not in seen:
+            seen[id(node)] = type(node).__name__
+            todo += [n for n, _ in node.next_functions]
+    return set(seen.values())
+
+
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("amp", [False, True])
-def test_relu_after_pool_equals_relu_then_pool_bitwise(config, amp):
-    """Features applies a ReLU that precedes a max-pool after the pool: the logits and every gradient
-    equal those of the plain order (nn.Sequential's forward over the same modules), bit for bit."""
+def test_features_forward_equals_the_plain_order_bitwise(config, amp, monkeypatch):
+    """Features applies a ReLU that precedes a max-pool after the pool, and on channels-last CPU maps fuses
+    conv + ReLU and max-pool + ReLU (vgg.fused): the logits and every gradient equal those of the plain
+    order (nn.Sequential's forward over the same modules), bit for bit, fused or not; so does a dense
+    score map in evaluation, where a map with an odd side takes the modules' pool."""
+    monkeypatch.setattr(fused, "MIN_COMPILED_ELEMENTS", 0)  # these small maps train compiled too
     torch.manual_seed(0)
     net = init_glorot(VGG(config, num_classes=10, width=1 / 16, crop_size=32)).eval()
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
     runs = []
-    for forward in (type(net.features).forward, nn.Sequential.forward):
+    for forward, fmt in ((type(net.features).forward, torch.channels_last),  # fused
+                         (nn.Sequential.forward, torch.channels_last),
+                         (type(net.features).forward, torch.contiguous_format),  # ReLU after the pool, modules
+                         (nn.Sequential.forward, torch.contiguous_format)):
         net.zero_grad(set_to_none=True)
+        net.to(memory_format=fmt)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            logits = net.classifier(torch.flatten(forward(net.features, x), 1))
+            logits = net.classifier(torch.flatten(forward(net.features, x.contiguous(memory_format=fmt)), 1))
+        runs.append([logits.detach(), autograd_nodes(logits)])
         nn.functional.cross_entropy(logits.float(), y).backward()
-        runs.append([logits.detach()] + [p.grad for p in net.parameters()])
-    assert type(net.features).forward is not nn.Sequential.forward
-    assert all(torch.equal(a, b) for a, b in zip(*runs))
+        runs[-1] += [p.grad for p in net.parameters()]
+    layers = list(net.features)
+    inner = [i for i, m in enumerate(layers)
+             if isinstance(m, nn.Conv2d) and not isinstance(layers[i + 2], nn.MaxPool2d)]  # conv, ReLU, conv
+    assert "_PoolReLUBackward" in runs[0][1] and ("_ConvReLUBackward" in runs[0][1]) == bool(inner)  # fused
+    assert not {"_ConvReLUBackward", "_PoolReLUBackward"} & set().union(*(r[1] for r in runs[1:]))
+    for a, b in ((runs[0], runs[1]), (runs[2], runs[3])):  # each memory format has its own conv kernels
+        assert torch.equal(a[0], b[0]) and all(torch.equal(u, v) for u, v in zip(a[2:], b[2:]))
     with torch.no_grad():
         f = net.features(x)
     assert (f == 0).any() and (f > 0).any()  # the last ReLU after the pool cuts some maxima, not all
+    image = torch.randn(2, 3, 64, 96)  # pool5 sees 4x6 maps; at 32x48 (below) 2x3: an odd side
+    net.to(memory_format=torch.channels_last)
+    for size in ((64, 96), (32, 48)):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            im = image[..., :size[0], :size[1]].contiguous(memory_format=torch.channels_last)
+            dense = net.score_map(im)
+            with fused.unfused():
+                assert torch.equal(dense, net.score_map(im))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_pool_relu_breaks_ties_as_max_pool(dtype, monkeypatch):
+    """ReLU(2x2 max-pool) on maps full of ties (values from {-1, 0, 1, 2}): values and gradients equal
+    relu(max_pool2d) bit for bit (the first maximum of a window in row-major order gets its gradient), at
+    two batch sizes (one compiled loop serves both), and without autograd."""
+    monkeypatch.setattr(fused, "MIN_COMPILED_ELEMENTS", 0)
+    gen = torch.Generator().manual_seed(0)
+    for n in (3, 1):
+        x = (torch.randint(-1, 3, (n, 5, 8, 6), generator=gen).to(dtype)).contiguous(memory_format=torch.channels_last)
+        grad = torch.randn(n, 5, 4, 3, generator=gen).to(dtype)
+        outs = []
+        for fuse in (True, False):
+            xi = x.clone().requires_grad_()
+            if fuse:
+                out = fused.pool_relu(nn.MaxPool2d(2, 2), nn.ReLU(), xi)
+                assert "_PoolReLUBackward" in autograd_nodes(out)
+            else:
+                out = torch.relu(nn.functional.max_pool2d(xi, 2, 2))
+            out.backward(grad)
+            outs.append((out.detach(), xi.grad))
+        assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+        assert outs[0][1].is_contiguous(memory_format=torch.channels_last)
+        assert (outs[1][1] != 0).sum() < (x > 0).sum()  # ties: not every maximum gets the gradient
+        with torch.no_grad():
+            assert torch.equal(fused.pool_relu(nn.MaxPool2d(2, 2), nn.ReLU(), x), outs[1][0])
+
+
+def test_fused_layers_leave_hooked_modules_and_small_maps_to_the_modules():
+    """A hook on a conv or a pool still fires on channels-last CPU input (that pair runs as modules); maps
+    below MIN_COMPILED_ELEMENTS train with the modules' max-pool (no compile), conv + ReLU still fused."""
+    net = VGG("A", num_classes=10, width=1 / 16, crop_size=32).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    b = VGG("B", num_classes=10, width=1 / 16, crop_size=32).to(memory_format=torch.channels_last)
+    nodes = autograd_nodes(b(x))
+    assert "_ConvReLUBackward" in nodes and "_PoolReLUBackward" not in nodes
+    assert "MaxPool2DWithIndicesBackward0" in nodes
+    seen = []
+    net.features[0].register_forward_hook(lambda m, i, o: seen.append("conv"))
+    net.features[2].register_forward_hook(lambda m, i, o: seen.append("pool"))
+    net(x)
+    assert seen == ["conv", "pool"]
 
 
 def test_state_dict_round_trips_with_torchvision_vgg16():

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fused
 from .configs import LRN, LRN_PARAMS, Conv, blocks, check_config
 from .errors import UserError
 
@@ -105,17 +106,23 @@ class Features(nn.Sequential):
     forward applies each ReLU that directly precedes a max-pool after the pool instead. ReLU is monotone,
     so max-pool(ReLU(x)) == ReLU(max-pool(x)), values and gradients alike (ties keep the first maximum
     both ways, and a window whose maximum is <= 0 gets no gradient either way); that ReLU then runs on a
-    quarter of its layer's elements, forward and backward."""
+    quarter of its layer's elements, forward and backward. On CPU the pairs run fused (vgg.fused): a
+    conv and its ReLU as one oneDNN convolution, a max-pool and the ReLU after it as one pass."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layers = list(self)
         i = 0
         while i < len(layers):
-            if isinstance(layers[i], nn.ReLU) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.MaxPool2d):
-                x = layers[i](layers[i + 1](x))  # the modules themselves: their hooks still fire
+            layer, after = layers[i], layers[i + 1:i + 3]
+            if isinstance(layer, nn.ReLU) and after and isinstance(after[0], nn.MaxPool2d):
+                x = fused.pool_relu(after[0], layer, x)
+                i += 2
+            elif (isinstance(layer, nn.Conv2d) and after and isinstance(after[0], nn.ReLU)
+                  and not (len(after) > 1 and isinstance(after[1], nn.MaxPool2d))):
+                x = fused.conv_relu(layer, after[0], x)
                 i += 2
             else:
-                x = layers[i](x)
+                x = layer(x)
                 i += 1
         return x
 

@@ -1,0 +1,201 @@
+"""Conv + ReLU and max-pool + ReLU as single passes over channels-last CPU activations.
+
+Both give the values and the gradients of the modules applied one after the other, bit for bit
+(tests/test_models.py checks every config in float32 and bfloat16); they save passes over the
+activation maps, which on 2 CPU cores cost as much as the convolutions at the small widths of the
+proxy presets:
+
+- :func:`conv_relu`: oneDNN's convolution with ReLU as a post-op (``mkldnn::_convolution_pointwise``,
+  the op torch.compile's CPU backend emits for inference) and its own backward: ReLU's mask on the
+  output, then ``aten::convolution_backward``, what ``nn.Conv2d``'s autograd calls.
+- :func:`pool_relu`: ReLU(2x2 max-pool, stride 2) as elementwise maxima of the four window positions.
+  In training, forward and backward are each one loop compiled by torch.compile; the backward sends a
+  window's gradient to its first maximum in row-major order, as ``aten::max_pool2d`` does. Compiling
+  costs 1-2 s per map shape and process, so only maps of at least MIN_COMPILED_ELEMENTS train this way
+  (the imagenette geometry's blocks 1-3: about 11, 2.5 and 0.6 ms saved per step); smaller ones train as
+  modules. Without autograd (evaluation) eager, at any even map size: dense evaluation's many shapes
+  compile nothing.
+
+Anything else takes the modules' own path (so their hooks fire): CUDA, dtypes other than float32 and
+bfloat16, maps that are not channels-last or have an odd side, convolutions with groups or a padding
+mode, modules with hooks, ``VGG_FUSED=0`` in the environment, or :func:`unfused` around the code.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+_state = {"on": os.environ.get("VGG_FUSED", "1") != "0", "conv": True, "compile": None}
+MIN_COMPILED_ELEMENTS = 2 ** 22  # N * C * H * W of a map whose pool + ReLU trains compiled
+
+
+@contextmanager
+def unfused():
+    """Inside the block every layer runs as its own module (for comparisons and tests)."""
+    saved = _state["on"]
+    _state["on"] = False
+    try:
+        yield
+    finally:
+        _state["on"] = saved
+
+
+def _plain(*modules: nn.Module) -> bool:
+    """True where no hook is registered on these modules or on every module."""
+    from torch.nn.modules import module as m
+    if m._global_forward_hooks or m._global_forward_pre_hooks or m._global_backward_hooks:
+        return False
+    return not any(mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks
+                   or mod._backward_pre_hooks for mod in modules)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype a convolution of ``x`` runs in here (autocast's on CPU), or None if not fused."""
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    return dtype if dtype in (torch.float32, torch.bfloat16) else None
+
+
+def _channels_last_cpu(x: torch.Tensor) -> bool:
+    return (_state["on"] and x.device.type == "cpu" and x.dim() == 4
+            and x.is_contiguous(memory_format=torch.channels_last))
+
+
+# -- conv + ReLU ---------------------------------------------------------------------------------
+
+def _pointwise_conv_relu(x, w, b, conv: nn.Conv2d) -> torch.Tensor:
+    return torch.ops.mkldnn._convolution_pointwise(x, w, b, list(conv.padding), list(conv.stride),
+                                                   list(conv.dilation), 1, "relu", [], "")
+
+
+class _ConvReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b, conv):
+        y = _pointwise_conv_relu(x, w, b, conv)
+        ctx.save_for_backward(x, w, y)
+        ctx.geometry = (list(conv.stride), list(conv.padding), list(conv.dilation))
+        ctx.has_bias = b is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w, y = ctx.saved_tensors
+        stride, padding, dilation = ctx.geometry
+        g = torch.ops.aten.threshold_backward(grad, y, 0)
+        gx, gw, gb = torch.ops.aten.convolution_backward(
+            g, x, w, [w.shape[0]] if ctx.has_bias else None, stride, padding, dilation, False, [0, 0], 1,
+            [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]])
+        return gx, gw, gb, None
+
+
+def conv_relu(conv: nn.Conv2d, relu: nn.ReLU, x: torch.Tensor) -> torch.Tensor:
+    """relu(conv(x)), as one oneDNN convolution where it can be (see the module docstring)."""
+    dtype = _compute_dtype(x)
+    if not (_state["conv"] and _channels_last_cpu(x) and dtype is not None and conv.groups == 1
+            and conv.padding_mode == "zeros" and not isinstance(conv.padding, str) and _plain(conv, relu)):
+        return relu(conv(x))
+    w = conv.weight.to(dtype).contiguous(memory_format=torch.channels_last)
+    b = None if conv.bias is None else conv.bias.to(dtype)
+    x = x.to(dtype)
+    try:
+        with torch.autocast("cpu", enabled=False):
+            if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
+                return _ConvReLU.apply(x, w, b, conv)
+            return _pointwise_conv_relu(x, w, b, conv)
+    except RuntimeError:  # no oneDNN kernel for this dtype on this CPU: the modules from now on
+        _state["conv"] = False
+        return relu(conv(x))
+
+
+# -- max-pool + ReLU -----------------------------------------------------------------------------
+
+def _windows(y: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) channels-last -> (N, H/2, 2, W/2, 2, C) view: each 2x2 window's four positions."""
+    n, c, h, w = y.shape
+    return y.permute(0, 2, 3, 1).reshape(n, h // 2, 2, w // 2, 2, c)
+
+
+def pool_relu_forward(y: torch.Tensor) -> torch.Tensor:
+    """ReLU of the 2x2 max of channels-last ``y`` (N, C, H, W) with even H and W, channels-last."""
+    n, c, h, w = y.shape
+    rows = y.permute(0, 2, 3, 1).reshape(n * h // 2, 2, w * c)  # the two rows of each window, contiguous
+    r = torch.maximum(rows[:, 0], rows[:, 1]).reshape(n, h // 2, w // 2, 2, c)
+    return torch.maximum(r[..., 0, :], r[..., 1, :]).relu().permute(0, 3, 1, 2)
+
+
+def pool_relu_backward(y: torch.Tensor, out: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The gradient of :func:`pool_relu_forward` at ``y`` given its output ``out``: each window's
+    gradient goes to its first maximum in the order (0,0), (0,1), (1,0), (1,1) (aten's max_pool2d),
+    none where the output is not positive (ReLU's)."""
+    v = _windows(y)
+    n, c, h2, w2 = out.shape
+    o = out.permute(0, 2, 3, 1)[:, :, None, :, None, :]
+    g = grad.permute(0, 2, 3, 1)[:, :, None, :, None, :]
+    hit = v == o
+    h00, h01, h10 = hit[:, :, :1, :, :1], hit[:, :, :1, :, 1:], hit[:, :, 1:, :, :1]
+    first = torch.arange(2, device=y.device) == 0
+    top, left = first.reshape(1, 1, 2, 1, 1, 1), first.reshape(1, 1, 1, 1, 2, 1)
+    earlier = (~top & (h00 | h01)) | (top & ~left & h00) | (~top & ~left & h10)  # a maximum before it
+    gi = torch.where(hit & ~earlier & (o > 0), g, torch.zeros((), dtype=g.dtype))
+    return gi.reshape(n, 2 * h2, 2 * w2, c).permute(0, 3, 1, 2)
+
+
+def _compiled():
+    """(forward, backward) compiled by torch.compile (one loop each), or None where it is off or fails."""
+    if _state["compile"] is None:
+        _state["compile"] = False
+        if os.environ.get("VGG_COMPILE", "1") != "0" and hasattr(torch, "compile"):
+            try:
+                _state["compile"] = (torch.compile(pool_relu_forward, dynamic=False),
+                                     torch.compile(pool_relu_backward, dynamic=False))
+            except Exception:  # no inductor backend on this platform
+                _state["compile"] = False
+    return _state["compile"] or None
+
+
+class _PoolReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, forward, backward):
+        torch._dynamo.maybe_mark_dynamic(y, 0)  # one compiled loop per layer for every batch size
+        out = forward(y)
+        ctx.save_for_backward(y, out)
+        ctx.backward_fn = backward
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, out = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        for t in (y, out, grad):
+            torch._dynamo.maybe_mark_dynamic(t, 0)
+        try:
+            return ctx.backward_fn(y, out, grad), None, None
+        except Exception:  # compiling failed now (e.g. no C++ compiler): the same function, eager
+            _state["compile"] = False
+            return pool_relu_backward(y, out, grad), None, None
+
+
+def _is_2x2(pool: nn.MaxPool2d) -> bool:
+    pair = nn.modules.utils._pair
+    return (pair(pool.kernel_size) == (2, 2) and pair(pool.stride or pool.kernel_size) == (2, 2)
+            and pair(pool.padding) == (0, 0) and pair(pool.dilation) == (1, 1)
+            and not pool.ceil_mode and not pool.return_indices)
+
+
+def pool_relu(pool: nn.MaxPool2d, relu: nn.ReLU, x: torch.Tensor) -> torch.Tensor:
+    """relu(pool(x)) for a 2x2, stride-2 max-pool, in one pass where it can be (module docstring)."""
+    if not (_channels_last_cpu(x) and x.dtype in (torch.float32, torch.bfloat16) and x.shape[-2] % 2 == 0
+            and x.shape[-1] % 2 == 0 and _is_2x2(pool) and _plain(pool, relu)):
+        return relu(pool(x))
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return pool_relu_forward(x)
+    fns = _compiled() if x.numel() >= MIN_COMPILED_ELEMENTS else None
+    if fns is None:
+        return relu(pool(x))
+    try:
+        return _PoolReLU.apply(x, *fns)
+    except Exception:  # compiling failed now: the modules from now on
+        _state["compile"] = False
+        return relu(pool(x))
