@@ -34,7 +34,7 @@ then \`make $(if $(filter smoke,$@),table3,$@)\`, or \`make $(if $(filter smoke,
 .DEFAULT_GOAL := help
 .PHONY: help install installed test data smoke reproduce table1 table2 table3 table4 table5 table6 table7 tables findings \
 	seeds fixed_schedule fixed_schedule_check eval_batching init_study dense_geometry compare_presets plateau_study plateau_rules first_drop_effect schedule_study \
-	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate bench epoch_times reproduce_time eval_cost profile_step relu_after_pool \
+	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate bench epoch_times epoch_rates reproduce_time eval_cost profile_step fused_layers \
 	gpu_subset gpu_check gpu_estimates clean
 
 ##@ Setup
@@ -202,6 +202,13 @@ bench: installed ## benchmarks of the training step, loader and evaluation: resu
 epoch_times: installed ## measured epoch time per config here, and the whole Table 3 chain's time
 	$(RUN) experiments/studies/epoch_times.py --preset $(PRESET)
 
+# Three real training epochs of each S=256 config at the imagewoof geometry on this machine (on Imagewoof when
+# PRESET=imagewoof, else on Imagenette at the imagenette_fixed preset; about 10 min on 2 cores):
+# results/<preset>/epoch_rates/LABEL/ (default: today's date), the rates reproduce_time reads
+epoch_rates: installed ## a few real training epochs per config: this CPU's rates for reproduce_time [LABEL=]
+	$(RUN) experiments/studies/epoch_rates.py --label $(or $(LABEL),$(shell date +%Y-%m-%d)) \
+		$(if $(filter imagewoof,$(PRESET)),--preset imagewoof --data $(VGG_DATA),--preset imagenette_fixed --data $(IMAGENETTE))
+
 # The Imagewoof reproduction's wall time from the epochs timed at its geometry (no training): results/reproduce_time.csv
 reproduce_time: installed ## estimated hours of `make reproduce PRESET=imagewoof` from measured epoch times
 	$(RUN) experiments/studies/reproduce_time.py
@@ -212,11 +219,12 @@ eval_cost: installed ## cost per image of dense vs 150-crop multi-crop evaluatio
 profile_step: installed ## where a training / evaluation step's time goes (torch.profiler, per conv layer)
 	$(RUN) experiments/studies/profile_step.py --preset $(PRESET)
 
-# Each ReLU before a max-pool applied after it (vgg.model.Features) vs the plain order: bitwise equality and
+# The features as the chain runs them (vgg.fused: conv + ReLU and max-pool + ReLU fused, each ReLU before a
+# max-pool applied after it) vs the same order as separate modules vs the plain order: bitwise equality and
 # img/s of A/D/E's training step, D's dense and multi-crop evaluation, and (given the preset's data) whole
-# training epochs of E, 3 per run, 2 runs per order (about 8 min at imagenette): results/PRESET/relu_after_pool.csv
-relu_after_pool: installed ## ReLU after the max-pool vs before it: same results, img/s of training and evaluation
-	$(RUN) experiments/studies/relu_after_pool.py --preset $(PRESET) \
+# training epochs of E, 3 per run, 2 runs per variant (about 12 min at imagenette): results/PRESET/fused_layers.csv
+fused_layers: installed ## fused conv/pool + ReLU vs separate modules vs the plain order: same results, img/s
+	$(RUN) experiments/studies/fused_layers.py --preset $(PRESET) \
 		$(if $(filter imagenette,$(PRESET)),--data $(IMAGENETTE),$(if $(SMOKE),,--data $(VGG_DATA)))
 
 # One prepared check of the paper preset on a GPU machine (scripts/gpu_check.py; needs no install there).

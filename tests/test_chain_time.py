@@ -63,8 +63,10 @@ def test_the_committed_estimate_is_what_the_committed_logs_give():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     committed = read_results(ROOT / "results" / "reproduce_time.csv").set_index("rates_from")
-    for name, (pattern, cpu) in mod.RATE_SOURCES.items():
+    assert set(committed.index) == set(mod.sources())  # every set of rates, epoch_rates folders included
+    for name, (pattern, cpu) in mod.sources().items():
         row = mod.estimate(name, pattern, cpu)
+        assert committed.loc[name, "cpu"] == cpu
         for col in ("seconds_per_epoch", "train_h_per_seed", "eval_h_per_seed", "total_h", "meets_goal"):
             assert committed.loc[name, col] == row[col], (name, col)
     # independently: the imagewoof run trains each seed's chain, the plan's controls and A-LRN0

@@ -499,19 +499,45 @@ def test_compare_presets_puts_each_presets_row_beside_the_papers(tables):
     assert "not ImageNet numbers" in md
 
 
-def test_relu_after_pool_study_checks_equality_and_times_both_orders(tmp_path):
+def test_fused_layers_study_checks_equality_and_times_every_variant(tmp_path):
     sample = ROOT / "vgg" / "samples" / "cifar10-sample"
-    r = run_cli([str(ROOT / "experiments/studies/relu_after_pool.py"), "--preset", "tiny", "--configs", "A,D",
+    r = run_cli([str(ROOT / "experiments/studies/fused_layers.py"), "--preset", "tiny", "--configs", "A,D",
                  "--repeats", "1", "--steps", "1", "--images", "1", "--data", str(sample), "--epochs", "2",
                  "--epoch-config", "A", "--runs", "runs", "--results", "results", "--figures", "figures"],
                 cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    df = pd.read_csv(tmp_path / "results" / "tiny" / "relu_after_pool.csv")
+    df = pd.read_csv(tmp_path / "results" / "tiny" / "fused_layers.csv")
     # A's step; D's step, dense and multi-crop evaluation; A's training epochs on the sample's images
     assert df.config.tolist() == ["A", "D", "D", "D", "A"]
-    assert df.bitwise_equal.all()  # the last row: four trainings, two per order, end with the same weights
-    assert (df[["relu_after_pool_img_s", "relu_before_pool_img_s"]] > 0).all().all()
-    assert ((df.ratio - df.relu_after_pool_img_s / df.relu_before_pool_img_s).abs() <= 0.02 * df.ratio).all()
+    assert df.bitwise_equal.all()  # the last row: six trainings, two per variant, end with the same weights
+    speeds = df[["fused_img_s", "relu_after_pool_img_s", "relu_before_pool_img_s"]]
+    assert (speeds > 0).all().all()
+    pairs = {"fused_vs_before": ("fused", "relu_before_pool"), "fused_vs_after": ("fused", "relu_after_pool"),
+             "after_vs_before": ("relu_after_pool", "relu_before_pool")}
+    for ratio, (a, b) in pairs.items():
+        assert ((df[ratio] - df[f"{a}_img_s"] / df[f"{b}_img_s"]).abs() <= 0.02 * df[ratio]).all()
+
+
+def test_epoch_rates_keeps_real_epoch_logs_that_reproduce_time_reads(tmp_path):
+    import importlib.util
+    sample = ROOT / "vgg" / "samples" / "cifar10-sample"
+    r = run_cli([str(ROOT / "experiments/studies/epoch_rates.py"), "--preset", "tiny", "--data", str(sample),
+                 "--configs", "A,B-5x5", "--epochs", "2", "--label", "today", "--runs", "runs",
+                 "--results", "results", "--figures", "figures"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    folder = tmp_path / "results" / "tiny" / "epoch_rates" / "today"
+    rates = pd.read_csv(folder / "rates.csv")
+    assert rates.config.tolist() == ["A", "B-5x5"] and rates.epochs.eq(2).all()
+    for row in rates.itertuples():
+        log = pd.read_csv(folder / f"{row.config}_S256.log.csv")
+        assert len(log) == 2 and row.median_epoch_s == pytest.approx(log.seconds.median())
+    spec = importlib.util.spec_from_file_location("reproduce_time", ROOT / "experiments/studies/reproduce_time.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    pattern, cpu = mod.sources(tmp_path)["tiny/epoch_rates/today"]
+    assert pattern == "results/tiny/epoch_rates/today/*_S256.log.csv" and rates.device[0] in cpu
+    row = mod.estimate("today", pattern, cpu, root=tmp_path)
+    assert row["configs_timed"] == "A B-5x5" and row["epochs_timed"] == 4
 
 
 def test_profile_step_names_where_the_time_goes(tmp_path):

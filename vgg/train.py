@@ -328,7 +328,7 @@ def train(spec: TrainSpec) -> Path:
         scheduler.step() if fixed else scheduler.step(seen_acc[-1])
         rows.append({"epoch": epoch + 1, "lr": epoch_lr,
                      "train_loss": float(loss_sum) / max(seen, 1), "train_top1_err": 1 - correct / max(seen, 1),
-                     "val_top1_err": val1, "val_top5_err": val5, "seconds": round(train_seconds, 1)})
+                     "val_top1_err": val1, "val_top5_err": val5, "seconds": round(train_seconds, 3)})
         if rank == 0:
             state = {"format": ck.FORMAT, "hparams": model.hparams(), "state_dict": model.state_dict(),
                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),

@@ -3,7 +3,7 @@ measured epoch times at its geometry (no training).
 
 The imagewoof preset trains every net of its chain and the plan's controls for each of three seeds
 on a fixed schedule, so its training time is a sum of epochs x seconds per epoch (vgg.chain_time).
-The seconds come from three sets of real runs at the same geometry, batch and width:
+The seconds come from sets of real runs at the same geometry, batch and width:
 
 * ``imagenette``: the imagenette preset's published chain (results/imagenette/logs, S=256 nets,
   2026-11-24; a CPU whose 4096 bf16 matmul ran at 841 GFLOP/s, results/bench.csv);
@@ -11,7 +11,9 @@ The seconds come from three sets of real runs at the same geometry, batch and wi
   same CPU name at 396-434 GFLOP/s, results/imagenette_fixed/README.md);
 * ``imagenette_fixed_amx``: that check's seed-2 D and E from random init (2026-12-05; an Intel Xeon
   with AMX at 2.1 TFLOP/s, trained by the code with the ReLU after the max-pool, vgg.model.Features).
-  Init does not change an epoch's work, so they time D and E; the other configs are scaled.
+  Init does not change an epoch's work, so they time D and E; the other configs are scaled;
+* every ``<preset>/epoch_rates/<label>`` that `make epoch_rates` wrote under results/: three real
+  epochs of each S=256 config on the CPU its rates.csv names, with the code of its commit.
 
 Configs a set has not timed (B-5x5 in the check) are scaled from the published ones by the set's
 median ratio; D's FC-only fine-tuning is charged at D's full rate (an upper bound: its conv layers
@@ -50,6 +52,18 @@ RATE_SOURCES = {
 }
 
 
+def sources(root: Path = ROOT) -> dict[str, tuple[str, str]]:
+    """RATE_SOURCES and every epoch_rates folder under ``root``/results: name -> (log pattern, CPU)."""
+    out = dict(RATE_SOURCES)
+    for table in sorted(root.glob("results/*/epoch_rates/*/rates.csv")):
+        folder = table.parent.relative_to(root)
+        first = pd.read_csv(table).iloc[0]
+        out[f"{folder.parts[1]}/epoch_rates/{folder.name}"] = (
+            f"{folder.as_posix()}/*_S256.log.csv",
+            f"{folder.name}, {first.device}, {first.bf16_matmul_gflop_s} GFLOP/s bf16 matmul, commit {first.commit}")
+    return out
+
+
 def estimate(name: str, pattern: str, cpu: str, root: Path = ROOT, preset_name: str = "imagewoof") -> dict:
     """One set of rates' estimate of the whole run: the chain and the plan's controls for each seed,
     and the LRN control A-LRN0 (`make fixed_schedule_check PRESET=imagewoof`; at A-LRN's rate where
@@ -77,7 +91,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default="results", help="results folder (default results/)")
     a = p.parse_args(argv)
-    rows = [estimate(name, pattern, cpu) for name, (pattern, cpu) in RATE_SOURCES.items() if any(ROOT.glob(pattern))]
+    rows = [estimate(name, pattern, cpu) for name, (pattern, cpu) in sources().items() if any(ROOT.glob(pattern))]
     write_table(pd.DataFrame(rows), Path(a.results) / "reproduce_time.csv")
 
 

@@ -1,0 +1,53 @@
+"""Real training epochs of every config of the chain's S=256 stage on this machine, a few per config:
+the rates that `make reproduce_time` turns into the reproduction's wall time before it runs.
+
+Each config trains ``--epochs`` epochs (default 3) from the preset's random init with the chain's own
+training (vgg.train: the preset's data, loader, augmentation, precision and batch; the compiled layers
+compile in the first epoch), and its epoch log (``<config>_S256.log.csv``: seconds per epoch) is kept in
+results/<preset>/epoch_rates/<label>/ with a line per config in rates.csv (its device column names the
+CPU). Init and lr do not change an epoch's work, so the rates hold for the chain's nets initialised from
+net A and for fine-tuning stages of the same config at the same crop.
+"""
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from vgg.chain import CHAIN
+from vgg.experiment import comma_list, main
+from vgg.protocol import get_preset
+from vgg.results import matmul_gflops, write_table
+from vgg.train import TrainSpec, train
+
+S256_CONFIGS = list(dict.fromkeys(n.config for n in CHAIN if n.scale == "256"))
+
+
+def epoch_rates(args) -> None:
+    preset = get_preset(args.preset)
+    folder = Path(args.results) / preset.name / "epoch_rates" / args.label
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for config in args.configs:
+            spec = TrainSpec(config, preset=preset.name, data=args.data, out=f"{tmp}/{config}_S256.pt",
+                             runs=args.runs, epochs=args.epochs, progress=False)
+            log = train(spec).with_suffix(".log.csv")
+            shutil.copyfile(log, folder / log.name)
+            seconds = pd.read_csv(log)["seconds"].tolist()
+            rows.append({"config": config, "epochs": len(seconds), "median_epoch_s": statistics.median(seconds),
+                         "first_epoch_s": seconds[0], "log": str(folder / log.name)})
+    write_table(pd.DataFrame(rows), folder / "rates.csv",
+                {"preset": preset.name, "bf16_matmul_gflop_s": round(matmul_gflops("cpu"))})  # device: the CPU
+
+
+def extra(p) -> None:
+    p.add_argument("--configs", type=comma_list(), default=",".join(S256_CONFIGS),
+                   help=f"configs to time (default: the chain's S=256 stage, {','.join(S256_CONFIGS)})")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per config (default 3)")
+    p.add_argument("--label", required=True, help="folder under results/<preset>/epoch_rates/ (e.g. the date and CPU)")
+
+
+if __name__ == "__main__":
+    main(epoch_rates, extra=extra)
