@@ -8,9 +8,10 @@
 3. Evaluation: dense (3 Q x 2 flips) vs 150-crop multi-crop per image, net D.
 4. Paper geometry (D, width 1, 224 px): training step fp32 vs bf16.
 5-8. Imagenette geometry (crop 128, width 1/4, batch 64, synthetic tensors), "new" (this code:
-   malloc keeps freed memory, fast LRN, multi-crop forward in chunks of 500 crops) vs "current"
-   (the code before: glibc's default malloc, nn.LocalResponseNorm, all crops of a batch in one
-   forward).  malloc's mode is per process, so each repeat runs one fresh process per variant,
+   malloc keeps freed memory, fast LRN, conv + ReLU and max-pool + ReLU fused with each ReLU before a
+   pool applied after it (vgg.fused), multi-crop forward in chunks of 500 crops) vs "current" (the
+   code before: glibc's default malloc, nn.LocalResponseNorm, every layer its own module in the plain
+   order, all crops of a batch in one forward).  malloc's mode is per process, so each repeat runs one fresh process per variant,
    alternating (new, current, new, current, ...); medians over REPEATS.
    5. D train step img/s, new vs current.
    6. D train step's achieved GFLOP/s (6 x forward multiply-adds... x2 per image) over a 4096x4096
@@ -159,10 +160,12 @@ def imagenette_measure(variant: str) -> dict:
     from torch import nn
 
     from vgg import evaluate
-    from vgg.model import LocalResponseNorm, multiply_adds
+    from vgg.model import Features, LocalResponseNorm, multiply_adds
     from vgg.runtime import keep_freed_memory
     if variant == "new":
         keep_freed_memory()
+    else:
+        Features.forward = nn.Sequential.forward  # the plain order, every layer its own module
     preset = get_preset("imagenette")
     torch.manual_seed(0)
     x = torch.randn(preset.batch, 3, preset.crop, preset.crop).contiguous(memory_format=torch.channels_last)
