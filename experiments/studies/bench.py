@@ -11,8 +11,8 @@
    malloc keeps freed memory, fast LRN, conv + ReLU and max-pool + ReLU fused with each ReLU before a
    pool applied after it (vgg.fused), multi-crop forward in chunks of 500 crops) vs "current" (the
    code before: glibc's default malloc, nn.LocalResponseNorm, every layer its own module in the plain
-   order, all crops of a batch in one forward).  malloc's mode is per process, so each repeat runs one fresh process per variant,
-   alternating (new, current, new, current, ...); medians over REPEATS.
+   order, all crops of a batch in one forward).  malloc's mode is per process, so each repeat runs one
+   fresh process per variant, alternating (new, current, new, current, ...); medians over REPEATS.
    5. D train step img/s, new vs current.
    6. D train step's achieved GFLOP/s (6 x forward multiply-adds... x2 per image) over a 4096x4096
       bf16 matmul's GFLOP/s measured in the same process: the fraction of the machine's rate.
