@@ -33,6 +33,17 @@ def small_data(tmp_path_factory) -> Path:
     return dst
 
 
+def load_script(relative: str):
+    """A script of the repository (``experiments/summary.py``, ``scripts/make_imagenette.py``) as a
+    module, loaded anew on each call."""
+    import importlib.util
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_cli(args, cwd=ROOT, env=None):
     import subprocess
     e = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}

@@ -1,12 +1,11 @@
 """The reproduction's time estimate: medians of logged epoch times, unmeasured configs scaled by the
 median measured / reference ratio, epochs left x rate; and the committed estimate is what the
 committed logs give."""
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_script
 
 from vgg.chain import BY_NAME, needed
 from vgg.chain_time import (chain_seconds, complete_rates, config_of_log, epoch_seconds, net_of_log,
@@ -58,10 +57,7 @@ def test_the_published_rates_are_the_seed_0_chain_logs():
 
 
 def test_the_committed_estimate_is_what_the_committed_logs_give():
-    spec = importlib.util.spec_from_file_location("reproduce_time",
-                                                  ROOT / "experiments" / "studies" / "reproduce_time.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("experiments/studies/reproduce_time.py")
     committed = read_results(ROOT / "results" / "reproduce_time.csv").set_index("rates_from")
     assert set(committed.index) == set(mod.sources())  # every set of rates, epoch_rates folders included
     for name, (pattern, cpu) in mod.sources().items():

@@ -1,9 +1,8 @@
 """Issue 30's controls: the A-LRN0 net (LRN without its sum term), the LRN divisor measurement, and
 the dense-penalty decomposition's arms, each against an independent computation."""
-import importlib.util
 
 import torch
-from conftest import ROOT
+from conftest import ROOT, load_script
 from torch import nn
 
 from vgg.configs import CONFIGS, CONTROLS, LRN_PARAMS
@@ -12,10 +11,7 @@ from vgg.model import VGG
 
 
 def study(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / "studies" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(f"experiments/studies/{name}.py")
 
 
 def test_a_lrn0_divides_conv1_by_k_to_the_beta_and_is_not_a_table1_config():

@@ -1,6 +1,4 @@
 """The paper's training transforms (Sect. 3.1) on real images."""
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
@@ -124,13 +122,9 @@ def test_proxy_presets_scale_the_papers_geometry():
 def test_make_imagenette_resizes_an_imagefolder_split_to_224(tmp_path):
     """The conversion `make data DATASET=imagenette` runs after the (MD5-checked) download,
     on a few local files of imagenette2-320's shapes and modes."""
-    import importlib.util
-
+    from conftest import load_script
     from PIL import Image
-    spec = importlib.util.spec_from_file_location("mk", Path(__file__).resolve().parents[1] / "scripts" /
-                                                  "make_imagenette.py")
-    mk = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mk)
+    mk = load_script("scripts/make_imagenette.py")
     src = tmp_path / "imagenette2-320" / "val"
     for wnid, (w, h), mode in (("n01440764", (480, 320), "RGB"), ("n02102040", (320, 427), "L"),
                                ("n02102040", (320, 320), "CMYK")):

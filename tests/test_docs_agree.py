@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_script
 
 from vgg.results import read_results, replace_block
 
@@ -14,11 +14,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT
 
 
 def summary_module():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("summary", ROOT / "experiments" / "summary.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("experiments/summary.py")
 
 
 def test_the_readme_blocks_and_the_findings_page_are_what_the_csvs_generate():

@@ -4,7 +4,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, load_script, run_cli
 
 from vgg.results import paper_table
 
@@ -519,7 +519,6 @@ def test_fused_layers_study_checks_equality_and_times_every_variant(tmp_path):
 
 
 def test_epoch_rates_keeps_real_epoch_logs_that_reproduce_time_reads(tmp_path):
-    import importlib.util
     sample = ROOT / "vgg" / "samples" / "cifar10-sample"
     r = run_cli([str(ROOT / "experiments/studies/epoch_rates.py"), "--preset", "tiny", "--data", str(sample),
                  "--configs", "A,B-5x5", "--epochs", "2", "--label", "today", "--runs", "runs",
@@ -531,9 +530,7 @@ def test_epoch_rates_keeps_real_epoch_logs_that_reproduce_time_reads(tmp_path):
     for row in rates.itertuples():
         log = pd.read_csv(folder / f"{row.config}_S256.log.csv")
         assert len(log) == 2 and row.median_epoch_s == pytest.approx(log.seconds.median())
-    spec = importlib.util.spec_from_file_location("reproduce_time", ROOT / "experiments/studies/reproduce_time.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("experiments/studies/reproduce_time.py")
     pattern, cpu = mod.sources(tmp_path)["tiny/epoch_rates/today"]
     assert pattern == "results/tiny/epoch_rates/today/*_S256.log.csv" and rates.device[0] in cpu
     row = mod.estimate("today", pattern, cpu, root=tmp_path)
@@ -555,10 +552,7 @@ def test_profile_step_names_where_the_time_goes(tmp_path):
 
 
 def test_table3_leaves_out_a_seed_spread_made_from_another_chain(tmp_path):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("table3", ROOT / "experiments" / "03_table3_single_scale.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("experiments/03_table3_single_scale.py")
     seeds = pd.DataFrame({"config": ["A", "A", "A", "A"], "seed": ["0", "1", "mean", "sd"],
                           "ours_top1_err": [23.69, 25.01, 24.35, 0.93]})
     seeds.to_csv(tmp_path / "seeds.csv", index=False)

@@ -1,11 +1,11 @@
 """The fixed schedule of the imagewoof preset: derived from the published plateau-rule logs, and
 followed by training (every net of a stage the same epochs at each lr, across a resume)."""
-import importlib.util
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
 from vgg import protocol
 from vgg.chain import Net, checkpoint_path, plan
@@ -15,19 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def study():
-    spec = importlib.util.spec_from_file_location("fixed_schedule",
-                                                  ROOT / "experiments" / "studies" / "fixed_schedule.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("experiments/studies/fixed_schedule.py")
 
 
 def check():
-    spec = importlib.util.spec_from_file_location("check",
-                                                  ROOT / "experiments" / "studies" / "fixed_schedule_check.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("experiments/studies/fixed_schedule_check.py")
 
 
 def test_the_presets_schedule_is_the_median_of_the_published_firings():
@@ -134,9 +126,7 @@ def test_the_initialisation_nets_start_from_random_init_and_the_readme_counts_ev
         assert net.parent is None and like.parent == "A_S256" and net.config == like.config
         assert net.epochs(preset) == like.epochs(preset) == 40
         assert stage_lr(preset, net.lr_as or net.config, net.finetuning) == stage_lr(preset, like.config, False)
-    spec = importlib.util.spec_from_file_location("summary", ROOT / "experiments" / "summary.py")
-    summary = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(summary)
+    summary = load_script("experiments/summary.py")
     assert summary.FIXED_CHECK_NETS == len(mod.NETS) + len(mod.INIT_NETS)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import ROOT, load_script, run_cli
 
 SHARED = ROOT.parent / "shared" / "data"
 PROVENANCE = ["cpu", "preset", "torch", "torchvision", "device", "commit", "command"]
@@ -104,11 +104,7 @@ def test_table_time_estimates_rest_on_the_measured_gpu_rates(tmp_path):
     """results/gpu/table_times.csv from the committed H200 CSVs: D trains at the rate measured with the
     GPU pipeline, the all-reduce is the ring formula at the assumed bus bandwidth, Table 5 is 6
     multi-crop passes at the measured crops/s, and the node's hours are the chain's schedule."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("gpu_estimates",
-                                                  ROOT / "experiments" / "studies" / "gpu_estimates.py")
-    est = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(est)
+    est = load_script("experiments/studies/gpu_estimates.py")
     folder = ROOT / "results" / "gpu"
     if not (folder / "step.csv").exists():
         pytest.skip("no GPU measurements committed")

@@ -382,14 +382,10 @@ def test_summary_has_the_seed_spread_of_seeds_csv(tmp_path):
 
 
 def test_ema_and_ar1_noise_match_their_definitions():
-    import importlib.util
-
-    from conftest import ROOT
+    from conftest import load_script
 
     from vgg.plateau import ema
-    spec = importlib.util.spec_from_file_location("plateau_rules", ROOT / "experiments/studies/plateau_rules.py")
-    rules = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rules)
+    rules = load_script("experiments/studies/plateau_rules.py")
     ar1_noise, sampling_sd = rules.ar1_noise, rules.sampling_sd
     a = np.array([[0.0, 1.0, 1.0, 0.0], [0.2, 0.2, 0.2, 0.2]])
     assert np.allclose(ema(a, 0.5), [[0.0, 0.5, 0.75, 0.375], [0.2, 0.2, 0.2, 0.2]])  # by hand

@@ -43,6 +43,7 @@ from vgg.model import VGG
 from vgg.protocol import get_preset
 from vgg.results import write_table
 from vgg.runtime import resolve_amp
+from vgg.timing import interleaved_rates
 from vgg.train import make_optimizer, train_step
 
 REPEATS = 5
@@ -51,16 +52,9 @@ STEPS = 8
 
 
 def interleaved(fns: dict, repeats: int = REPEATS) -> dict:
-    """fns: name -> callable returning images processed; returns name -> median img/s."""
-    for f in fns.values():  # warm-up
-        f()
-    rates = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            n = f()
-            rates[k].append(n / (time.perf_counter() - t0))
-    return {k: statistics.median(v) for k, v in rates.items()}
+    """fns: name -> callable returning images processed; returns name -> median img/s (the names in one
+    fixed order every repeat, as the published rows were measured)."""
+    return interleaved_rates(fns, repeats, alternate=False)
 
 
 def proxy_rows(args, preset) -> list[dict]:

@@ -17,7 +17,6 @@ variant, and whether every run ends with the same weights. Writes results/<prese
 """
 import statistics
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from vgg.model import VGG, Features
 from vgg.protocol import get_preset
 from vgg.results import write_table
 from vgg.runtime import keep_freed_memory, resolve_amp
+from vgg.timing import interleaved_rates
 from vgg.train import TrainSpec, make_optimizer, train, train_step
 
 VARIANTS = ("fused", "relu_after_pool", "relu_before_pool")
@@ -57,17 +57,7 @@ def variant(name: str):
 def rates(fns: dict, repeats: int) -> dict:
     """variant -> callable returning images processed; returns variant -> median img/s, the variants
     in order and reversed on alternate repeats (A B C C B A A B C ...) after one warm-up call each."""
-    for name, f in fns.items():
-        with variant(name):
-            f()
-    out = {name: [] for name in fns}
-    for r in range(repeats):
-        for name in (VARIANTS if r % 2 == 0 else VARIANTS[::-1]):
-            with variant(name):
-                t0 = time.perf_counter()
-                n = fns[name]()
-                out[name].append(n / (time.perf_counter() - t0))
-    return {name: statistics.median(v) for name, v in out.items()}
+    return interleaved_rates({name: fns[name] for name in VARIANTS}, repeats, context=variant)
 
 
 def same_step(model: VGG, x: torch.Tensor, y: torch.Tensor, amp: bool) -> bool:

@@ -23,6 +23,7 @@ from vgg.model import VGG
 from vgg.protocol import get_preset
 from vgg.results import write_table
 from vgg.runtime import keep_freed_memory, resolve_amp
+from vgg.timing import seconds_per_call
 from vgg.train import make_optimizer, train_step
 
 STEPS = 4
@@ -37,21 +38,11 @@ def top_ops(prof, phase: str, seconds: float, top: int) -> list[dict]:
             for e in events[:top]]
 
 
-def timed(fn, repeats: int = 5) -> float:
-    """Seconds per call of fn after two warm-up calls."""
-    fn()
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t0) / repeats
-
-
 def matmul_gflop_s(amp: bool, n: int = 4096) -> float:
     """An n x n matmul's GFLOP/s in the chain's precision (bf16 if ``amp``, else fp32): this
     machine's peak as PyTorch reaches it."""
     a = torch.randn(n, n, dtype=torch.bfloat16 if amp else torch.float32)
-    return 2 * n ** 3 / timed(lambda: a @ a, 3) / 1e9
+    return 2 * n ** 3 / seconds_per_call(lambda: a @ a, 3) / 1e9
 
 
 def conv_layer_rates(model: VGG, batch: int, crop: int, amp: bool) -> list[dict]:
@@ -81,7 +72,7 @@ def conv_layer_rates(model: VGG, batch: int, crop: int, amp: bool) -> list[dict]
                 out = conv(x)
             out.backward(torch.ones_like(out))
 
-        t_f, t_fb = timed(fwd), timed(fwd_bwd)
+        t_f, t_fb = seconds_per_call(fwd), seconds_per_call(fwd_bwd)
         passes = 3 if i > 1 else 2  # forward, weight gradient, input gradient
         rows.append({"layer": f"conv{i}", "in_channels": layer.in_channels, "out_channels": layer.out_channels,
                      "map": f"{side}x{side}", "forward_ms": round(1e3 * t_f, 2),
