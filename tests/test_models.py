@@ -134,6 +134,20 @@ def test_fused_pool_relu_breaks_ties_as_max_pool(dtype, monkeypatch):
             assert torch.equal(fused.pool_relu(nn.MaxPool2d(2, 2), nn.ReLU(), x), outs[1][0])
 
 
+def test_fused_conv_relu_trains_the_parameters_that_require_grad():
+    """A conv with its weight frozen still learns its bias through the fused path, as through the modules."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1).to(memory_format=torch.channels_last)
+    conv.weight.requires_grad_(False)
+    x = torch.randn(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    out = fused.conv_relu(conv, nn.ReLU(), x)
+    assert "_ConvReLUBackward" in autograd_nodes(out)
+    out.sum().backward()
+    fused_grad, conv.bias.grad = conv.bias.grad, None
+    torch.relu(conv(x)).sum().backward()
+    assert torch.equal(fused_grad, conv.bias.grad) and conv.weight.grad is None
+
+
 def test_fused_layers_leave_hooked_modules_and_small_maps_to_the_modules():
     """A hook on a conv or a pool still fires on channels-last CPU input (that pair runs as modules); maps
     below MIN_COMPILED_ELEMENTS train with the modules' max-pool (no compile), conv + ReLU still fused."""

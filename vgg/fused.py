@@ -2,8 +2,8 @@
 
 Both give the values and the gradients of the modules applied one after the other, bit for bit
 (tests/test_models.py checks every config in float32 and bfloat16); they save passes over the
-activation maps, which on 2 CPU cores cost as much as the convolutions at the small widths of the
-proxy presets:
+activation maps, which took over a third of a training step at the imagenette preset's width on 2 CPU
+cores (docs/performance.md):
 
 - :func:`conv_relu`: oneDNN's convolution with ReLU as a post-op (``mkldnn::_convolution_pointwise``,
   the op torch.compile's CPU backend emits for inference) and its own backward: ReLU's mask on the
@@ -101,7 +101,7 @@ def conv_relu(conv: nn.Conv2d, relu: nn.ReLU, x: torch.Tensor) -> torch.Tensor:
     x = x.to(dtype)
     try:
         with torch.autocast("cpu", enabled=False):
-            if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
+            if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
                 return _ConvReLU.apply(x, w, b, conv)
             return _pointwise_conv_relu(x, w, b, conv)
     except RuntimeError:  # no oneDNN kernel for this dtype on this CPU: the modules from now on
