@@ -59,7 +59,7 @@ installed:
 
 # Two pytest workers, each test file on one of them (its module fixtures built once): most tests wait on
 # process starts and one-threaded work, so the 2 cores overlap them (9.5 min in one process, 5.5 in two).
-test: installed ## the test suite (pytest, 2 workers; about 6 minutes on 2 cores)
+test: installed ## the test suite (pytest, 2 workers; about 7 minutes on 2 cores)
 	$(RUN) -m pytest -q -n 2 --dist loadfile tests
 
 # The dataset as an ImageFolder tree in data/$(DATASET): CIFAR-10 (torchvision download) or
