@@ -535,6 +535,10 @@ def test_epoch_rates_keeps_real_epoch_logs_that_reproduce_time_reads(tmp_path):
     assert pattern == "results/tiny/epoch_rates/today/*_S256.log.csv" and rates.device[0] in cpu
     row = mod.estimate("today", pattern, cpu, root=tmp_path)
     assert row["configs_timed"] == "A B-5x5" and row["epochs_timed"] == 4
+    bad = run_cli([str(ROOT / "experiments/studies/epoch_rates.py"), "--preset", "tiny", "--data", str(sample),
+                   "--configs", "A,Z", "--label", "typo", "--results", "results"], cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown config 'Z'" in bad.stderr
+    assert not (tmp_path / "results" / "tiny" / "epoch_rates" / "typo").exists()  # nothing trained, nothing left
 
 
 def test_profile_step_names_where_the_time_goes(tmp_path):

@@ -8,7 +8,6 @@ results/<preset>/epoch_rates/<label>/ with a line per config in rates.csv (its d
 CPU). Init and lr do not change an epoch's work, so the rates hold for the chain's nets initialised from
 net A and for fine-tuning stages of the same config at the same crop.
 """
-import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -16,7 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from vgg.chain import CHAIN
+from vgg.configs import check_config
 from vgg.experiment import comma_list, main
+from vgg.io import atomic_write_text
 from vgg.protocol import get_preset
 from vgg.results import matmul_gflops, write_table
 from vgg.train import TrainSpec, train
@@ -26,15 +27,16 @@ S256_CONFIGS = list(dict.fromkeys(n.config for n in CHAIN if n.scale == "256"))
 
 def epoch_rates(args) -> None:
     preset = get_preset(args.preset)
+    configs = [check_config(c) for c in args.configs]  # a typo stops before any training
     folder = Path(args.results) / preset.name / "epoch_rates" / args.label
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for config in args.configs:
+        for config in configs:
             spec = TrainSpec(config, preset=preset.name, data=args.data, out=f"{tmp}/{config}_S256.pt",
                              runs=args.runs, epochs=args.epochs, progress=False)
             log = train(spec).with_suffix(".log.csv")
-            shutil.copyfile(log, folder / log.name)
+            atomic_write_text(folder / log.name, log.read_text())
             seconds = pd.read_csv(log)["seconds"].tolist()
             rows.append({"config": config, "epochs": len(seconds), "median_epoch_s": statistics.median(seconds),
                          "first_epoch_s": seconds[0], "log": str(folder / log.name)})
