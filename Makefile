@@ -21,6 +21,9 @@ RUN = $(PYTHON)
 comma = ,
 LOADER_DATA ?= ../shared/data/imagenet-sample
 IMAGENETTE ?= $(if $(wildcard data/imagenette/train),data/imagenette,../shared/data/imagenette)
+# Runs at the imagewoof geometry and schedule: on Imagewoof when PRESET=imagewoof, else on Imagenette's
+# copies at the imagenette_fixed preset (fixed_schedule_check, epoch_rates)
+FIXED_SCHEDULE_RUN = $(if $(filter imagewoof,$(PRESET)),--preset imagewoof --data $(VGG_DATA),--preset imagenette_fixed --data $(IMAGENETTE))
 # Tables 3-7 and the findings: the smoke preset on the sample when there is no dataset, in one thread
 # (its nets are too small to split: with another job on the machine two threads spin waiting for each
 # other, 163 s instead of 23 s measured for make table3 here).
@@ -131,7 +134,7 @@ fixed_schedule: installed ## the fixed lr schedule, derived from the published p
 # the plan's Sect. 6 LRN control and centre-crop pairs on the reproduction's nets (trains A-LRN0 only).
 fixed_schedule_check: installed ## the fixed schedule on Imagenette: seed sd, LRN control, depth pairs (PRESET=imagewoof: plan Sect. 6)
 	$(RUN) experiments/studies/fixed_schedule_check.py \
-		$(if $(filter imagewoof,$(PRESET)),--preset imagewoof --data $(VGG_DATA),--preset imagenette_fixed --data $(IMAGENETTE)) \
+		$(FIXED_SCHEDULE_RUN) \
 		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(NETS),--nets $(NETS)) $(if $(NO_TRAIN),--no-train)
 
 # Batched evaluation vs one image per forward on ImageNet photographs (LOADER_DATA): results/eval_batching.csv
@@ -207,7 +210,7 @@ epoch_times: installed ## measured epoch time per config here, and the whole Tab
 # results/<preset>/epoch_rates/LABEL/ (default: today's date), the rates reproduce_time reads
 epoch_rates: installed ## a few real training epochs per config: this CPU's rates for reproduce_time [LABEL=]
 	$(RUN) experiments/studies/epoch_rates.py --label $(or $(LABEL),$(shell date +%Y-%m-%d)) \
-		$(if $(filter imagewoof,$(PRESET)),--preset imagewoof --data $(VGG_DATA),--preset imagenette_fixed --data $(IMAGENETTE))
+		$(FIXED_SCHEDULE_RUN)
 
 # The Imagewoof reproduction's wall time from the epochs timed at its geometry (no training): results/reproduce_time.csv
 reproduce_time: installed ## estimated hours of `make reproduce PRESET=imagewoof` from measured epoch times
