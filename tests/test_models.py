@@ -90,8 +90,8 @@ def test_features_forward_equals_the_plain_order_bitwise(config, amp, monkeypatc
     layers = list(net.features)
     inner = [i for i, m in enumerate(layers)
              if isinstance(m, nn.Conv2d) and not isinstance(layers[i + 2], nn.MaxPool2d)]  # conv, ReLU, conv
-    assert "_PoolReLUBackward" in runs[0][1] and ("_ConvReLUBackward" in runs[0][1]) == bool(inner)  # fused
-    assert not {"_ConvReLUBackward", "_PoolReLUBackward"} & set().union(*(r[1] for r in runs[1:]))
+    assert "_MaxPool2x2Backward" in runs[0][1] and ("_ConvReLUBackward" in runs[0][1]) == bool(inner)  # fused
+    assert not {"_ConvReLUBackward", "_MaxPool2x2Backward"} & set().union(*(r[1] for r in runs[1:]))
     for a, b in ((runs[0], runs[1]), (runs[2], runs[3])):  # each memory format has its own conv kernels
         assert torch.equal(a[0], b[0]) and all(torch.equal(u, v) for u, v in zip(a[2:], b[2:]))
     with torch.no_grad():
@@ -107,31 +107,53 @@ def test_features_forward_equals_the_plain_order_bitwise(config, amp, monkeypatc
                 assert torch.equal(dense, net.score_map(im))
 
 
+@pytest.mark.parametrize("relu", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_pool_relu_breaks_ties_as_max_pool(dtype, monkeypatch):
-    """ReLU(2x2 max-pool) on maps full of ties (values from {-1, 0, 1, 2}): values and gradients equal
-    relu(max_pool2d) bit for bit (the first maximum of a window in row-major order gets its gradient), at
-    two batch sizes (one compiled loop serves both), and without autograd."""
+def test_fused_pool_breaks_ties_as_max_pool(dtype, relu, monkeypatch):
+    """ReLU(2x2 max-pool), and the max-pool alone, on maps full of ties (values from {-1, 0, 1, 2}): values
+    and gradients equal (relu of) max_pool2d bit for bit (the first maximum of a window in row-major order
+    gets its gradient), at two batch sizes (one compiled loop serves both), and without autograd."""
     monkeypatch.setattr(fused, "MIN_COMPILED_ELEMENTS", 0)
     gen = torch.Generator().manual_seed(0)
+
+    def ours(x):
+        return fused.pool_relu(nn.MaxPool2d(2, 2), nn.ReLU(), x) if relu else fused.max_pool(nn.MaxPool2d(2, 2), x)
+
+    def reference(x):
+        out = nn.functional.max_pool2d(x, 2, 2)
+        return torch.relu(out) if relu else out
+
     for n in (3, 1):
         x = (torch.randint(-1, 3, (n, 5, 8, 6), generator=gen).to(dtype)).contiguous(memory_format=torch.channels_last)
         grad = torch.randn(n, 5, 4, 3, generator=gen).to(dtype)
         outs = []
-        for fuse in (True, False):
+        for fn in (ours, reference):
             xi = x.clone().requires_grad_()
-            if fuse:
-                out = fused.pool_relu(nn.MaxPool2d(2, 2), nn.ReLU(), xi)
-                assert "_PoolReLUBackward" in autograd_nodes(out)
-            else:
-                out = torch.relu(nn.functional.max_pool2d(xi, 2, 2))
+            out = fn(xi)
+            assert ("_MaxPool2x2Backward" in autograd_nodes(out)) == (fn is ours)
             out.backward(grad)
             outs.append((out.detach(), xi.grad))
         assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
         assert outs[0][1].is_contiguous(memory_format=torch.channels_last)
         assert (outs[1][1] != 0).sum() < (x > 0).sum()  # ties: not every maximum gets the gradient
+        assert ((outs[1][1] != 0) & (x <= 0)).any() != relu  # without ReLU non-positive maxima get gradients
         with torch.no_grad():
-            assert torch.equal(fused.pool_relu(nn.MaxPool2d(2, 2), nn.ReLU(), x), outs[1][0])
+            assert torch.equal(ours(x), outs[1][0])
+
+
+def test_fused_relu_backward_equals_threshold_backward(monkeypatch):
+    """ReLU's mask in conv + ReLU's backward, compiled on large maps, equals aten's threshold_backward bit for
+    bit, zeros and negative zeros in the output included, and keeps the channels-last layout."""
+    monkeypatch.setattr(fused, "MIN_COMPILED_ELEMENTS", 0)
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.bfloat16):
+        y = torch.randn(2, 4, 6, 6, generator=gen).relu().to(dtype).contiguous(memory_format=torch.channels_last)
+        y[0, 0, 0, :2] = torch.tensor([0.0, -0.0], dtype=dtype)
+        grad = torch.randn(2, 4, 6, 6, generator=gen).to(dtype).contiguous(memory_format=torch.channels_last)
+        out = fused._relu_backward(grad, y)
+        assert torch.equal(out, torch.ops.aten.threshold_backward(grad, y, 0))
+        assert out.is_contiguous(memory_format=torch.channels_last) and (out == 0).any() and (out != 0).any()
+    assert fused._state["compile"]  # the compiled loop ran (a failure to compile falls back to aten)
 
 
 def test_fused_conv_relu_trains_the_parameters_that_require_grad():
@@ -155,7 +177,7 @@ def test_fused_layers_leave_hooked_modules_and_small_maps_to_the_modules():
     x = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     b = VGG("B", num_classes=10, width=1 / 16, crop_size=32).to(memory_format=torch.channels_last)
     nodes = autograd_nodes(b(x))
-    assert "_ConvReLUBackward" in nodes and "_PoolReLUBackward" not in nodes
+    assert "_ConvReLUBackward" in nodes and "_MaxPool2x2Backward" not in nodes
     assert "MaxPool2DWithIndicesBackward0" in nodes
     seen = []
     net.features[0].register_forward_hook(lambda m, i, o: seen.append("conv"))

@@ -1,6 +1,6 @@
-"""Conv + ReLU and max-pool + ReLU as single passes over channels-last CPU activations.
+"""Conv + ReLU and max-pool (+ ReLU) as single passes over channels-last CPU activations.
 
-Both give the values and the gradients of the modules applied one after the other, bit for bit
+Each gives the values and the gradients of the modules applied one after the other, bit for bit
 (tests/test_models.py checks every config in float32 and bfloat16); they save passes over the
 activation maps, which took over a third of a training step at the imagenette preset's width on 2 CPU
 cores (docs/performance.md):
@@ -8,13 +8,16 @@ cores (docs/performance.md):
 - :func:`conv_relu`: oneDNN's convolution with ReLU as a post-op (``mkldnn::_convolution_pointwise``,
   the op torch.compile's CPU backend emits for inference) and its own backward: ReLU's mask on the
   output, then ``aten::convolution_backward``, what ``nn.Conv2d``'s autograd calls.
-- :func:`pool_relu`: ReLU(2x2 max-pool, stride 2) as elementwise maxima of the four window positions.
+- :func:`pool_relu`: ReLU(2x2 max-pool, stride 2) as elementwise maxima of the four window positions;
+  :func:`max_pool` the same without the ReLU (A-LRN's pool, after LRN).
   In training, forward and backward are each one loop compiled by torch.compile; the backward sends a
-  window's gradient to its first maximum in row-major order, as ``aten::max_pool2d`` does. Compiling
-  costs 1-2 s per map shape and process, so only maps of at least MIN_COMPILED_ELEMENTS train this way
-  (the imagenette geometry's blocks 1-3: about 11, 2.5 and 0.6 ms saved per step); smaller ones train as
-  modules. Without autograd (evaluation) eager, at any even map size: dense evaluation's many shapes
-  compile nothing.
+  window's gradient to its first maximum in row-major order, as ``aten::max_pool2d`` does. Without
+  autograd (evaluation) eager, at any even map size: dense evaluation's many shapes compile nothing.
+
+Compiling costs 1-2 s per map shape and process, so only maps of at least MIN_COMPILED_ELEMENTS (the
+imagenette geometry's blocks 1-3) train with compiled loops: the pools above, and ReLU's mask in
+:func:`conv_relu`'s backward (aten's ``threshold_backward`` takes twice as long on these maps);
+smaller maps train with the modules' pool and aten's mask.
 
 Anything else takes the modules' own path (so their hooks fire): CUDA, dtypes other than float32 and
 bfloat16, maps that are not channels-last or have an odd side, convolutions with groups or a padding
@@ -83,7 +86,7 @@ class _ConvReLU(torch.autograd.Function):
     def backward(ctx, grad):
         x, w, y = ctx.saved_tensors
         stride, padding, dilation = ctx.geometry
-        g = torch.ops.aten.threshold_backward(grad, y, 0)
+        g = _relu_backward(grad, y)
         gx, gw, gb = torch.ops.aten.convolution_backward(
             g, x, w, [w.shape[0]] if ctx.has_bias else None, stride, padding, dilation, False, [0, 0], 1,
             [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]])
@@ -117,18 +120,20 @@ def _windows(y: torch.Tensor) -> torch.Tensor:
     return y.permute(0, 2, 3, 1).reshape(n, h // 2, 2, w // 2, 2, c)
 
 
-def pool_relu_forward(y: torch.Tensor) -> torch.Tensor:
-    """ReLU of the 2x2 max of channels-last ``y`` (N, C, H, W) with even H and W, channels-last."""
+def max_pool_forward(y: torch.Tensor, relu: bool = True) -> torch.Tensor:
+    """The 2x2 max (ReLU of it if ``relu``) of channels-last ``y`` (N, C, H, W) with even H and W,
+    channels-last."""
     n, c, h, w = y.shape
     rows = y.permute(0, 2, 3, 1).reshape(n * h // 2, 2, w * c)  # the two rows of each window, contiguous
     r = torch.maximum(rows[:, 0], rows[:, 1]).reshape(n, h // 2, w // 2, 2, c)
-    return torch.maximum(r[..., 0, :], r[..., 1, :]).relu().permute(0, 3, 1, 2)
+    out = torch.maximum(r[..., 0, :], r[..., 1, :])
+    return (out.relu() if relu else out).permute(0, 3, 1, 2)
 
 
-def pool_relu_backward(y: torch.Tensor, out: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """The gradient of :func:`pool_relu_forward` at ``y`` given its output ``out``: each window's
-    gradient goes to its first maximum in the order (0,0), (0,1), (1,0), (1,1) (aten's max_pool2d),
-    none where the output is not positive (ReLU's)."""
+def max_pool_backward(y: torch.Tensor, out: torch.Tensor, grad: torch.Tensor, relu: bool = True) -> torch.Tensor:
+    """The gradient of :func:`max_pool_forward` at ``y`` given its output ``out``: each window's
+    gradient goes to its first maximum in the order (0,0), (0,1), (1,0), (1,1) (aten's max_pool2d);
+    with ``relu``, none where the output is not positive (ReLU's)."""
     v = _windows(y)
     n, c, h2, w2 = out.shape
     o = out.permute(0, 2, 3, 1)[:, :, None, :, None, :]
@@ -138,30 +143,58 @@ def pool_relu_backward(y: torch.Tensor, out: torch.Tensor, grad: torch.Tensor) -
     first = torch.arange(2, device=y.device) == 0
     top, left = first.reshape(1, 1, 2, 1, 1, 1), first.reshape(1, 1, 1, 1, 2, 1)
     earlier = (~top & (h00 | h01)) | (top & ~left & h00) | (~top & ~left & h10)  # a maximum before it
-    gi = torch.where(hit & ~earlier & (o > 0), g, torch.zeros((), dtype=g.dtype))
+    keep = hit & ~earlier & (o > 0) if relu else hit & ~earlier
+    gi = torch.where(keep, g, torch.zeros((), dtype=g.dtype))
     return gi.reshape(n, 2 * h2, 2 * w2, c).permute(0, 3, 1, 2)
 
 
+def relu_backward(grad: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """ReLU's gradient given its output ``y``: ``grad`` where y > 0, else 0 (aten's threshold_backward)."""
+    return torch.where(y <= 0, torch.zeros((), dtype=grad.dtype), grad)
+
+
 def _compiled():
-    """(forward, backward) compiled by torch.compile (one loop each), or None where it is off or fails."""
+    """{name: function compiled by torch.compile (one loop each)} for the max-pool's forward and backward
+    and ReLU's backward, or None where compiling is off or fails."""
     if _state["compile"] is None:
         _state["compile"] = False
         if os.environ.get("VGG_COMPILE", "1") != "0" and hasattr(torch, "compile"):
             try:
-                _state["compile"] = (torch.compile(pool_relu_forward, dynamic=False),
-                                     torch.compile(pool_relu_backward, dynamic=False))
+                _state["compile"] = {f.__name__: torch.compile(f, dynamic=False)
+                                     for f in (max_pool_forward, max_pool_backward, relu_backward)}
             except Exception:  # no inductor backend on this platform
                 _state["compile"] = False
     return _state["compile"] or None
 
 
-class _PoolReLU(torch.autograd.Function):
+def _compiled_for(*maps: torch.Tensor):
+    """The compiled functions if the maps are large enough to pay for compiling (MIN_COMPILED_ELEMENTS), with
+    their batch dimension marked dynamic (one compiled loop per layer for every batch size); else None."""
+    if maps[0].numel() < MIN_COMPILED_ELEMENTS:
+        return None
+    fns = _compiled()
+    if fns is not None:
+        for t in maps:
+            torch._dynamo.maybe_mark_dynamic(t, 0)
+    return fns
+
+
+def _relu_backward(grad: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    fns = _compiled_for(grad, y) if grad.dtype == y.dtype and grad.stride() == y.stride() else None
+    if fns is not None:
+        try:
+            return fns["relu_backward"](grad, y)
+        except Exception:  # compiling failed now (e.g. no C++ compiler): aten from now on
+            _state["compile"] = False
+    return torch.ops.aten.threshold_backward(grad, y, 0)
+
+
+class _MaxPool2x2(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y, forward, backward):
-        torch._dynamo.maybe_mark_dynamic(y, 0)  # one compiled loop per layer for every batch size
-        out = forward(y)
+    def forward(ctx, y, relu, fns):
+        out = fns["max_pool_forward"](y, relu)
         ctx.save_for_backward(y, out)
-        ctx.backward_fn = backward
+        ctx.relu, ctx.fns = relu, fns
         return out
 
     @staticmethod
@@ -171,10 +204,10 @@ class _PoolReLU(torch.autograd.Function):
         for t in (y, out, grad):
             torch._dynamo.maybe_mark_dynamic(t, 0)
         try:
-            return ctx.backward_fn(y, out, grad), None, None
+            return ctx.fns["max_pool_backward"](y, out, grad, ctx.relu), None, None
         except Exception:  # compiling failed now (e.g. no C++ compiler): the same function, eager
             _state["compile"] = False
-            return pool_relu_backward(y, out, grad), None, None
+            return max_pool_backward(y, out, grad, ctx.relu), None, None
 
 
 def _is_2x2(pool: nn.MaxPool2d) -> bool:
@@ -184,18 +217,30 @@ def _is_2x2(pool: nn.MaxPool2d) -> bool:
             and not pool.ceil_mode and not pool.return_indices)
 
 
-def pool_relu(pool: nn.MaxPool2d, relu: nn.ReLU, x: torch.Tensor) -> torch.Tensor:
-    """relu(pool(x)) for a 2x2, stride-2 max-pool, in one pass where it can be (module docstring)."""
+def _max_pool(pool: nn.MaxPool2d, relu: nn.ReLU | None, x: torch.Tensor) -> torch.Tensor:
+    def modules(x):
+        return pool(x) if relu is None else relu(pool(x))
     if not (_channels_last_cpu(x) and x.dtype in (torch.float32, torch.bfloat16) and x.shape[-2] % 2 == 0
-            and x.shape[-1] % 2 == 0 and _is_2x2(pool) and _plain(pool, relu)):
-        return relu(pool(x))
+            and x.shape[-1] % 2 == 0 and _is_2x2(pool) and _plain(pool, *([relu] if relu else []))):
+        return modules(x)
     if not (torch.is_grad_enabled() and x.requires_grad):
-        return pool_relu_forward(x)
-    fns = _compiled() if x.numel() >= MIN_COMPILED_ELEMENTS else None
+        return max_pool_forward(x, relu is not None)
+    fns = _compiled_for(x)
     if fns is None:
-        return relu(pool(x))
+        return modules(x)
     try:
-        return _PoolReLU.apply(x, *fns)
+        return _MaxPool2x2.apply(x, relu is not None, fns)
     except Exception:  # compiling failed now: the modules from now on
         _state["compile"] = False
-        return relu(pool(x))
+        return modules(x)
+
+
+def pool_relu(pool: nn.MaxPool2d, relu: nn.ReLU, x: torch.Tensor) -> torch.Tensor:
+    """relu(pool(x)) for a 2x2, stride-2 max-pool, in one pass where it can be (module docstring)."""
+    return _max_pool(pool, relu, x)
+
+
+def max_pool(pool: nn.MaxPool2d, x: torch.Tensor) -> torch.Tensor:
+    """pool(x) for a 2x2, stride-2 max-pool (one not after a ReLU: A-LRN's after LRN), in one pass where it
+    can be (module docstring)."""
+    return _max_pool(pool, None, x)

@@ -107,7 +107,8 @@ class Features(nn.Sequential):
     so max-pool(ReLU(x)) == ReLU(max-pool(x)), values and gradients alike (ties keep the first maximum
     both ways, and a window whose maximum is <= 0 gets no gradient either way); that ReLU then runs on a
     quarter of its layer's elements, forward and backward. On CPU the pairs run fused (vgg.fused): a
-    conv and its ReLU as one oneDNN convolution, a max-pool and the ReLU after it as one pass."""
+    conv and its ReLU as one oneDNN convolution, a max-pool and the ReLU after it as one pass (a max-pool
+    without one, A-LRN's after LRN, as one pass too)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layers = list(self)
@@ -121,6 +122,9 @@ class Features(nn.Sequential):
                   and not (len(after) > 1 and isinstance(after[1], nn.MaxPool2d))):
                 x = fused.conv_relu(layer, after[0], x)
                 i += 2
+            elif isinstance(layer, nn.MaxPool2d):
+                x = fused.max_pool(layer, x)
+                i += 1
             else:
                 x = layer(x)
                 i += 1
