@@ -9,6 +9,7 @@ dense evaluation needs the score map to grow with the test scale Q.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -129,6 +130,19 @@ class Features(nn.Sequential):
                 x = layer(x)
                 i += 1
         return x
+
+
+@contextmanager
+def plain_order():
+    """Inside the block every :class:`Features` runs ``nn.Sequential``'s forward: each layer its own module
+    in Table 1's order (each ReLU before its max-pool). The same values and gradients, slower; for the
+    speed studies' comparisons."""
+    saved = Features.forward
+    Features.forward = nn.Sequential.forward
+    try:
+        yield
+    finally:
+        Features.forward = saved
 
 
 def make_features(config: str, width: float = 1.0) -> tuple[Features, int]:

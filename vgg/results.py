@@ -74,12 +74,12 @@ def device_name() -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def matmul_gflops(device_type: str = "cpu", bf16: bool = True) -> float:
-    """The device's speed in the training precision: GFLOP/s of a square matmul (2048 on a CPU,
-    8192 on a GPU), best of three after a warm-up; once per process.  Machines of one model name can differ
-    severalfold in speed, so every trained net records this beside the device's name."""
+def matmul_gflops(device_type: str = "cpu", bf16: bool = True, n: int | None = None) -> float:
+    """The device's speed in the training precision: GFLOP/s of an n x n matmul (default 2048 on a CPU,
+    8192 on a GPU), best of three after a warm-up; once per process and size.  Machines of one model name can
+    differ severalfold in speed, so every trained net records this beside the device's name."""
     import torch
-    n = 8192 if device_type == "cuda" else 2048
+    n = n or (8192 if device_type == "cuda" else 2048)
     a = torch.randn(n, n, dtype=torch.bfloat16 if bf16 else torch.float32, device=device_type)
     sync = torch.cuda.synchronize if device_type == "cuda" else (lambda: None)
     a @ a

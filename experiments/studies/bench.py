@@ -15,7 +15,7 @@
    fresh process per variant, alternating (new, current, new, current, ...); medians over REPEATS.
    5. D train step img/s, new vs current.
    6. D train step's achieved GFLOP/s (6 x forward multiply-adds... x2 per image) over a 4096x4096
-      bf16 matmul's GFLOP/s measured in the same process: the fraction of the machine's rate.
+      bf16 matmul's GFLOP/s (best of 3) measured in the same process: the fraction of the machine's rate.
    7. A-LRN step time / A step time (new; current in the baseline column).
    8. multi-crop evaluation (150 crops per image over Q = 160, 224, 288 px), net D, img/s.
 """
@@ -41,7 +41,7 @@ from vgg.experiment import main
 from vgg.init import init_glorot
 from vgg.model import VGG
 from vgg.protocol import get_preset
-from vgg.results import write_table
+from vgg.results import matmul_gflops, write_table
 from vgg.runtime import resolve_amp
 from vgg.timing import interleaved_rates
 from vgg.train import make_optimizer, train_step
@@ -154,12 +154,12 @@ def imagenette_measure(variant: str) -> dict:
     from torch import nn
 
     from vgg import evaluate
-    from vgg.model import Features, LocalResponseNorm, multiply_adds
+    from vgg.model import LocalResponseNorm, multiply_adds, plain_order
     from vgg.runtime import keep_freed_memory
     if variant == "new":
         keep_freed_memory()
     else:
-        Features.forward = nn.Sequential.forward  # the plain order, every layer its own module
+        plain_order().__enter__()  # for the whole worker process: the plain order, every layer its own module
     preset = get_preset("imagenette")
     torch.manual_seed(0)
     x = torch.randn(preset.batch, 3, preset.crop, preset.crop).contiguous(memory_format=torch.channels_last)
@@ -187,12 +187,7 @@ def imagenette_measure(variant: str) -> dict:
     out["D_img_s"], d = step_rate("D")
     out["D_gflop_s"] = out["D_img_s"] * 6 * multiply_adds(d) / 1e9  # fwd 2 FLOP/MAC, bwd twice fwd
     # in the precision train_step runs in here: bf16 on a CPU without native bf16 times an emulation
-    a = torch.randn(4096, 4096, dtype=torch.bfloat16 if resolve_amp(None, "cpu") else torch.float32)
-    a @ a
-    t0 = time.perf_counter()
-    for _ in range(3):
-        a @ a
-    out["matmul_gflop_s"] = 3 * 2 * 4096 ** 3 / (time.perf_counter() - t0) / 1e9
+    out["matmul_gflop_s"] = matmul_gflops("cpu", resolve_amp(None, "cpu"), n=4096)
     out["A_img_s"], _ = step_rate("A")
     out["A-LRN_img_s"], _ = step_rate("A-LRN")
     if variant == "current":

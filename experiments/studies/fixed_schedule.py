@@ -24,13 +24,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vgg.chain import CHAIN
 from vgg.chain_time import net_of_log
 from vgg.plateau import drop_epochs
+from vgg.protocol import get_preset
 from vgg.results import write_table
 
 LOGS = Path("results/imagenette/logs")
-STAGE_1 = ["A", "A-LRN", "B", "B-5x5", "C", "D", "E"]
-CAPS = {"S=256": 50, "fine-tuning": 20}  # the imagenette preset's epoch caps for the stages
+STAGE_1 = [net.config for net in CHAIN if net.scale == "256"]  # the S=256 configs of the chain
+_IMAGENETTE = get_preset("imagenette")
+CAPS = {"S=256": _IMAGENETTE.scratch_epochs, "fine-tuning": _IMAGENETTE.finetune_epochs}  # its epoch caps
 
 
 def runs(logs: Path) -> dict[str, list[tuple[str, pd.DataFrame]]]:

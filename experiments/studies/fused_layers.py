@@ -17,7 +17,7 @@ variant, and whether every run ends with the same weights. Writes results/<prese
 """
 import statistics
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -26,10 +26,11 @@ from torch import nn
 from torchvision.datasets import ImageFolder
 
 from vgg import evaluate, fused
+from vgg.checkpoint import load_metadata
 from vgg.data import data_root
 from vgg.experiment import comma_list, main
 from vgg.init import init_glorot
-from vgg.model import VGG, Features
+from vgg.model import VGG, plain_order
 from vgg.protocol import get_preset
 from vgg.results import write_table
 from vgg.runtime import keep_freed_memory, resolve_amp
@@ -42,16 +43,9 @@ VARIANTS = ("fused", "relu_after_pool", "relu_before_pool")
 @contextmanager
 def variant(name: str):
     """Run every Features forward as the variant ``name`` (VARIANTS) inside the block."""
-    saved = Features.forward
-    Features.forward = nn.Sequential.forward if name == "relu_before_pool" else saved
-    try:
-        if name == "fused":
-            yield
-        else:
-            with fused.unfused():
-                yield
-    finally:
-        Features.forward = saved
+    with plain_order() if name == "relu_before_pool" else nullcontext(), \
+            fused.unfused() if name != "fused" else nullcontext():
+        yield
 
 
 def rates(fns: dict, repeats: int) -> dict:
@@ -88,10 +82,11 @@ def epoch_rows(args, preset) -> list[dict]:
                 out = train(spec)
             seconds[name] += pd.read_csv(out.with_suffix(".log.csv"))["seconds"].iloc[1:].tolist()
             states.append(torch.load(out, map_location="cpu", weights_only=False)["state_dict"])
+            trained = images - load_metadata(out)["skipped_images"]  # the loader leaves unreadable files out
     same = all(torch.equal(states[0][k], s[k]) for s in states[1:] for k in states[0])
     return [{"config": args.epoch_config,
              "phase": f"training epoch, real images ({args.epochs} epochs x 2 runs per variant, first epoch untimed)",
-             **{name: images / statistics.median(v) for name, v in seconds.items()}, "bitwise_equal": same}]
+             **{name: trained / statistics.median(v) for name, v in seconds.items()}, "bitwise_equal": same}]
 
 
 def fused_layers(args) -> None:

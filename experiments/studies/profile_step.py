@@ -21,7 +21,7 @@ from vgg.experiment import main
 from vgg.init import init_glorot
 from vgg.model import VGG
 from vgg.protocol import get_preset
-from vgg.results import write_table
+from vgg.results import matmul_gflops, write_table
 from vgg.runtime import keep_freed_memory, resolve_amp
 from vgg.timing import seconds_per_call
 from vgg.train import make_optimizer, train_step
@@ -38,18 +38,11 @@ def top_ops(prof, phase: str, seconds: float, top: int) -> list[dict]:
             for e in events[:top]]
 
 
-def matmul_gflop_s(amp: bool, n: int = 4096) -> float:
-    """An n x n matmul's GFLOP/s in the chain's precision (bf16 if ``amp``, else fp32): this
-    machine's peak as PyTorch reaches it."""
-    a = torch.randn(n, n, dtype=torch.bfloat16 if amp else torch.float32)
-    return 2 * n ** 3 / seconds_per_call(lambda: a @ a, 3) / 1e9
-
-
 def conv_layer_rates(model: VGG, batch: int, crop: int, amp: bool) -> list[dict]:
     """Each conv layer of the training step alone (bf16 autocast if ``amp``, channels_last, the step's batch):
     forward and forward+backward time and achieved GFLOP/s (backward: weight and, but for the first
     layer, input gradient, each as costly as the forward) beside the matmul's GFLOP/s."""
-    peak = matmul_gflop_s(amp)
+    peak = matmul_gflops("cpu", amp, n=4096)
     rows, side, i = [], crop, 0
     for layer in model.features:
         if isinstance(layer, torch.nn.MaxPool2d):
