@@ -1,7 +1,7 @@
 """The features' forward as the chain runs it against two slower forms over the same modules, at the
 preset's geometry on synthetic tensors, in the precision the chain uses here:
 
-- ``fused``: vgg.model.Features with vgg.fused (conv + ReLU as one oneDNN convolution, max-pool + ReLU
+- ``fused``: vgg.model.Features with vgg.fused (conv + ReLU as one oneDNN convolution, max-pool (+ ReLU)
   as one pass; each ReLU that precedes a max-pool applied after it);
 - ``relu_after_pool``: the same order, every layer its own module (vgg.fused.unfused);
 - ``relu_before_pool``: the plain order ReLU, then max-pool (nn.Sequential's forward).
@@ -142,8 +142,8 @@ def fused_layers(args) -> None:
 
 
 def extra(p) -> None:
-    p.add_argument("--configs", type=comma_list(), default="A,D,E",
-                   help="nets whose training step is timed (default A,D,E; D also times evaluation)")
+    p.add_argument("--configs", type=comma_list(), default="A,A-LRN,D,E",
+                   help="nets whose training step is timed (default A,A-LRN,D,E; D also times evaluation)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per variant (default 5)")
     p.add_argument("--steps", type=int, default=4, help="training steps per repeat (default 4)")
     p.add_argument("--images", type=int, default=4, help="images per Q in the evaluation phases (default 4)")
