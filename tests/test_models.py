@@ -8,7 +8,7 @@ from torch import nn
 from vgg import fused
 from vgg.configs import CONFIGS, TORCHVISION_NAMES
 from vgg.init import init_from, init_glorot, init_normal
-from vgg.model import VGG, count_parameters, notation
+from vgg.model import VGG, count_parameters, notation, plain_order
 from vgg.results import paper_table
 
 TORCHVISION_COUNTS = {"A": 132_863_336, "B": 133_047_848, "D": 138_357_544, "E": 143_667_240}
@@ -154,6 +154,16 @@ def test_fused_relu_backward_equals_threshold_backward(monkeypatch):
         assert torch.equal(out, torch.ops.aten.threshold_backward(grad, y, 0))
         assert out.is_contiguous(memory_format=torch.channels_last) and (out == 0).any() and (out != 0).any()
     assert fused._state["compile"]  # the compiled loop ran (a failure to compile falls back to aten)
+
+
+def test_plain_order_runs_every_layer_as_a_module_inside_its_block():
+    """vgg.model.plain_order (the speed studies' baseline): inside the block no fused node is in the graph,
+    after it the fused path is back."""
+    net = VGG("A", num_classes=10, width=1 / 16, crop_size=32).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    with plain_order():
+        assert not {"_ConvReLUBackward", "_MaxPool2x2Backward"} & autograd_nodes(net(x))
+    assert "_ConvReLUBackward" in autograd_nodes(net(x))
 
 
 def test_fused_conv_relu_trains_the_parameters_that_require_grad():

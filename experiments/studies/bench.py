@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -151,15 +152,19 @@ def paper_row() -> dict:
 
 def imagenette_measure(variant: str) -> dict:
     """One process's measurements at the imagenette geometry (see the module docstring, 5-8)."""
-    from torch import nn
-
-    from vgg import evaluate
-    from vgg.model import LocalResponseNorm, multiply_adds, plain_order
+    from vgg.model import plain_order
     from vgg.runtime import keep_freed_memory
     if variant == "new":
         keep_freed_memory()
-    else:
-        plain_order().__enter__()  # for the whole worker process: the plain order, every layer its own module
+    with nullcontext() if variant == "new" else plain_order():  # the code before: every layer its own module
+        return imagenette_rates(variant)
+
+
+def imagenette_rates(variant: str) -> dict:
+    from torch import nn
+
+    from vgg import evaluate
+    from vgg.model import LocalResponseNorm, multiply_adds
     preset = get_preset("imagenette")
     torch.manual_seed(0)
     x = torch.randn(preset.batch, 3, preset.crop, preset.crop).contiguous(memory_format=torch.channels_last)
