@@ -199,8 +199,8 @@ lrn_control: installed ## is A-LRN's gain normalisation or a rescaling? A-LRN0 (
 loader_rate: installed ## JPEG decode + training input per CPU core at the paper's geometry (LOADER_DATA=)
 	$(RUN) experiments/studies/loader_rate.py --data $(LOADER_DATA)
 
-bench: installed ## benchmarks of the training step, loader and evaluation: results/bench.csv
-	$(RUN) experiments/studies/bench.py
+bench: installed ## benchmarks of the training step, loader and evaluation: results/bench.csv [NAME=bench_<machine>]
+	$(RUN) experiments/studies/bench.py $(if $(NAME),--name $(NAME))
 
 epoch_times: installed ## measured epoch time per config here, and the whole Table 3 chain's time
 	$(RUN) experiments/studies/epoch_times.py --preset $(PRESET)

@@ -125,9 +125,11 @@ def test_unwritable_results_dir(tmp_path):
     ("experiments/reproduce.py", ["--seeds", "0,x"], "argument --seeds: '0,x': give comma-separated int values"),
     ("experiments/studies/seeds.py", ["--seeds", ","], "argument --seeds: give at least one value"),
     ("experiments/studies/fixed_schedule_check.py", ["--nets", ""], "argument --nets: give at least one value"),
+    ("experiments/studies/bench.py", ["--name", "../bench"], "argument --name: '../bench': use letters, digits"),
 ])
-def test_bad_seed_and_net_lists(script, args, needle, tmp_path, monkeypatch, capsys):
-    """The experiment scripts' comma-separated lists are checked by the parser: one line, exit 2."""
+def test_bad_lists_and_names(script, args, needle, tmp_path, monkeypatch, capsys):
+    """The experiment scripts' comma-separated lists and output names are checked by the parser: one line,
+    exit 2, nothing written."""
     import runpy
     import sys
     monkeypatch.setattr(sys, "argv", [script, "--preset", "tiny", "--results", str(tmp_path), *args])

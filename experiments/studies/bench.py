@@ -20,9 +20,11 @@
    8. multi-crop evaluation (150 crops per image over Q = 160, 224, 288 px), net D, img/s, after one
       untimed pass over the same images.
 """
+import argparse
 import datetime
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -241,7 +243,7 @@ def bench(args) -> None:
     for col in ("ours_img_s", "baseline_img_s"):
         df[col] = df[col].map(lambda v: round(v, 2) if v < 100 else round(v, 1))
     df["date"] = datetime.date.today().isoformat()
-    write_table(df, Path(args.results) / "bench.csv", {"preset": preset.name, "repeats_median_of": REPEATS})
+    write_table(df, Path(args.results) / f"{args.name}.csv", {"preset": preset.name, "repeats_median_of": REPEATS})
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -255,8 +257,20 @@ def bench(args) -> None:
         ax.text(v, i, f" {v:.2f}x", va="center", fontsize=8)
     ax.set_xlabel("ratio ours / baseline (img/s)")
     ax.invert_yaxis()
-    ax.set_title("Benchmarks (see results/bench.csv for what each pair is)", fontsize=10)
-    save_figure(fig, Path(args.figures) / "bench.png")
+    ax.set_title(f"Benchmarks (see results/{args.name}.csv for what each pair is)", fontsize=10)
+    save_figure(fig, Path(args.figures) / f"{args.name}.png")
+
+
+def file_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits, '_' and '-' only (e.g. bench_intel_amx)")
+    return text
+
+
+def extra(p) -> None:
+    p.add_argument("--name", type=file_name, default="bench",
+                   help="writes results/NAME.csv and figures/NAME.png (default bench; one name per machine, "
+                   "e.g. bench_intel_amx)")
 
 
 if __name__ == "__main__":
@@ -264,4 +278,4 @@ if __name__ == "__main__":
         torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
         print(json.dumps(imagenette_measure(sys.argv[2])))
     else:
-        main(bench)
+        main(bench, extra=extra)
