@@ -87,6 +87,8 @@ CONTROLS: list[Net] = [
 EXPLANATIONS: list[Net] = [Net("A-LRN0", "256"), Net("D", "256", None, variant="scratch"),
                            Net("E", "256", None, variant="scratch")]
 BY_NAME = {n.name: n for n in CHAIN + CONTROLS + EXPLANATIONS}
+#: The configs of the chain's S=256 stage, in chain order: A, A-LRN, B, B-5x5, C, D, E.
+S256_CONFIGS = list(dict.fromkeys(n.config for n in CHAIN if n.scale == "256"))
 
 
 def checkpoint_path(runs: str | Path, preset: str, name: str, seed: int = 0) -> Path:

@@ -14,15 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from vgg.chain import CHAIN
+from vgg.chain import S256_CONFIGS
 from vgg.configs import check_config
 from vgg.experiment import comma_list, main
 from vgg.io import atomic_write_text
 from vgg.protocol import get_preset
 from vgg.results import matmul_gflops, write_table
 from vgg.train import TrainSpec, train
-
-S256_CONFIGS = list(dict.fromkeys(n.config for n in CHAIN if n.scale == "256"))
 
 
 def epoch_rates(args) -> None:

@@ -24,14 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vgg.chain import CHAIN
+from vgg.chain import S256_CONFIGS
 from vgg.chain_time import net_of_log
 from vgg.plateau import drop_epochs
 from vgg.protocol import get_preset
 from vgg.results import write_table
 
 LOGS = Path("results/imagenette/logs")
-STAGE_1 = [net.config for net in CHAIN if net.scale == "256"]  # the S=256 configs of the chain
 _IMAGENETTE = get_preset("imagenette")
 CAPS = {"S=256": _IMAGENETTE.scratch_epochs, "fine-tuning": _IMAGENETTE.finetune_epochs}  # its epoch caps
 
@@ -42,8 +41,8 @@ def runs(logs: Path) -> dict[str, list[tuple[str, pd.DataFrame]]]:
     for folder, seed in ((logs, 0), (logs / "seed1", 1), (logs / "seed2", 2)):
         for f in sorted(folder.glob("*.log.csv")):
             config, scale = net_of_log(f)
-            stage = "S=256" if scale == "256" and config in STAGE_1 else "fine-tuning" if scale in ("384", "256-512") \
-                else None
+            stage = ("S=256" if scale == "256" and config in S256_CONFIGS
+                     else "fine-tuning" if scale in ("384", "256-512") else None)
             if stage:
                 out[stage].append((f"seed {seed} {config} S={scale}", pd.read_csv(f)))
     return out
