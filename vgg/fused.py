@@ -167,15 +167,20 @@ def _compiled():
     return _state["compile"] or None
 
 
+def _batch_dynamic(*maps: torch.Tensor) -> None:
+    """Mark the maps' batch dimension dynamic: one compiled loop per layer for every batch size."""
+    for t in maps:
+        torch._dynamo.maybe_mark_dynamic(t, 0)
+
+
 def _compiled_for(*maps: torch.Tensor):
     """The compiled functions if the maps are large enough to pay for compiling (MIN_COMPILED_ELEMENTS), with
-    their batch dimension marked dynamic (one compiled loop per layer for every batch size); else None."""
+    their batch dimension marked dynamic; else None."""
     if maps[0].numel() < MIN_COMPILED_ELEMENTS:
         return None
     fns = _compiled()
     if fns is not None:
-        for t in maps:
-            torch._dynamo.maybe_mark_dynamic(t, 0)
+        _batch_dynamic(*maps)
     return fns
 
 
@@ -201,8 +206,7 @@ class _MaxPool2x2(torch.autograd.Function):
     def backward(ctx, grad):
         y, out = ctx.saved_tensors
         grad = grad.contiguous(memory_format=torch.channels_last)
-        for t in (y, out, grad):
-            torch._dynamo.maybe_mark_dynamic(t, 0)
+        _batch_dynamic(y, out, grad)
         try:
             return ctx.fns["max_pool_backward"](y, out, grad, ctx.relu), None, None
         except Exception:  # compiling failed now (e.g. no C++ compiler): the same function, eager
