@@ -60,9 +60,10 @@ def test_the_committed_estimate_is_what_the_committed_logs_give():
     mod = load_script("experiments/studies/reproduce_time.py")
     committed = read_results(ROOT / "results" / "reproduce_time.csv").set_index("rates_from")
     assert set(committed.index) == set(mod.sources())  # every set of rates, epoch_rates folders included
-    for name, (pattern, cpu) in mod.sources().items():
-        row = mod.estimate(name, pattern, cpu)
-        assert committed.loc[name, "cpu"] == cpu
+    for name, source in mod.sources().items():
+        row = mod.estimate(name, source)
+        for col, value in source.items():
+            assert str(committed.loc[name, col]) == value, (name, col)
         for col in ("seconds_per_epoch", "train_h_per_seed", "eval_h_per_seed", "total_h", "meets_goal"):
             assert committed.loc[name, col] == row[col], (name, col)
     # independently: the imagewoof run trains each seed's chain, the plan's controls and A-LRN0

@@ -114,3 +114,20 @@ def test_the_fixed_schedule_line_gives_each_claims_verdict_interval_and_level(tm
     assert (">     - *B beats A* reproduced -3.25 [-4.50, -1.90] / inconclusive -2.97 [-4.50, -1.90] (seed level)\n"
             in line)
     assert line.endswith(">     - *E ties D* opposite +3.18 [+2.09, +4.28] (seed 0, per image)")
+
+
+def test_the_reproduction_estimate_is_given_per_cpu_newest_first_with_its_range(tmp_path):
+    mod = summary_module()
+    path = tmp_path / "reproduce_time.csv"
+    pd.DataFrame({"measured": ["d1", "d2", "d3"], "cpu": ["X (AMX, 2 threads)", "Y (AVX512-BF16, 2 threads)",
+                                                          "X (AMX, 2 threads)"],
+                  "bf16_matmul_gflop_s": ["2000", "400-450", "2100"], "code": ["aaa1111", "before", "0e53793"],
+                  "train_h_per_seed": [3.0, 6.0, 2.8], "eval_h_per_seed": [0.5, 1.0, 0.4], "total_h": [10.5, 21.0, 9.6],
+                  "goal_h": [10.0] * 3, "meets_goal": [False, False, True]}).to_csv(path, index=False)
+    text = mod.reproduce_time_text(path)
+    assert "X (AMX): 9.6 h with its newest rates (d3, 2100 GFLOP/s bf16 matmul, code 0e53793: 2.8 h training" in text
+    assert "9.6-10.5 h over its 2 sets of rates" in text
+    assert "Y (AVX512-BF16): 21.0 h with its newest rates (d2, 400-450 GFLOP/s" in text and "its only set" in text
+    assert text.index("X (AMX)") < text.index("Y (AVX512-BF16)")  # in the CSV's order
+    assert "1 of 3 sets of rates meet the goal of 10 h" in text and "not measured" in text
+    assert mod.reproduce_time_text(tmp_path / "missing.csv") == ""

@@ -531,9 +531,11 @@ def test_epoch_rates_keeps_real_epoch_logs_that_reproduce_time_reads(tmp_path):
         log = pd.read_csv(folder / f"{row.config}_S256.log.csv")
         assert len(log) == 2 and row.median_epoch_s == pytest.approx(log.seconds.median())
     mod = load_script("experiments/studies/reproduce_time.py")
-    pattern, cpu = mod.sources(tmp_path)["tiny/epoch_rates/today"]
-    assert pattern == "results/tiny/epoch_rates/today/*_S256.log.csv" and rates.device[0] in cpu
-    row = mod.estimate("today", pattern, cpu, root=tmp_path)
+    source = mod.sources(tmp_path)["tiny/epoch_rates/today"]
+    assert source["logs"] == "results/tiny/epoch_rates/today/*_S256.log.csv" and source["cpu"] == rates.device[0]
+    as_written = pd.read_csv(folder / "rates.csv", dtype=str).iloc[0]
+    assert source["code"] == as_written.commit and source["bf16_matmul_gflop_s"] == as_written.bf16_matmul_gflop_s
+    row = mod.estimate("today", source, root=tmp_path)
     assert row["configs_timed"] == "A B-5x5" and row["epochs_timed"] == 4
     bad = run_cli([str(ROOT / "experiments/studies/epoch_rates.py"), "--preset", "tiny", "--data", str(sample),
                    "--configs", "A,Z", "--label", "typo", "--results", "results"], cwd=tmp_path)

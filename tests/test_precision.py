@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from vgg.errors import UserError
-from vgg.runtime import bf16_is_fast, precision_name, resolve_amp
+from vgg.results import device_name
+from vgg.runtime import BF16_ISAS, bf16_is_fast, cpu_isa, precision_name, resolve_amp
 
 
 def test_auto_follows_the_hardware(monkeypatch):
@@ -12,6 +13,14 @@ def test_auto_follows_the_hardware(monkeypatch):
     assert bf16_is_fast("cpu") == native
     assert resolve_amp(None) == native and resolve_amp("auto") == native
     assert precision_name() == ("bf16 autocast" if native else "fp32")
+
+
+def test_the_device_names_the_instruction_set_that_decides_the_speed():
+    isa = cpu_isa()
+    assert (isa in BF16_ISAS) == (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    if torch.cpu._is_amx_tile_supported():
+        assert isa == "AMX"
+    assert isa != "" and f"({isa}, {torch.get_num_threads()} threads)" in device_name()
 
 
 def test_explicit_choices_win(monkeypatch):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .io import atomic_write_text
-from .runtime import precision_name, rank_and_world
+from .runtime import cpu_isa, precision_name, rank_and_world
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,11 +66,12 @@ def command_line() -> str:
 
 
 def device_name() -> str:
-    """The GPU, or the CPU model and the threads torch uses, e.g. 'AMD EPYC (2 threads)'."""
+    """The GPU, or the CPU model, its instruction set for training and the threads torch uses, e.g.
+    'AMD EPYC (AVX512-BF16, 2 threads)'."""
     import torch
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"{cpu_model()} ({torch.get_num_threads()} threads)"
+    return f"{cpu_model()} ({cpu_isa()}, {torch.get_num_threads()} threads)"
 
 
 @functools.lru_cache(maxsize=None)

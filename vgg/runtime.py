@@ -52,6 +52,29 @@ def usable_cpus() -> int:
 AMP_CHOICES = ("auto", "bf16", "fp32")
 
 
+#: the CPU instruction sets that run bf16 matmuls and convolutions natively, fastest first
+BF16_ISAS = ("AMX", "AVX512-BF16")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_isa() -> str:
+    """The CPU's fastest instruction set for training: 'AMX', 'AVX512-BF16', else the vector width
+    PyTorch dispatches to ('AVX512', 'AVX2', 'DEFAULT', ...).  Machines of one model name differ here
+    (an Intel Xeon with or without AMX), so every result's device names it."""
+    import torch
+    cpu = getattr(torch, "cpu", None)
+    for isa, check in zip(BF16_ISAS, ("_is_amx_tile_supported", "_is_avx512_bf16_supported")):
+        try:
+            if hasattr(cpu, check) and getattr(cpu, check)():
+                return isa
+        except RuntimeError:
+            pass
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        return "unknown"
+
+
 @functools.lru_cache(maxsize=None)
 def bf16_is_fast(device_type: str = "cpu") -> bool:
     """Whether bf16 autocast runs at hardware speed here: a CUDA GPU with bf16, or a CPU with
@@ -60,12 +83,7 @@ def bf16_is_fast(device_type: str = "cpu") -> bool:
     import torch
     if device_type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    try:
-        return any(getattr(cpu, name)() for name in checks if hasattr(cpu, name))
-    except RuntimeError:
-        return False
+    return cpu_isa() in BF16_ISAS
 
 
 def _checked(value: str, where: str) -> str:

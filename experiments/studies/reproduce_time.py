@@ -42,34 +42,39 @@ SEEDS = 3
 GOAL_HOURS = 10.0
 IMAGENETTE_TRAIN, IMAGEWOOF_TRAIN = 9469, 9025  # training images (Imagenette 2; fast.ai's Imagewoof 2 list)
 PUBLISHED_EVAL_MINUTES_PER_SEED = 34  # results/imagenette/README.md: 14 min (S=256 tables) + 20 min (fine-tuned)
-#: name -> (the S=256 logs whose epochs are timed, the CPU they ran on)
+#: name -> the S=256 logs whose epochs are timed, and where and with what code they ran
 RATE_SOURCES = {
-    "imagenette": ("results/imagenette/logs/*_S256.log.csv", "2026-11-24, AMD EPYC, 841 GFLOP/s bf16 matmul"),
-    "imagenette_fixed": ("results/imagenette_fixed/logs/seed*/*_S256.log.csv",
-                         "2026-12-04/05, AMD EPYC, 396-434 GFLOP/s bf16 matmul"),
-    "imagenette_fixed_amx": ("results/imagenette_fixed/logs/seed2/*_S256-scratch.log.csv",
-                             "2026-12-05, Intel Xeon with AMX, 2113 GFLOP/s bf16 matmul, ReLU after the max-pool"),
+    "imagenette": {"logs": "results/imagenette/logs/*_S256.log.csv", "measured": "2026-11-24",
+                   "cpu": "AMD EPYC (AVX512-BF16, 2 threads)", "bf16_matmul_gflop_s": "841",
+                   "code": "before vgg/fused.py"},
+    "imagenette_fixed": {"logs": "results/imagenette_fixed/logs/seed*/*_S256.log.csv", "measured": "2026-12-04/05",
+                         "cpu": "AMD EPYC (AVX512-BF16, 2 threads)", "bf16_matmul_gflop_s": "396-434",
+                         "code": "before vgg/fused.py"},
+    "imagenette_fixed_amx": {"logs": "results/imagenette_fixed/logs/seed2/*_S256-scratch.log.csv",
+                             "measured": "2026-12-05", "cpu": "Intel(R) Xeon(R) Processor (AMX, 2 threads)",
+                             "bf16_matmul_gflop_s": "2113", "code": "before vgg/fused.py (ReLU after the max-pool)"},
 }
 
 
-def sources(root: Path = ROOT) -> dict[str, tuple[str, str]]:
-    """RATE_SOURCES and every epoch_rates folder under ``root``/results: name -> (log pattern, CPU)."""
+def sources(root: Path = ROOT) -> dict[str, dict]:
+    """RATE_SOURCES and every epoch_rates folder under ``root``/results (its rates.csv names the CPU,
+    the matmul rate and the commit): name -> logs, measured, cpu, bf16_matmul_gflop_s, code."""
     out = dict(RATE_SOURCES)
     for table in sorted(root.glob("results/*/epoch_rates/*/rates.csv")):
         folder = table.parent.relative_to(root)
-        first = pd.read_csv(table).iloc[0]
-        out[f"{folder.parts[1]}/epoch_rates/{folder.name}"] = (
-            f"{folder.as_posix()}/*_S256.log.csv",
-            f"{folder.name}, {first.device}, {first.bf16_matmul_gflop_s} GFLOP/s bf16 matmul, commit {first.commit}")
+        first = pd.read_csv(table, dtype=str).iloc[0]  # a commit may look like a number (7648811)
+        out[f"{folder.parts[1]}/epoch_rates/{folder.name}"] = {
+            "logs": f"{folder.as_posix()}/*_S256.log.csv", "measured": folder.name, "cpu": first.device,
+            "bf16_matmul_gflop_s": first.bf16_matmul_gflop_s, "code": first.commit}
     return out
 
 
-def estimate(name: str, pattern: str, cpu: str, root: Path = ROOT, preset_name: str = "imagewoof") -> dict:
+def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "imagewoof") -> dict:
     """One set of rates' estimate of the whole run: the chain and the plan's controls for each seed,
     and the LRN control A-LRN0 (`make fixed_schedule_check PRESET=imagewoof`; at A-LRN's rate where
     the set has not timed it: the same layers, LRN without its sum term)."""
     preset = get_preset(preset_name)
-    logs = sorted(root.glob(pattern))
+    logs = sorted(root.glob(source["logs"]))
     measured = epoch_seconds(logs)
     rates, ratio = complete_rates(measured, published_epoch_seconds())
     rates.setdefault("A-LRN0", rates["A-LRN"])
@@ -78,7 +83,7 @@ def estimate(name: str, pattern: str, cpu: str, root: Path = ROOT, preset_name: 
     train_h = chain_seconds([(n, 0) for n in nets], preset, rates) * per_image / 3600
     eval_h = PUBLISHED_EVAL_MINUTES_PER_SEED * ratio / 60
     total = SEEDS * (train_h + eval_h)
-    return {"rates_from": name, "logs": pattern, "cpu": cpu, "epochs_timed": sum(len(pd.read_csv(f)) for f in logs),
+    return {"rates_from": name, **source, "epochs_timed": sum(len(pd.read_csv(f)) for f in logs),
             "configs_timed": " ".join(sorted(measured)),
             "seconds_per_epoch": " ".join(f"{c} {rates[c]:.1f}" for c in sorted(rates)),
             "ratio_to_published": round(ratio, 3), "nets_per_seed": len(nets),
@@ -91,7 +96,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default="results", help="results folder (default results/)")
     a = p.parse_args(argv)
-    rows = [estimate(name, pattern, cpu) for name, (pattern, cpu) in sources().items() if any(ROOT.glob(pattern))]
+    rows = [estimate(name, source) for name, source in sources().items() if any(ROOT.glob(source["logs"]))]
     write_table(pd.DataFrame(rows), Path(a.results) / "reproduce_time.csv")
 
 
