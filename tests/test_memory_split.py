@@ -1,6 +1,6 @@
 """The in-memory loader on photographs of mixed sizes (Imagewoof's case): the images are stored back
 to back (memory = their own pixels, not a canvas of the largest), each exactly as decoded and shrunk,
-a training batch's canvas crops like the image alone, the colour statistics are those of every
+a crop of an image of its own size is a window of that image rescaled alone, the colour statistics are those of every
 pixel, and a split the memory cannot hold stops with one line before anything is decoded."""
 import shutil
 from pathlib import Path
@@ -52,21 +52,32 @@ def test_mixed_sizes_are_stored_back_to_back_as_decoded(photos, tmp_path):
     assert torch.equal(cached.images, split.images) and torch.equal(cached.offsets, split.offsets)
 
 
-def test_a_training_batch_lays_its_images_on_a_canvas_with_their_edges_repeated(photos):
-    """The canvas is the layout random_crops reads (tests/test_user_datasets.py: a crop of a canvas
-    equals the crop of the image alone): each image top-left, its last column and row repeated."""
+def test_crops_of_mixed_sizes_are_windows_of_each_image_rescaled_alone(photos):
+    """Each crop of a batch of mixed sizes (only its window's footprint cut out and converted) is, within
+    float rounding, a crop x crop window of its image rescaled on its own to shorter side S (bilinear,
+    float64), mirrored where flipped; and the cut footprint holds every pixel a bilinear tap reads."""
     split = load_memory_split(photos, max_side=MAX_SIDE)
-    idx = torch.tensor([3, 0, 7, 11])
-    canvas, sizes = split.batch(idx)
-    assert canvas.shape[-2:] == tuple(sizes.max(0).values.tolist())
-    for k, i in enumerate(idx.tolist()):
-        h, w = sizes[k].tolist()
-        img = split.image(i)
-        assert torch.equal(canvas[k, :, :h, :w], img)
-        assert torch.equal(canvas[k, :, :h, w:], img[:, :, -1:].expand(-1, -1, canvas.shape[-1] - w))
-        assert torch.equal(canvas[k, :, h:, :], canvas[k, :, h - 1:h, :].expand(-1, canvas.shape[-2] - h, -1))
-    x = random_crops(canvas, torch.full((4,), MAX_SIDE), 64, torch.Generator().manual_seed(0), sizes=sizes)
-    assert x.shape == (4, 3, 64, 64) and 0 <= x.min() and x.max() <= 1
+    idx = [3, 0, 7, 11, 15, 19]
+    images = [split.image(i) for i in idx]
+    assert len({tuple(im.shape) for im in images}) > 2
+    scales = torch.tensor([64, 80, 96, 70, 64, 90])
+    x = random_crops(images, scales, 64, torch.Generator().manual_seed(0))
+    assert x.shape == (6, 3, 64, 64) and 0 <= x.min() and x.max() <= 1
+    for k, (img, s) in enumerate(zip(images, scales.tolist())):
+        big = torch.nn.functional.interpolate(img[None].double() / 255, size=vdata.rescaled_size(*img.shape[-2:], s),
+                                              mode="bilinear", align_corners=False)[0]
+        windows = big.unfold(1, 64, 1).unfold(2, 64, 1)  # (3, oy, ox, 64, 64)
+        err = torch.minimum((windows - x[k][:, None, None].double()).abs().amax(dim=(0, 3, 4)),
+                            (windows - x[k].flip(-1)[:, None, None].double()).abs().amax(dim=(0, 3, 4)))
+        assert err.min() < 1e-4, (k, err.min())
+    # the footprint: every tap floor(p), floor(p) + 1 of every window position lies inside it
+    size, scaled = torch.full((50,), 100.0, dtype=torch.float64), torch.full((50,), 57.0, dtype=torch.float64)
+    offset = torch.arange(50, dtype=torch.float64) % (57 - 24 + 1)
+    first, last = vdata.crop_footprints(size, scaled, offset, 24)
+    for f, la, o in zip(first.tolist(), last.tolist(), offset.tolist()):
+        p = (o + torch.arange(24, dtype=torch.float64) + 0.5) * 100 / 57 - 0.5
+        taps = torch.cat([p.floor(), p.floor() + 1]).clamp(0, 99)
+        assert f <= taps.min() and taps.max() <= la <= 99 and la - f <= 24 * 100 / 57 + 4
 
 
 def test_colour_statistics_are_those_of_every_pixel(photos):

@@ -130,14 +130,17 @@ def test_the_val_images_identity_ignores_mtimes_and_sees_a_rewritten_file(tmp_pa
     assert load_datasets(data, preset).identity() != key
 
 
-def test_canvas_crop_equals_the_crop_of_the_image_alone():
-    img = torch.randint(0, 256, (1, 3, 30, 50), dtype=torch.uint8)
-    canvas = torch.nn.functional.pad(img.float(), (0, 20, 0, 40), mode="replicate").to(torch.uint8)
-    for s in (30, 41, 64):
-        g1, g2 = torch.Generator().manual_seed(s), torch.Generator().manual_seed(s)
-        alone = random_crops(img, torch.tensor([s]), 24, g1)
-        on_canvas = random_crops(canvas, torch.tensor([s]), 24, g2, sizes=torch.tensor([[30, 50]]))
-        assert torch.allclose(alone, on_canvas, atol=1e-5)
+def test_a_crop_from_the_footprint_equals_the_crop_from_the_whole_image():
+    """Images of mixed sizes (a list) sample only their window's footprint; the same draws on the whole
+    image (a batch tensor) give the same crops, at every scale, position and flip."""
+    g = torch.Generator().manual_seed(0)
+    for h, w in ((30, 50), (50, 30), (37, 37)):
+        imgs = torch.randint(0, 256, (16, 3, h, w), dtype=torch.uint8, generator=g)
+        for s in (30, 41, 64):
+            scales = torch.full((16,), s)
+            whole = random_crops(imgs, scales, 24, torch.Generator().manual_seed(s))
+            cut = random_crops(list(imgs), scales, 24, torch.Generator().manual_seed(s))
+            assert torch.allclose(whole, cut, atol=1e-5), (h, w, s, (whole - cut).abs().max())
 
 
 def test_decoding_normalises_modes_and_exif_orientation(tmp_path):

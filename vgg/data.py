@@ -24,6 +24,7 @@ import json
 import math
 import os
 import random
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,8 +135,7 @@ class InMemorySplit:
     """A decoded split.  Images of one size are one (N, 3, H, W) tensor.  Images of several sizes and
     aspect ratios are stored back to back in one flat uint8 tensor (image i, (3, h, w), at
     ``offsets[i]``, its size in ``sizes``), so memory is the images' own pixels; images whose shorter
-    side exceeds ``max_side`` are first shrunk to it (aspect kept).  A training batch of them is
-    laid on a canvas of the batch's largest size (:meth:`batch`)."""
+    side exceeds ``max_side`` are first shrunk to it (aspect kept)."""
 
     images: torch.Tensor   # (N, 3, H, W) uint8; images of mixed sizes: (total,) uint8
     labels: torch.Tensor   # (N,) int64
@@ -154,23 +154,6 @@ class InMemorySplit:
         h, w = self.sizes[i].tolist()
         start = int(self.offsets[i])
         return self.images[start:start + 3 * h * w].view(3, h, w)
-
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(images (n, 3, H, W) uint8, sizes (n, 2) or None): images of one size as they are; of mixed
-        sizes on a canvas of the batch's largest height and width, each top-left with its last row and
-        column repeated into the padding (so a bilinear sample at its edge sees only its own pixels)."""
-        if self.sizes is None:
-            return self.images[idx], None
-        sizes = self.sizes[idx]
-        hc, wc = (int(v) for v in sizes.max(0).values)
-        canvas = torch.empty(len(idx), 3, hc, wc, dtype=torch.uint8)
-        for k, i in enumerate(idx.tolist()):
-            img = self.image(i)
-            h, w = img.shape[-2:]
-            canvas[k, :, :h, :w] = img
-            canvas[k, :, :h, w:] = img[:, :, w - 1:w]
-            canvas[k, :, h:, :] = canvas[k, :, h - 1:h, :]
-        return canvas, sizes
 
     def pixel_sample(self, max_pixels: int = 5_000_000, seed: int = 0) -> torch.Tensor:
         """(3, P) uint8: every pixel, or ``max_pixels`` of them drawn uniformly (seeded) -- what
@@ -368,22 +351,25 @@ def rescaled_size(h: int, w: int, s: int) -> tuple[int, int]:
     return max(s, int(round(h * s / w))), s
 
 
-def random_crops(images: torch.Tensor, scales: torch.Tensor, crop: int, gen: torch.Generator,
-                 flip: bool = True, sizes: torch.Tensor | None = None) -> torch.Tensor:
+def random_crops(images: torch.Tensor | Sequence[torch.Tensor], scales: torch.Tensor, crop: int,
+                 gen: torch.Generator, flip: bool = True) -> torch.Tensor:
     """Rescale each image isotropically to its S, take a random crop x crop window, flip.
 
-    One bilinear ``grid_sample`` does all three per image (equal to resize-then-crop
-    with ``F.interpolate(..., align_corners=False)``).  Returns float in [0, 1].
-    ``sizes`` (N, 2): each image's own (h, w) on a larger canvas (images of mixed sizes).
+    ``images``: (N, 3, H, W) uint8, or N (3, h, w) uint8 images of mixed sizes.  One bilinear
+    ``grid_sample`` does all three per image (equal to resize-then-crop with
+    ``F.interpolate(..., align_corners=False)``).  Of an image of its own size only the pixels its
+    window's bilinear taps read are cut out and converted (:func:`crop_footprints`), so a batch costs
+    what its crops cost, not what a canvas of its largest image would.  Returns float in [0, 1].
     """
-    n, _, hc, wc = images.shape
-    x = images.float().div_(255)
-    s = scales.double()
-    if sizes is None:
-        h = torch.full((n,), hc, dtype=torch.float64)
-        w = torch.full((n,), wc, dtype=torch.float64)
+    same_size = isinstance(images, torch.Tensor)
+    n = len(images)
+    if same_size:
+        h = torch.full((n,), images.shape[-2], dtype=torch.float64)
+        w = torch.full((n,), images.shape[-1], dtype=torch.float64)
     else:
-        h, w = sizes[:, 0].double(), sizes[:, 1].double()
+        h = torch.tensor([im.shape[-2] for im in images], dtype=torch.float64)
+        w = torch.tensor([im.shape[-1] for im in images], dtype=torch.float64)
+    s = scales.double()
     short = torch.minimum(h, w)
     hs = torch.where(h <= w, s, (h * s / short).round()).clamp_min(s)
     ws = torch.where(h <= w, (w * s / short).round(), s).clamp_min(s)
@@ -399,14 +385,47 @@ def random_crops(images: torch.Tensor, scales: torch.Tensor, crop: int, gen: tor
     theta[:, 0, 2] = (2 * ox + crop) / ws - 1
     theta[:, 1, 1] = crop / hs
     theta[:, 1, 2] = (2 * oy + crop) / hs - 1
-    # image-normalised -> canvas-normalised coordinates: u_canvas = (u + 1) * w / wc - 1
+    if same_size:
+        pixels, y0, x0 = images, torch.zeros(n), torch.zeros(n)
+    else:
+        y0, y1 = crop_footprints(h, hs, oy, crop)
+        x0, x1 = crop_footprints(w, ws, ox, crop)
+        pixels = _edge_padded_canvas([im[:, int(a):int(b) + 1, int(c):int(d) + 1]
+                                      for im, a, b, c, d in zip(images, y0, y1, x0, x1)])
+    # image-normalised -> normalised coordinates of the pixels sampled (the image, or its part from
+    # (y0, x0) on a canvas of height hc, width wc): u = ((u_image + 1) * w - 2 * x0) / wc - 1
+    hc, wc = pixels.shape[-2:]
     theta[:, 0] *= (w / wc)[:, None]
-    theta[:, 0, 2] += w / wc - 1
+    theta[:, 0, 2] += (w - 2 * x0) / wc - 1
     theta[:, 1] *= (h / hc)[:, None]
-    theta[:, 1, 2] += h / hc - 1
-    theta = theta.float()
-    grid = F.affine_grid(theta, (n, 3, crop, crop), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    theta[:, 1, 2] += (h - 2 * y0) / hc - 1
+    grid = F.affine_grid(theta.float(), (n, 3, crop, crop), align_corners=False)
+    return F.grid_sample(pixels.float().div_(255), grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def crop_footprints(size: torch.Tensor, scaled: torch.Tensor, offset: torch.Tensor, crop: int
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and last pixel (inclusive, float64) along one axis of an image of ``size`` pixels that
+    bilinear taps read for the crop window [offset, offset + crop) of the image rescaled to ``scaled``
+    (output pixel j samples at (offset + j + 0.5) * size / scaled - 0.5), widened by one pixel on each
+    side against rounding and clipped to the image."""
+    step = size / scaled
+    first = ((offset + 0.5) * step - 0.5).floor() - 1
+    last = ((offset + crop - 0.5) * step - 0.5).floor() + 2
+    return first.clamp(0, None).minimum(size - 1), last.clamp(0, None).minimum(size - 1)
+
+
+def _edge_padded_canvas(images: list[torch.Tensor]) -> torch.Tensor:
+    """(n, 3, H, W) uint8 of the largest height and width: each image top-left, its last column and
+    row repeated into the padding (so a bilinear sample at its edge sees only its own pixels)."""
+    hc, wc = max(im.shape[-2] for im in images), max(im.shape[-1] for im in images)
+    canvas = torch.empty(len(images), 3, hc, wc, dtype=torch.uint8)
+    for k, img in enumerate(images):
+        h, w = img.shape[-2:]
+        canvas[k, :, :h, :w] = img
+        canvas[k, :, :h, w:] = img[:, :, w - 1:w]
+        canvas[k, :, h:, :] = canvas[k, :, h - 1:h, :]
+    return canvas
 
 
 def rescale(images: torch.Tensor, q: int) -> torch.Tensor:

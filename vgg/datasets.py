@@ -115,8 +115,8 @@ class MemoryData(_Data):
         for b in range(self.steps_per_epoch()):
             idx = order[b * batch:(b + 1) * batch]
             scales = draw_scales(len(idx), scale[0], scale[1], gen)
-            images, sizes = self.train.batch(idx)
-            x = random_crops(images, scales, self.preset.crop, gen, sizes=sizes)
+            images = self.train.images[idx] if self.train.sizes is None else [self.train.image(i) for i in idx.tolist()]
+            x = random_crops(images, scales, self.preset.crop, gen)
             yield x[part], self.train.labels[idx][part]
 
     def val_images(self, q: int, rank: int = 0, world: int = 1, batch: int = EVAL_BATCH, indices=None):
