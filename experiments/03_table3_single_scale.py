@@ -16,7 +16,7 @@ from vgg.io import atomic_write_text
 from vgg.plots import ours_vs_paper, training_curves
 from vgg.results import paper_table, with_errors, write_table
 from vgg.seeds import is_seed_row
-from vgg.train import LOG_COLUMNS
+from vgg.train import is_epoch_log
 
 
 def with_seed_spread(df: pd.DataFrame, seeds_csv: Path) -> pd.DataFrame:
@@ -110,7 +110,7 @@ def table3(args) -> None:
     logs = {}
     for path in sorted(Path(args.runs, ex.preset.name).glob("*.log.csv")):
         log = pd.read_csv(path)
-        if list(log.columns) == LOG_COLUMNS:
+        if is_epoch_log(log.columns):
             logs[path.name.removesuffix(".log.csv")] = log
     training_curves(logs, ex.out("figures", "training_curves.png"),
                     f"Training curves of Table 3's nets ({ex.preset.name}; "

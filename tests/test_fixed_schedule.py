@@ -3,6 +3,7 @@ followed by training (every net of a stage the same epochs at each lr, across a 
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from conftest import load_script
@@ -71,6 +72,9 @@ def test_a_fixed_schedule_validates_every_few_epochs_and_at_the_last(small_data,
                     amp=False))
     log = torch.load(out, weights_only=False)["log"]
     assert [not math.isnan(r["val_top1_err"]) for r in log] == [False, False, True, True]  # epoch 3, and 4: the last
+    # the validation's own time is logged where it ran (the reproduction's estimate adds it to training's)
+    on_disk = pd.read_csv(out.with_suffix(".log.csv"))
+    assert on_disk.val_seconds.isna().tolist() == [True, True, False, False] and (on_disk.val_seconds[2:] > 0).all()
 
 
 def test_a_net_trained_under_the_plateau_rule_is_stale_under_the_fixed_schedule(small_data, tmp_path, monkeypatch):

@@ -74,11 +74,11 @@ MIN_EPOCHS = 4  # a first-lr segment shorter than this says nothing about a plat
 def segments(folder: Path) -> dict[str, np.ndarray]:
     """Validation top-1 error (fraction) of every logged run's epochs at its first learning rate
     (``<folder>/*.log.csv`` as vgg.train writes them), by run name (``A_S256``)."""
-    from .train import LOG_COLUMNS
+    from .train import is_epoch_log
     out = {}
     for path in sorted(Path(folder).glob("*.log.csv")):
         log = pd.read_csv(path)
-        if list(log.columns) != LOG_COLUMNS:
+        if not is_epoch_log(log.columns):
             continue
         first = log[log.lr == log.lr.iloc[0]].val_top1_err.to_numpy(dtype=float)
         if len(first) >= MIN_EPOCHS:

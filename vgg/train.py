@@ -40,7 +40,15 @@ from .plateau import drops_taken, ema, rule_firings
 from .protocol import get_preset, single_test_scale
 from .runtime import all_sum, barrier, keep_freed_memory, precision_name, resolve_amp, setup_distributed
 
-LOG_COLUMNS = ["epoch", "lr", "train_loss", "train_top1_err", "val_top1_err", "val_top5_err", "seconds"]
+#: an epoch log's columns: ``seconds`` the epoch's training, ``val_seconds`` its validation (empty when the
+#: epoch did not validate; logs written before it was recorded lack the column)
+LOG_COLUMNS = ["epoch", "lr", "train_loss", "train_top1_err", "val_top1_err", "val_top5_err", "seconds",
+               "val_seconds"]
+
+
+def is_epoch_log(columns) -> bool:
+    """Whether a CSV with these columns is an epoch log of vgg.train (of any version)."""
+    return list(columns) in (LOG_COLUMNS, LOG_COLUMNS[:-1])
 MAX_LOSS = 100.0  # a cross-entropy above this has exploded (ln 1000 = 6.9 at init)
 
 
@@ -314,10 +322,12 @@ def train(spec: TrainSpec) -> Path:
             loss_sum, correct, seen = all_sum([loss_sum, correct, seen], device)
         # a fixed schedule needs no validation to go on: the preset's validate_every epochs and the last
         every = preset.validate_every if fixed else 1
+        t0 = time.perf_counter()
         if (epoch + 1) % every == 0 or epoch + 1 == epochs:
             val1, val5 = validate(model, data, q_val, device, amp, rank, world)
+            val_seconds = round(time.perf_counter() - t0, 3)
         else:
-            val1 = val5 = float("nan")
+            val1 = val5 = val_seconds = float("nan")
         epoch_lr = optimizer.param_groups[0]["lr"]
         # what the rule sees: this stage's val accuracies, smoothed by the preset's EMA (if any); does
         # it fire after this epoch? (vgg.plateau replays torch's ReduceLROnPlateau on the log)
@@ -328,7 +338,8 @@ def train(spec: TrainSpec) -> Path:
         scheduler.step() if fixed else scheduler.step(seen_acc[-1])
         rows.append({"epoch": epoch + 1, "lr": epoch_lr,
                      "train_loss": float(loss_sum) / max(seen, 1), "train_top1_err": 1 - correct / max(seen, 1),
-                     "val_top1_err": val1, "val_top5_err": val5, "seconds": round(train_seconds, 3)})
+                     "val_top1_err": val1, "val_top5_err": val5, "seconds": round(train_seconds, 3),
+                     "val_seconds": val_seconds})
         if rank == 0:
             state = {"format": ck.FORMAT, "hparams": model.hparams(), "state_dict": model.state_dict(),
                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),

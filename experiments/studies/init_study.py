@@ -72,7 +72,7 @@ def init_study(args) -> None:
         log.insert(0, "config", config)
         log["start"] = ckpt["spec"]["how"]
         frames.append(log)
-    df = pd.concat(frames, ignore_index=True).drop(columns=["seconds"])  # times vary run to run
+    df = pd.concat(frames, ignore_index=True).drop(columns=["seconds", "val_seconds"], errors="ignore")  # times vary
     for c in ("train_loss", "train_top1_err", "val_top1_err", "val_top5_err"):
         df[c] = df[c].round(4)
     write_table(df, ex.out("results", "init_study.csv"),
