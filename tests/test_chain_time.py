@@ -9,7 +9,7 @@ from conftest import ROOT, load_script
 
 from vgg.chain import BY_NAME, needed
 from vgg.chain_time import (chain_seconds, complete_rates, config_of_log, epoch_seconds, net_of_log,
-                            published_epoch_seconds)
+                            published_epoch_seconds, validation_seconds)
 from vgg.protocol import get_preset
 from vgg.results import read_results
 
@@ -64,10 +64,40 @@ def test_the_committed_estimate_is_what_the_committed_logs_give():
         row = mod.estimate(name, source)
         for col, value in source.items():
             assert str(committed.loc[name, col]) == value, (name, col)
-        for col in ("seconds_per_epoch", "train_h_per_seed", "eval_h_per_seed", "total_h", "meets_goal"):
-            assert committed.loc[name, col] == row[col], (name, col)
+        for col in ("seconds_per_epoch", "train_h_per_seed", "input_h_per_seed", "val_h_per_seed", "eval_h_per_seed",
+                    "total_h", "missing", "meets_goal"):
+            assert committed.loc[name, col] == row[col] or (row[col] != row[col] and committed.loc[name, col]
+                                                           != committed.loc[name, col]), (name, col)
     # independently: the imagewoof run trains each seed's chain, the plan's controls and A-LRN0
     preset = get_preset("imagewoof")
     nets = needed(None, preset.plan_controls)
     assert committed.nets_per_seed.eq(len(nets) + 1).all()
     assert committed.epochs_per_seed.eq(sum(n.epochs(preset) for n in nets) + 40).all()
+
+
+def test_validation_is_timed_where_the_logs_timed_it_and_counted_every_few_epochs_and_at_the_last(tmp_path):
+    mod = load_script("experiments/studies/reproduce_time.py")
+    assert [mod.validations(e, 5) for e in (24, 25, 3, 1)] == [5, 5, 1, 1]
+    nan = float("nan")
+    old = write_log(tmp_path / "old" / "D_S256.log.csv", [20.0, 20.0])  # before val_seconds was logged
+    new = tmp_path / "new" / "D_S256.log.csv"
+    new.parent.mkdir()
+    pd.DataFrame({"epoch": [1, 2, 3], "seconds": [20.0, 20.0, 20.0], "val_seconds": [nan, nan, 4.0]}).to_csv(new)
+    assert validation_seconds([old]) == {} and validation_seconds([old, new]) == {"D": 4.0}
+    source = {"logs": "new/*_S256.log.csv", "measured": "d", "cpu": "X", "bf16_matmul_gflop_s": "1", "code": "c"}
+    woof = get_preset("imagewoof")
+    nets = needed(None, woof.plan_controls) + [BY_NAME["A-LRN0_S256"]]
+    row = mod.estimate("new", source, root=tmp_path)
+    # every net validates at D's validation / epoch ratio (4 / 20) x its config's rate, x 3,929 / 3,925 images
+    rates, _ = complete_rates({"D": 20.0}, published_epoch_seconds())
+    rates.setdefault("A-LRN0", rates["A-LRN"])
+    expect = sum(mod.validations(n.epochs(woof), woof.validate_every)
+                 * (4.0 if n.config == "D" else 0.2 * rates[n.config]) for n in nets) * 3929 / 3925 / 3600
+    assert row["val_h_per_seed"] == pytest.approx(expect, abs=0.006) and row["val_h_per_seed"] > 0
+    assert row["validations_per_seed"] == sum(mod.validations(n.epochs(woof), 5) for n in nets)
+    assert "validation" not in row["missing"]  # and no loader rates in tmp_path: the mixed sizes' input is missing
+    assert row["missing"] == "input of mixed sizes (not timed)"
+    before = mod.estimate("old", {**source, "logs": "old/*_S256.log.csv"}, root=tmp_path)
+    assert before["val_h_per_seed"] != before["val_h_per_seed"] and "validation" in before["missing"]
+    parts = ("train_h_per_seed", "val_h_per_seed", "eval_h_per_seed")
+    assert row["total_h"] == pytest.approx(3 * sum(row[k] for k in parts), abs=0.1)

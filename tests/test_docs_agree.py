@@ -122,12 +122,18 @@ def test_the_reproduction_estimate_is_given_per_cpu_newest_first_with_its_range(
     pd.DataFrame({"measured": ["d1", "d2", "d3"], "cpu": ["X (AMX, 2 threads)", "Y (AVX512-BF16, 2 threads)",
                                                           "X (AMX, 2 threads)"],
                   "bf16_matmul_gflop_s": ["2000", "400-450", "2100"], "code": ["aaa1111", "before", "0e53793"],
-                  "train_h_per_seed": [3.0, 6.0, 2.8], "eval_h_per_seed": [0.5, 1.0, 0.4], "total_h": [10.5, 21.0, 9.6],
-                  "goal_h": [10.0] * 3, "meets_goal": [False, False, True]}).to_csv(path, index=False)
+                  "train_h_per_seed": [3.0, 6.0, 2.8], "input_h_per_seed": [0.1, float("nan"), 0.1],
+                  "val_h_per_seed": [float("nan"), float("nan"), 0.2], "eval_h_per_seed": [0.5, 1.0, 0.4],
+                  "total_h": [10.9, 21.0, 10.5],
+                  "missing": ["validation (not timed)", "input of mixed sizes, validation (not timed)", ""],
+                  "goal_h": [10.0] * 3, "meets_goal": [False, False, False]}).to_csv(path, index=False)
     text = mod.reproduce_time_text(path)
-    assert "X (AMX): 9.6 h with its newest rates (d3, 2100 GFLOP/s bf16 matmul, code 0e53793: 2.8 h training" in text
-    assert "9.6-10.5 h over its 2 sets of rates" in text
+    assert ("X (AMX): 10.5 h with its newest rates (d3, 2100 GFLOP/s bf16 matmul, code 0e53793: 2.8 h training + "
+            "0.1 h input of mixed sizes + 0.2 h validation + 0.4 h evaluation a seed)") in text
+    assert ("(d2, 400-450 GFLOP/s bf16 matmul, code before: 6.0 h training + 1.0 h evaluation a seed; leaves out "
+            "input of mixed sizes, validation (not timed))") in text
+    assert "10.5-10.9 h over its 2 sets of rates" in text
     assert "Y (AVX512-BF16): 21.0 h with its newest rates (d2, 400-450 GFLOP/s" in text and "its only set" in text
     assert text.index("X (AMX)") < text.index("Y (AVX512-BF16)")  # in the CSV's order
-    assert "1 of 3 sets of rates meet the goal of 10 h" in text and "not measured" in text
+    assert "none meets the goal of 10 h" in text and "not measured" in text
     assert mod.reproduce_time_text(tmp_path / "missing.csv") == ""

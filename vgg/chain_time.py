@@ -41,6 +41,18 @@ def epoch_seconds(logs: Iterable[Path]) -> dict[str, float]:
     return {config: float(np.median(v)) for config, v in per.items()}
 
 
+def validation_seconds(logs: Iterable[Path]) -> dict[str, float]:
+    """config -> median seconds of one validation over the logs that timed it (``val_seconds``: logs
+    written from ab87d6d on)."""
+    per: dict[str, list[float]] = {}
+    for log in logs:
+        df = pd.read_csv(log)
+        seconds = df["val_seconds"].dropna().tolist() if "val_seconds" in df else []
+        if seconds:
+            per.setdefault(config_of_log(Path(log)), []).extend(seconds)
+    return {config: float(np.median(v)) for config, v in per.items()}
+
+
 def published_epoch_seconds() -> dict[str, float]:
     """The reference rates: the imagenette preset's S=256 nets of seed 0, one per config (2026-11-24)."""
     return epoch_seconds(sorted(PUBLISHED_LOGS.glob("*_S256.log.csv")))

@@ -17,30 +17,41 @@ The seconds come from sets of real runs at the same geometry, batch and width:
 
 Configs a set has not timed (B-5x5 in the check) are scaled from the published ones by the set's
 median ratio; D's FC-only fine-tuning is charged at D's full rate (an upper bound: its conv layers
-do not learn). An Imagewoof epoch is taken as an Imagenette epoch x 9,025 / 9,469 training images.
-Evaluation (Tables 3-6 per seed: dense at every Q, 150-crop multi-crop on 1,000 images, fusions)
-is the published chain's 34 minutes (results/imagenette/README.md) x the same ratio.
+do not learn). An Imagewoof epoch is taken as an Imagenette epoch x 9,025 / 9,469 training images,
+plus what its images of mixed sizes cost the loader beyond Imagenette's of one size, per image and
+training scale (``input``: results/memory_loader_rate.csv, `make memory_loader_rate`).
 
-Writes results/reproduce_time.csv: per set of rates, hours of training per seed and in all,
-evaluation, the total, and the issue's goal (<= 10 h for three seeds).
+Validation: the fixed schedule validates every ``validate_every`` epochs and at a stage's last, on
+3,929 images; each costs the median ``val_seconds`` of the set's logs (their config's, else scaled
+by the set's median validation / epoch ratio) x 3,929 / 3,925, plus the mixed sizes' extra input at
+the stage's Q. Logs written before val_seconds was recorded (ab87d6d) leave it out: ``missing`` says so.
+Evaluation (Tables 3-6 per seed: dense at every Q, 150-crop multi-crop on 1,000 images, fusions)
+is the published chain's 34 minutes (results/imagenette/README.md) x the training ratio.
+
+Writes results/reproduce_time.csv: per set of rates, hours per seed of training, of the mixed sizes'
+extra input, of validation and of evaluation, the total over the seeds, what it leaves out, and the
+issue's goal (<= 10 h for three seeds).
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 from pathlib import Path
 
 import pandas as pd
 
 from vgg.chain import BY_NAME, needed
-from vgg.chain_time import chain_seconds, complete_rates, epoch_seconds, published_epoch_seconds
-from vgg.protocol import get_preset
-from vgg.results import write_table
+from vgg.chain_time import chain_seconds, complete_rates, epoch_seconds, published_epoch_seconds, validation_seconds
+from vgg.protocol import get_preset, single_test_scale
+from vgg.results import read_results, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
 SEEDS = 3
 GOAL_HOURS = 10.0
 IMAGENETTE_TRAIN, IMAGEWOOF_TRAIN = 9469, 9025  # training images (Imagenette 2; fast.ai's Imagewoof 2 list)
+IMAGENETTE_VAL, IMAGEWOOF_VAL = 3925, 3929
+LOADER_RATES = "results/memory_loader_rate.csv"
 PUBLISHED_EVAL_MINUTES_PER_SEED = 34  # results/imagenette/README.md: 14 min (S=256 tables) + 20 min (fine-tuned)
 #: name -> the S=256 logs whose epochs are timed, and where and with what code they ran
 RATE_SOURCES = {
@@ -69,6 +80,22 @@ def sources(root: Path = ROOT) -> dict[str, dict]:
     return out
 
 
+def mixed_size_input_ms(root: Path = ROOT) -> dict[tuple[str, str], float]:
+    """(stage 'S=256', 'train' | 'val') -> ms per image that images of mixed sizes cost the in-memory
+    loader beyond images of one size ({} before `make memory_loader_rate` has run)."""
+    path = root / LOADER_RATES
+    if not path.exists():
+        return {}
+    t = read_results(path)
+    t = t[t.images == "mixed sizes"]
+    return {(r.stage, r.work): float(r.mixed_minus_one_size_ms) for r in t.itertuples()}
+
+
+def validations(epochs: int, every: int) -> int:
+    """Validations in a stage of ``epochs`` epochs: every ``every``-th epoch and the last."""
+    return epochs // every + (epochs % every > 0)
+
+
 def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "imagewoof") -> dict:
     """One set of rates' estimate of the whole run: the chain and the plan's controls for each seed,
     and the LRN control A-LRN0 (`make fixed_schedule_check PRESET=imagewoof`; at A-LRN's rate where
@@ -78,18 +105,36 @@ def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "ima
     measured = epoch_seconds(logs)
     rates, ratio = complete_rates(measured, published_epoch_seconds())
     rates.setdefault("A-LRN0", rates["A-LRN"])
-    per_image = IMAGEWOOF_TRAIN / IMAGENETTE_TRAIN
     nets = needed(None, preset.plan_controls) + [BY_NAME["A-LRN0_S256"]]
-    train_h = chain_seconds([(n, 0) for n in nets], preset, rates) * per_image / 3600
+    train_h = chain_seconds([(n, 0) for n in nets], preset, rates) * IMAGEWOOF_TRAIN / IMAGENETTE_TRAIN / 3600
+    extra = mixed_size_input_ms(root)
+    input_s = val_s = 0.0
+    timed_val = validation_seconds(logs)
+    val_ratio = statistics.median(timed_val[c] / measured[c] for c in timed_val) if timed_val else None
+    for n in nets:
+        epochs, stage = n.epochs(preset), f"S={n.scale}"
+        times = validations(epochs, preset.validate_every)
+        input_s += epochs * IMAGEWOOF_TRAIN * extra.get((stage, "train"), 0) / 1e3
+        input_s += times * IMAGEWOOF_VAL * extra.get((stage, "val"), 0) / 1e3
+        if val_ratio is not None:
+            val_s += times * timed_val.get(n.config, val_ratio * rates[n.config]) * IMAGEWOOF_VAL / IMAGENETTE_VAL
+    input_h = input_s / 3600 if extra else float("nan")
+    val_h = val_s / 3600 if val_ratio is not None else float("nan")
     eval_h = PUBLISHED_EVAL_MINUTES_PER_SEED * ratio / 60
-    total = SEEDS * (train_h + eval_h)
+    parts = {"train": train_h, "input of mixed sizes": input_h, "validation": val_h, "eval": eval_h}
+    total = SEEDS * sum(v for v in parts.values() if v == v)
+    missing = ", ".join(k for k, v in parts.items() if v != v)
     return {"rates_from": name, **source, "epochs_timed": sum(len(pd.read_csv(f)) for f in logs),
             "configs_timed": " ".join(sorted(measured)),
             "seconds_per_epoch": " ".join(f"{c} {rates[c]:.1f}" for c in sorted(rates)),
             "ratio_to_published": round(ratio, 3), "nets_per_seed": len(nets),
             "epochs_per_seed": sum(n.epochs(preset) for n in nets),
-            "train_h_per_seed": round(train_h, 2), "eval_h_per_seed": round(eval_h, 2),
-            "seeds": SEEDS, "total_h": round(total, 1), "goal_h": GOAL_HOURS, "meets_goal": total <= GOAL_HOURS}
+            "validations_per_seed": sum(validations(n.epochs(preset), preset.validate_every) for n in nets),
+            "train_h_per_seed": round(train_h, 2), "input_h_per_seed": round(input_h, 2),
+            "val_h_per_seed": round(val_h, 2), "eval_h_per_seed": round(eval_h, 2),
+            "seeds": SEEDS, "total_h": round(total, 1),
+            "missing": f"{missing} (not timed)" if missing else "",
+            "goal_h": GOAL_HOURS, "meets_goal": total <= GOAL_HOURS}
 
 
 def main(argv=None) -> None:
