@@ -123,7 +123,8 @@ def reproduce_time_text(path: Path) -> str:
             ("validation", new.get("val_h_per_seed")), ("evaluation", new.eval_h_per_seed)) if h == h and h is not None)
         left_out = f"; leaves out {new.missing}" if isinstance(new.get("missing"), str) and new.missing else ""
         each.append(f"{cpu.replace(', 2 threads', '')}: {new.total_h:.1f} h with its newest rates ({new.measured}, "
-                    f"{new.bf16_matmul_gflop_s} GFLOP/s bf16 matmul, code {new.code}: {parts} a seed{left_out}), {span}")
+                    f"{new.bf16_matmul_gflop_s} GFLOP/s bf16 matmul, code {new.code}: {parts} a seed{left_out}), "
+                    f"{span}")
     goal = f"the goal of {t.goal_h.iloc[0]:g} h"
     verdict = (f"each meets {goal}" if t.meets_goal.all() else f"none meets {goal}" if not t.meets_goal.any()
                else f"{t.meets_goal.sum()} of {len(t)} sets of rates meet {goal}")
