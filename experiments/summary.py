@@ -119,11 +119,14 @@ def reproduce_time_text(path: Path) -> str:
         span = (f"{g.total_h.min():.1f}-{g.total_h.max():.1f} h over its {len(g)} sets of rates"
                 if len(g) > 1 else "its only set of rates")
         parts = " + ".join(f"{h:.1f} h {what}" for what, h in (
-            ("training", new.train_h_per_seed), ("input of mixed sizes", new.get("input_h_per_seed")),
-            ("validation", new.get("val_h_per_seed")), ("evaluation", new.eval_h_per_seed)) if h == h and h is not None)
+            ("training", new.train_h_per_seed), ("validation", new.get("val_h_per_seed")),
+            ("evaluation", new.eval_h_per_seed)) if h == h and h is not None) + " a seed"
+        mixed = new.get("input_h_per_seed")
+        if mixed is not None and mixed == mixed:  # the loader's extra for images of mixed sizes: +/- a little
+            parts += f", {mixed:+.2f} h for images of mixed sizes"
         left_out = f"; leaves out {new.missing}" if isinstance(new.get("missing"), str) and new.missing else ""
         each.append(f"{cpu.replace(', 2 threads', '')}: {new.total_h:.1f} h with its newest rates ({new.measured}, "
-                    f"{new.bf16_matmul_gflop_s} GFLOP/s bf16 matmul, code {new.code}: {parts} a seed{left_out}), "
+                    f"{new.bf16_matmul_gflop_s} GFLOP/s bf16 matmul, code {new.code}: {parts}{left_out}), "
                     f"{span}")
     goal = f"the goal of {t.goal_h.iloc[0]:g} h"
     verdict = (f"each meets {goal}" if t.meets_goal.all() else f"none meets {goal}" if not t.meets_goal.any()

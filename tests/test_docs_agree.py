@@ -129,7 +129,7 @@ def test_the_reproduction_estimate_is_given_per_cpu_newest_first_with_its_range(
                   "goal_h": [10.0] * 3, "meets_goal": [False, False, False]}).to_csv(path, index=False)
     text = mod.reproduce_time_text(path)
     assert ("X (AMX): 10.5 h with its newest rates (d3, 2100 GFLOP/s bf16 matmul, code 0e53793: 2.8 h training + "
-            "0.1 h input of mixed sizes + 0.2 h validation + 0.4 h evaluation a seed)") in text
+            "0.2 h validation + 0.4 h evaluation a seed, +0.10 h for images of mixed sizes)") in text
     assert ("(d2, 400-450 GFLOP/s bf16 matmul, code before: 6.0 h training + 1.0 h evaluation a seed; leaves out "
             "input of mixed sizes, validation (not timed))") in text
     assert "10.5-10.9 h over its 2 sets of rates" in text
