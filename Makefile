@@ -37,7 +37,7 @@ then \`make $(if $(filter smoke,$@),table3,$@)\`, or \`make $(if $(filter smoke,
 .DEFAULT_GOAL := help
 .PHONY: help install installed test data smoke reproduce table1 table2 table3 table4 table5 table6 table7 tables findings \
 	seeds fixed_schedule fixed_schedule_check eval_batching init_study dense_geometry compare_presets plateau_study plateau_rules first_drop_effect schedule_study \
-	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate memory_loader_rate bench epoch_times epoch_rates reproduce_time eval_cost profile_step fused_layers \
+	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate mixed_sizes_cost bench epoch_times epoch_rates reproduce_time eval_cost profile_step fused_layers \
 	gpu_subset gpu_check gpu_estimates clean
 
 ##@ Setup
@@ -199,8 +199,8 @@ lrn_control: installed ## is A-LRN's gain normalisation or a rescaling? A-LRN0 (
 loader_rate: installed ## JPEG decode + training input per CPU core at the paper's geometry (LOADER_DATA=)
 	$(RUN) experiments/studies/loader_rate.py --data $(LOADER_DATA)
 
-memory_loader_rate: installed ## the in-memory loader's input per image, one image size vs mixed (Imagewoof's case)
-	$(RUN) experiments/studies/memory_loader_rate.py --preset imagewoof
+mixed_sizes_cost: installed ## what images of mixed sizes (Imagewoof's) cost the loader and evaluation beyond one size
+	$(RUN) experiments/studies/mixed_sizes_cost.py --preset imagewoof
 
 bench: installed ## benchmarks of the training step, loader and evaluation: results/bench.csv [NAME=bench_<machine>]
 	$(RUN) experiments/studies/bench.py $(if $(NAME),--name $(NAME))

@@ -97,8 +97,31 @@ def test_validation_is_timed_where_the_logs_timed_it_and_counted_every_few_epoch
     assert row["val_h_per_seed"] == pytest.approx(expect, abs=0.006) and row["val_h_per_seed"] > 0
     assert row["validations_per_seed"] == sum(mod.validations(n.epochs(woof), 5) for n in nets)
     assert "validation" not in row["missing"]  # and no loader rates in tmp_path: the mixed sizes' input is missing
-    assert row["missing"] == "input of mixed sizes (not timed)"
+    assert row["missing"] == "input of mixed sizes, evaluation of mixed sizes (not timed)"
     before = mod.estimate("old", {**source, "logs": "old/*_S256.log.csv"}, root=tmp_path)
     assert before["val_h_per_seed"] != before["val_h_per_seed"] and "validation" in before["missing"]
     parts = ("train_h_per_seed", "val_h_per_seed", "eval_h_per_seed")
     assert row["total_h"] == pytest.approx(3 * sum(row[k] for k in parts), abs=0.1)
+
+
+def test_images_of_mixed_sizes_add_their_measured_input_and_scale_evaluation_by_the_dearer_method(tmp_path):
+    mod = load_script("experiments/studies/reproduce_time.py")
+    write_log(tmp_path / "r" / "D_S256.log.csv", [20.0, 20.0])
+    source = {"logs": "r/*_S256.log.csv", "measured": "d", "cpu": "X", "bf16_matmul_gflop_s": "1", "code": "c"}
+    without = mod.estimate("r", source, root=tmp_path)
+    (tmp_path / "results").mkdir()
+    rows = [("S=256", "train", 0.1, 1.0), ("S=384", "train", 0.0, 1.0), ("S=256-512", "train", 0.0, 1.0),
+            ("S=256", "val", 0.5, 1.0), ("S=384", "val", 0.0, 1.0), ("S=256-512", "val", 0.0, 1.0),
+            ("Q=256", "dense", 0.0, 1.2), ("Q=384", "dense", 0.0, 1.4), ("Q=256", "multi-crop", 0.0, 1.1)]
+    pd.DataFrame([{"stage": st, "work": w, "images": "mixed sizes", "mixed_minus_one_size_ms": ms,
+                   "mixed_over_one_size": r} for st, w, ms, r in rows]
+                 + [{"stage": st, "work": w, "images": "one size", "mixed_minus_one_size_ms": ms,
+                     "mixed_over_one_size": r} for st, w, ms, r in rows]).to_csv(tmp_path / mod.MIXED_SIZES)
+    row = mod.estimate("r", source, root=tmp_path)
+    woof = get_preset("imagewoof")
+    nets = [n for n in needed(None, woof.plan_controls) + [BY_NAME["A-LRN0_S256"]] if n.scale == "256"]
+    expect = sum(n.epochs(woof) * 9025 * 0.1e-3 + mod.validations(n.epochs(woof), 5) * 3929 * 0.5e-3 for n in nets)
+    assert row["input_h_per_seed"] == pytest.approx(expect / 3600, abs=0.006)
+    assert row["eval_mixed_sizes_factor"] == pytest.approx(1.3)  # dense's mean 1.3 > multi-crop's 1.1
+    assert row["eval_h_per_seed"] == pytest.approx(without["eval_h_per_seed"] * 1.3, abs=0.006)
+    assert "mixed" not in row["missing"] and row["missing"] == "validation (not timed)"

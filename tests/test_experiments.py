@@ -572,7 +572,7 @@ def test_table3_leaves_out_a_seed_spread_made_from_another_chain(tmp_path):
 
 
 
-def test_memory_loader_rate_times_one_size_against_mixed_sizes_per_stage(tmp_path):
+def test_mixed_sizes_cost_times_one_size_against_mixed_sizes_per_stage_and_test_scale(tmp_path):
     import shutil
     photos = sorted((ROOT.parent / "shared" / "data" / "imagenet-sample").glob("*/*/*.JPEG"))
     if len(photos) < 48:
@@ -582,20 +582,28 @@ def test_memory_loader_rate_times_one_size_against_mixed_sizes_per_stage(tmp_pat
         split = "val" if k % 6 == 5 else "train"
         (mixed / split / f"c{k % 4}").mkdir(parents=True, exist_ok=True)
         shutil.copy(f, mixed / split / f"c{k % 4}" / f.name)
-    r = run_cli([str(ROOT / "experiments/studies/memory_loader_rate.py"), "--preset", "tiny", "--same-size",
+    r = run_cli([str(ROOT / "experiments/studies/mixed_sizes_cost.py"), "--preset", "tiny", "--same-size",
                  str(ROOT / "vgg" / "samples" / "cifar10-sample"), "--mixed", str(mixed), "--per-class", "4",
-                 "--repeats", "1", "--results", "results"], cwd=tmp_path)
+                 "--crop-images", "2", "--repeats", "1", "--results", "results"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    df = pd.read_csv(tmp_path / "results" / "memory_loader_rate.csv")
-    assert len(df) == 12 and set(df.stage) == {"S=256", "S=384", "S=256-512"} and set(df.work) == {"train", "val"}
+    df = pd.read_csv(tmp_path / "results" / "mixed_sizes_cost.csv")
+    assert len(df) == 24 and set(df.work) == {"train", "val", "dense", "multi-crop"}
+    assert set(df[df.work == "train"].stage) == {"S=256", "S=384", "S=256-512"}
+    assert set(df[df.work == "dense"].stage) == {"Q=256", "Q=384", "Q=512"}
     one, many = df[df.images == "one size"], df[df.images == "mixed sizes"]
     assert set(one.median_hw) == {"32x32"} and many.median_hw.nunique() == 1 and many.median_hw.iloc[0] != "32x32"
-    # a training pass is the epoch's whole batches (batch 32: one of the 40 images), validation every val image
-    assert many[many.work == "train"].images_timed.eq(32).all() and many[many.work == "val"].images_timed.eq(8).all()
-    assert one[one.work == "train"].images_timed.eq(32).all() and one[one.work == "val"].images_timed.eq(20).all()
-    gap = many.set_index(["stage", "work"]).ms_per_image - one.set_index(["stage", "work"]).ms_per_image
-    assert (many.set_index(["stage", "work"]).mixed_minus_one_size_ms - gap).abs().max() < 2e-3
+    # a training pass is the epoch's whole batches (batch 32: one of the 40 images), validation and dense every
+    # val image, multi-crop the first --crop-images
+    timed = {w: (one[one.work == w].images_timed, many[many.work == w].images_timed) for w in set(df.work)}
+    assert timed["train"][0].eq(32).all() and timed["train"][1].eq(32).all()
+    assert timed["val"][0].eq(20).all() and timed["val"][1].eq(8).all()
+    assert timed["dense"][0].eq(20).all() and timed["dense"][1].eq(8).all()
+    assert timed["multi-crop"][0].eq(2).all() and timed["multi-crop"][1].eq(2).all()
+    by = ["stage", "work"]
+    a, b = many.set_index(by), one.set_index(by)
+    assert ((a.mixed_minus_one_size_ms - (a.ms_per_image - b.ms_per_image)).abs() < 2e-3).all()
+    assert ((a.mixed_over_one_size - a.ms_per_image / b.ms_per_image).abs() < 2e-3 * a.mixed_over_one_size).all()
     assert (df.ms_per_image > 0).all()
-    bad = run_cli([str(ROOT / "experiments/studies/memory_loader_rate.py"), "--preset", "tiny", "--mixed",
+    bad = run_cli([str(ROOT / "experiments/studies/mixed_sizes_cost.py"), "--preset", "tiny", "--mixed",
                    str(tmp_path / "nowhere"), "--results", "results2"], cwd=tmp_path)
     assert bad.returncode == 2 and "nowhere" in bad.stderr and not (tmp_path / "results2").exists()

@@ -19,14 +19,16 @@ Configs a set has not timed (B-5x5 in the check) are scaled from the published o
 median ratio; D's FC-only fine-tuning is charged at D's full rate (an upper bound: its conv layers
 do not learn). An Imagewoof epoch is taken as an Imagenette epoch x 9,025 / 9,469 training images,
 plus what its images of mixed sizes cost the loader beyond Imagenette's of one size, per image and
-training scale (``input``: results/memory_loader_rate.csv, `make memory_loader_rate`).
+training scale (``input``: results/mixed_sizes_cost.csv, `make mixed_sizes_cost`).
 
 Validation: the fixed schedule validates every ``validate_every`` epochs and at a stage's last, on
 3,929 images; each costs the median ``val_seconds`` of the set's logs (their config's, else scaled
 by the set's median validation / epoch ratio) x 3,929 / 3,925, plus the mixed sizes' extra input at
 the stage's Q. Logs written before val_seconds was recorded (ab87d6d) leave it out: ``missing`` says so.
 Evaluation (Tables 3-6 per seed: dense at every Q, 150-crop multi-crop on 1,000 images, fusions)
-is the published chain's 34 minutes (results/imagenette/README.md) x the training ratio.
+is the published chain's 34 minutes (results/imagenette/README.md) x the training ratio x the larger
+of dense's and multi-crop's mixed / one-size cost per image (mean over Q; results/mixed_sizes_cost.csv):
+an upper bound, as only dense grows with an image's area.
 
 Writes results/reproduce_time.csv: per set of rates, hours per seed of training, of the mixed sizes'
 extra input, of validation and of evaluation, the total over the seeds, what it leaves out, and the
@@ -51,7 +53,7 @@ SEEDS = 3
 GOAL_HOURS = 10.0
 IMAGENETTE_TRAIN, IMAGEWOOF_TRAIN = 9469, 9025  # training images (Imagenette 2; fast.ai's Imagewoof 2 list)
 IMAGENETTE_VAL, IMAGEWOOF_VAL = 3925, 3929
-LOADER_RATES = "results/memory_loader_rate.csv"
+MIXED_SIZES = "results/mixed_sizes_cost.csv"
 PUBLISHED_EVAL_MINUTES_PER_SEED = 34  # results/imagenette/README.md: 14 min (S=256 tables) + 20 min (fine-tuned)
 #: name -> the S=256 logs whose epochs are timed, and where and with what code they ran
 RATE_SOURCES = {
@@ -80,15 +82,32 @@ def sources(root: Path = ROOT) -> dict[str, dict]:
     return out
 
 
+def mixed_sizes(root: Path = ROOT) -> pd.DataFrame | None:
+    """results/mixed_sizes_cost.csv's rows of images of mixed sizes, or None before `make mixed_sizes_cost`."""
+    path = root / MIXED_SIZES
+    if not path.exists():
+        return None
+    t = read_results(path)
+    return t[t.images == "mixed sizes"]
+
+
 def mixed_size_input_ms(root: Path = ROOT) -> dict[tuple[str, str], float]:
     """(stage 'S=256', 'train' | 'val') -> ms per image that images of mixed sizes cost the in-memory
-    loader beyond images of one size ({} before `make memory_loader_rate` has run)."""
-    path = root / LOADER_RATES
-    if not path.exists():
+    loader beyond images of one size ({} when not measured)."""
+    t = mixed_sizes(root)
+    if t is None:
         return {}
-    t = read_results(path)
-    t = t[t.images == "mixed sizes"]
+    t = t[t.work.isin(["train", "val"])]
     return {(r.stage, r.work): float(r.mixed_minus_one_size_ms) for r in t.itertuples()}
+
+
+def mixed_size_eval_ratio(root: Path = ROOT) -> float | None:
+    """The larger of dense's and multi-crop's mean (over Q) cost per image, mixed sizes / one size."""
+    t = mixed_sizes(root)
+    if t is None:
+        return None
+    t = t[t.work.isin(["dense", "multi-crop"])]
+    return float(t.groupby("work").mixed_over_one_size.mean().max()) if len(t) else None
 
 
 def validations(epochs: int, every: int) -> int:
@@ -120,8 +139,10 @@ def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "ima
             val_s += times * timed_val.get(n.config, val_ratio * rates[n.config]) * IMAGEWOOF_VAL / IMAGENETTE_VAL
     input_h = input_s / 3600 if extra else float("nan")
     val_h = val_s / 3600 if val_ratio is not None else float("nan")
-    eval_h = PUBLISHED_EVAL_MINUTES_PER_SEED * ratio / 60
-    parts = {"train": train_h, "input of mixed sizes": input_h, "validation": val_h, "eval": eval_h}
+    eval_ratio = mixed_size_eval_ratio(root)
+    eval_h = PUBLISHED_EVAL_MINUTES_PER_SEED * ratio * (eval_ratio or 1.0) / 60
+    parts = {"train": train_h, "input of mixed sizes": input_h, "validation": val_h, "eval": eval_h,
+             "evaluation of mixed sizes": 0.0 if eval_ratio else float("nan")}
     total = SEEDS * sum(v for v in parts.values() if v == v)
     missing = ", ".join(k for k, v in parts.items() if v != v)
     return {"rates_from": name, **source, "epochs_timed": sum(len(pd.read_csv(f)) for f in logs),
@@ -132,6 +153,7 @@ def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "ima
             "validations_per_seed": sum(validations(n.epochs(preset), preset.validate_every) for n in nets),
             "train_h_per_seed": round(train_h, 2), "input_h_per_seed": round(input_h, 2),
             "val_h_per_seed": round(val_h, 2), "eval_h_per_seed": round(eval_h, 2),
+            "eval_mixed_sizes_factor": round(eval_ratio, 3) if eval_ratio else float("nan"),
             "seeds": SEEDS, "total_h": round(total, 1),
             "missing": f"{missing} (not timed)" if missing else "",
             "goal_h": GOAL_HOURS, "meets_goal": total <= GOAL_HOURS}
