@@ -63,3 +63,14 @@ def test_fusion_of_a_net_with_itself_is_the_net(net):
     assert np.allclose(fuse([p, p]), p)
     q = np.roll(p, 1, axis=1)
     assert np.allclose(fuse([p, q]), (p + q) / 2)
+
+
+def test_a_batch_and_its_flips_in_one_pass_equal_two_passes(net, monkeypatch):
+    """dense_eval sends a small batch and its mirror images through the net together; a batch too large
+    for that goes in two passes: the same posteriors."""
+    from vgg import evaluate
+    x = torch.randn(3, 3, 40, 56)
+    together = dense_eval(net, x, amp=False)
+    monkeypatch.setattr(evaluate, "EVAL_PIXELS", 0)
+    apart = dense_eval(net, x, amp=False)
+    assert torch.allclose(together, apart, atol=1e-6) and not torch.equal(together[0], together[1])

@@ -266,3 +266,38 @@ def test_paper_numbers_copy_matches_shared():
     for f in shared.glob("*.csv"):
         pd.testing.assert_frame_equal(paper_table(f.stem), pd.read_csv(f, dtype={"train_scale": str,
                                       "test_scale": str, "test_scales": str}))
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_evaluation_casts_weights_once_and_follows_every_change_of_them(amp):
+    """Without autograd the weights are cast (and laid out) once per value (vgg.fused.cast_once): an
+    in-place update, a loaded state dict and a moved parameter each give the new weights' score map,
+    equal to a net built with them; with autograd, gradients still reach every parameter."""
+    def d_net():
+        return init_glorot(VGG("D", num_classes=10, width=1 / 16, crop_size=32)).eval().to(
+            memory_format=torch.channels_last)
+
+    torch.manual_seed(0)
+    net, other = d_net(), d_net()
+    x = torch.randn(2, 3, 64, 96).contiguous(memory_format=torch.channels_last)
+
+    def scores(model):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            return model.score_map(x)
+
+    first = scores(net)
+    assert torch.equal(first, scores(net)) and net.features[0].__dict__.get("_cast_once")  # cached, same values
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(1.5)  # in place, as an optimiser step
+    fresh = d_net()
+    fresh.load_state_dict(net.state_dict())
+    assert not torch.equal(scores(net), first) and torch.equal(scores(net), scores(fresh))
+    net.load_state_dict(other.state_dict())
+    assert torch.equal(scores(net), scores(other))
+    net.to(memory_format=torch.contiguous_format).to(memory_format=torch.channels_last)
+    assert torch.equal(scores(net), scores(other))
+    net.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        net(torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)).float().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())

@@ -32,9 +32,9 @@ from . import checkpoint as ck
 from .configs import check_config
 from .data import TORCHVISION_COLOUR, ColourStats, center_crop, data_root
 from .datasets import cache_folder
-from .loaders import load_datasets
 from .errors import UserError
 from .io import atomic_save_npz
+from .loaders import load_datasets
 from .locks import file_lock
 from .metrics import topk_error
 from .model import VGG
@@ -49,6 +49,7 @@ from .runtime import (
     resolve_amp,
     setup_distributed,
 )
+from .shape_groups import EVAL_PIXELS
 
 METHODS = ("dense", "multi-crop", "multi-crop & dense", "center-crop")
 MULTI_CROP_CHUNK = 500  # crops per forward pass
@@ -70,7 +71,13 @@ def _forward(model: VGG, x: torch.Tensor, amp: bool, dense: bool) -> torch.Tenso
 
 @torch.no_grad()
 def dense_eval(model: VGG, x: torch.Tensor, amp: bool | None = None) -> torch.Tensor:
-    """Posteriors (N, C): spatially averaged class score map, soft-max, flip-averaged."""
+    """Posteriors (N, C): spatially averaged class score map, soft-max, flip-averaged.  A batch and its
+    flips go through the net as one batch while they fit in an evaluation batch's pixels (EVAL_PIXELS):
+    images of a rare size come one or two per batch, and a forward pass has a cost of its own."""
+    n = len(x)
+    if 2 * x[:1].numel() // x.shape[1] * n <= EVAL_PIXELS:
+        p = _forward(model, torch.cat([x, x.flip(-1)]), amp, dense=True).mean(dim=(2, 3)).softmax(1)
+        return (p[:n] + p[n:]) / 2
     p = 0
     for img in (x, x.flip(-1)):
         p = p + _forward(model, img, amp, dense=True).mean(dim=(2, 3)).softmax(1)

@@ -29,6 +29,7 @@ import os
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 _state = {"on": os.environ.get("VGG_FUSED", "1") != "0", "conv": True, "compile": None}
@@ -68,6 +69,25 @@ def _channels_last_cpu(x: torch.Tensor) -> bool:
 
 # -- conv + ReLU ---------------------------------------------------------------------------------
 
+def cast_once(owner: nn.Module, name: str, tensor: torch.Tensor, dtype: torch.dtype,
+              memory_format: torch.memory_format = torch.preserve_format) -> torch.Tensor:
+    """``tensor`` (a parameter of ``owner`` or a view of one) in ``dtype`` and ``memory_format``: cast once
+    and kept on ``owner`` while the parameter is unchanged (its storage and version), when no gradient
+    is recorded (evaluation: many forward passes with the same weights; at one image per pass the casts
+    took a third of dense evaluation's time). With autograd on, cast on every call, inside the graph."""
+    def cast() -> torch.Tensor:
+        t = tensor.to(dtype)
+        return t if memory_format == torch.preserve_format else t.contiguous(memory_format=memory_format)
+
+    if torch.is_grad_enabled() or tensor.dtype == dtype and memory_format == torch.preserve_format:
+        return cast()
+    key = (dtype, memory_format, tensor.data_ptr(), tensor._version, tuple(tensor.shape), tuple(tensor.stride()))
+    cache = owner.__dict__.setdefault("_cast_once", {})
+    if cache.get(name, (None,))[0] != key:
+        cache[name] = (key, cast())
+    return cache[name][1]
+
+
 def _pointwise_conv_relu(x, w, b, conv: nn.Conv2d) -> torch.Tensor:
     return torch.ops.mkldnn._convolution_pointwise(x, w, b, list(conv.padding), list(conv.stride),
                                                    list(conv.dilation), 1, "relu", [], "")
@@ -93,14 +113,26 @@ class _ConvReLU(torch.autograd.Function):
         return gx, gw, gb, None
 
 
+def conv_before_pool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """conv(x) (a conv whose ReLU runs after the max-pool); without autograd, its weights cast once."""
+    dtype = _compute_dtype(x)
+    if (torch.is_grad_enabled() or not (_channels_last_cpu(x) and dtype is not None and _plain(conv))
+            or conv.padding_mode != "zeros" or isinstance(conv.padding, str)):
+        return conv(x)
+    w = cast_once(conv, "weight", conv.weight, dtype)
+    b = None if conv.bias is None else cast_once(conv, "bias", conv.bias, dtype)
+    with torch.autocast("cpu", enabled=False):
+        return F.conv2d(x.to(dtype), w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
 def conv_relu(conv: nn.Conv2d, relu: nn.ReLU, x: torch.Tensor) -> torch.Tensor:
     """relu(conv(x)), as one oneDNN convolution where it can be (see the module docstring)."""
     dtype = _compute_dtype(x)
     if not (_state["conv"] and _channels_last_cpu(x) and dtype is not None and conv.groups == 1
             and conv.padding_mode == "zeros" and not isinstance(conv.padding, str) and _plain(conv, relu)):
         return relu(conv(x))
-    w = conv.weight.to(dtype).contiguous(memory_format=torch.channels_last)
-    b = None if conv.bias is None else conv.bias.to(dtype)
+    w = cast_once(conv, "weight", conv.weight, dtype, torch.channels_last)
+    b = None if conv.bias is None else cast_once(conv, "bias", conv.bias, dtype)
     x = x.to(dtype)
     try:
         with torch.autocast("cpu", enabled=False):

@@ -126,6 +126,9 @@ class Features(nn.Sequential):
             elif isinstance(layer, nn.MaxPool2d):
                 x = fused.max_pool(layer, x)
                 i += 1
+            elif isinstance(layer, nn.Conv2d):
+                x = fused.conv_before_pool(layer, x)
+                i += 1
             else:
                 x = layer(x)
                 i += 1
@@ -215,9 +218,21 @@ class VGG(nn.Module):
                             "choose a test scale Q >= the crop size")
         fc6, _, drop6, fc7, _, drop7, fc8 = self.classifier
         k = self.kernel
-        h = F.relu(F.conv2d(f, fc6.weight.view(fc6.out_features, -1, k, k), fc6.bias))
-        h = F.relu(F.conv2d(drop6(h), fc7.weight[:, :, None, None], fc7.bias))
-        return F.conv2d(drop7(h), fc8.weight[:, :, None, None], fc8.bias)
+        dtype = torch.get_autocast_dtype("cpu") if f.device.type == "cpu" and torch.is_autocast_enabled("cpu") \
+            else f.dtype
+
+        def param(fc: nn.Linear, name: str, shape) -> torch.Tensor:  # cast once per weights in evaluation
+            t = getattr(fc, name).view(shape)
+            if f.device.type != "cpu":
+                return t
+            layout = torch.channels_last if t.dim() == 4 and f.is_contiguous(memory_format=torch.channels_last) \
+                else torch.preserve_format  # the input's: a weight of another layout is reordered on every call
+            return fused.cast_once(fc, f"{name}{shape}", t, dtype, layout)
+
+        h = F.relu(F.conv2d(f, param(fc6, "weight", (fc6.out_features, -1, k, k)), param(fc6, "bias", (-1,))))
+        h = F.relu(F.conv2d(drop6(h), param(fc7, "weight", (fc7.out_features, -1, 1, 1)),
+                            param(fc7, "bias", (-1,))))
+        return F.conv2d(drop7(h), param(fc8, "weight", (fc8.out_features, -1, 1, 1)), param(fc8, "bias", (-1,)))
 
     def fully_convolutional(self) -> "FullyConvolutional":
         return FullyConvolutional(self)
