@@ -6,8 +6,8 @@ reproduce_time` adds the difference to its estimate.
 * ``--mixed`` (default ../shared/data/imagenet-sample): 250 ILSVRC-2012 photographs at their own sizes,
   stored as the preset stores Imagewoof's (shorter side at most its largest size, aspect kept).
 
-Rows, each in ms per image (the median of ``--repeats`` passes after an untimed one, at torch's thread
-count as in training):
+Rows, each in ms per image (the median of ``--repeats`` passes after an untimed one, the two kinds of
+images alternating, at torch's thread count as in training):
 
 * ``train``, ``val``, per training scale of the chain (S = 256, 384, [256, 512] in paper pixels): the
   in-memory loader's training input (vgg.datasets.MemoryData.train_batches: isotropic rescale to S,
@@ -44,15 +44,18 @@ ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("256", "384", "256-512")  # the chain's training scales, paper pixels
 
 
-def ms_per_image(run, repeats: int) -> tuple[float, int]:
-    """(median ms per image over ``repeats`` timed passes after one untimed, images per pass)."""
-    run()
-    times, n = [], 0
+def ms_per_image(runs: list, repeats: int) -> list[tuple[float, int]]:
+    """Per run: (median ms per image over ``repeats`` timed passes, images per pass). The runs alternate
+    (A B A B ...) after one untimed pass each, so a drift of the machine's speed reaches them alike."""
+    for run in runs:
+        run()
+    times, n = [[] for _ in runs], [0] * len(runs)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        n = run()
-        times.append((time.perf_counter() - t0) / n * 1e3)
-    return statistics.median(times), n
+        for k, run in enumerate(runs):
+            t0 = time.perf_counter()
+            n[k] = run()
+            times[k].append((time.perf_counter() - t0) / n[k] * 1e3)
+    return [(statistics.median(t), m) for t, m in zip(times, n)]
 
 
 def passes(data: MemoryData, preset, stage: str) -> dict:
@@ -91,20 +94,22 @@ def evaluations(data: MemoryData, preset, crop_images: int) -> dict:
 
 def mixed_sizes_cost(args) -> None:
     preset = get_preset(args.preset, loader="memory")
-    rows = []
+    rows, work = [], {}
     sets = [("one size", data_root(args.same_size), args.per_class), ("mixed sizes", data_root(args.mixed), None)]
     for kind, root, per_class in sets:  # both roots checked before anything is decoded
         data = MemoryData(root, dataclasses.replace(preset, max_per_class=per_class))
         sizes = data.train.sizes
         hw = data.train.images.shape[-2:] if sizes is None else sizes.double().median(0).values
-        median_hw = "x".join(str(int(v)) for v in hw)
-        work = {(f"S={stage}", *key): run for stage in STAGES for key, run in passes(data, preset, stage).items()}
-        work.update(evaluations(data, preset, args.crop_images))
-        for (stage, what, px), run in work.items():
-            ms, n = ms_per_image(run, args.repeats)
-            rows.append({"stage": stage, "work": what, "px": px, "images": kind, "dataset": root.name,
-                         "median_hw": median_hw, "images_timed": n, "ms_per_image": round(ms, 3)})
-            print(f"{kind:11s} {stage:11s} {what:10s} ({px} px): {ms:.2f} ms per image", flush=True)
+        what = {"images": kind, "dataset": root.name, "median_hw": "x".join(str(int(v)) for v in hw)}
+        runs = {(f"S={stage}", *key): run for stage in STAGES for key, run in passes(data, preset, stage).items()}
+        runs.update(evaluations(data, preset, args.crop_images))
+        for key, run in runs.items():
+            work.setdefault(key, []).append((what, run))
+    for (stage, task, px), both in work.items():  # each task on both kinds of images, interleaved
+        for (what, _), (ms, n) in zip(both, ms_per_image([run for _, run in both], args.repeats)):
+            rows.append({"stage": stage, "work": task, "px": px, **what, "images_timed": n,
+                         "ms_per_image": round(ms, 3)})
+            print(f"{what['images']:11s} {stage:11s} {task:10s} ({px} px): {ms:.2f} ms per image", flush=True)
     df = pd.DataFrame(rows)
     by = ["stage", "work"]
     mixed, one = df[df.images == "mixed sizes"].set_index(by).ms_per_image, df[df.images == "one size"].set_index(by)
