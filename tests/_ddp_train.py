@@ -29,8 +29,8 @@ def scenario(data: str, runs: Path) -> dict:
     from vgg import checkpoint as ck
     from vgg.chain import build_chain, checkpoint_path
     from vgg.data import ColourStats
-    from vgg.loaders import load_datasets
     from vgg.evaluate import cached_posteriors, posteriors
+    from vgg.loaders import load_datasets
     from vgg.protocol import get_preset
     from vgg.train import TrainSpec, train
     common = {"batch": BATCH, "amp": False, "progress": False}

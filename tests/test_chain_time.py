@@ -8,8 +8,15 @@ import pytest
 from conftest import ROOT, load_script
 
 from vgg.chain import BY_NAME, needed
-from vgg.chain_time import (chain_seconds, complete_rates, config_of_log, epoch_seconds, net_of_log,
-                            published_epoch_seconds, validation_seconds)
+from vgg.chain_time import (
+    chain_seconds,
+    complete_rates,
+    config_of_log,
+    epoch_seconds,
+    net_of_log,
+    published_epoch_seconds,
+    validation_seconds,
+)
 from vgg.protocol import get_preset
 from vgg.results import read_results
 

@@ -2,7 +2,6 @@
 CSVs generate; no document states a verdict count of its own; every relative link resolves; the
 citation file claims no ImageNet result."""
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -211,8 +211,8 @@ def test_combined_method_from_cache_equals_running_both_methods(tables, small_da
 
     from vgg import checkpoint as ck
     from vgg.data import ColourStats
-    from vgg.loaders import load_datasets
     from vgg.evaluate import cached_posteriors, posteriors, scales_px
+    from vgg.loaders import load_datasets
     from vgg.protocol import get_preset
     cwd, _ = tables
     path = cwd / "runs" / "tiny" / "D_S256-512.pt"

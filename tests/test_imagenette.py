@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from vgg.loaders import load_datasets
 from vgg.evaluate import dense_eval
+from vgg.loaders import load_datasets
 from vgg.model import VGG, LocalResponseNorm, channel_band, feature_size, lrn_nhwc
 from vgg.protocol import PAPER, get_preset, multi_test_scales, single_test_scale
 

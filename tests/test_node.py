@@ -4,8 +4,8 @@ import re
 
 import pytest
 import torch
-
 from conftest import run_cli
+
 from vgg.chain import CHAIN, checkpoint_path, needed
 from vgg.errors import UserError
 from vgg.node import Slot, critical_path, device_groups, remaining_paths, simulate

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from vgg.findings import MissingRow, claims, pick, read_tables
-from vgg.results import paper_table
 from vgg.plan import margin
+from vgg.results import paper_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "paper"

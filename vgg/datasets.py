@@ -29,8 +29,9 @@ from .data import (
     draw_scales,
     file_line,
     fraction_of,
-    load_memory_split,
+    image_sizes,
     list_images,
+    load_memory_split,
     load_rgb,
     random_crops,
     rescale,
@@ -38,7 +39,6 @@ from .data import (
     stream_train_transform,
     subsample,
 )
-from .data import image_sizes
 from .io import atomic_write_text
 from .shape_groups import EVAL_PIXELS, shape_groups, stack_by_shape
 

@@ -13,18 +13,17 @@ from .chain import BY_NAME, build_chain, checkpoint_path
 from .checkpoint import load_metadata
 from .data import data_root
 from .datasets import cache_folder, val_subset
-from .loaders import load_datasets
 from .errors import Divergence, UserError
 from .evaluate import cached_posteriors, fuse
+from .loaders import load_datasets
 from .metrics import topk_error
 from .model import feature_size
 from .plateau import drops_taken
 from .protocol import PRESETS, get_preset
 from .results import paper_table
-from .runtime import setup_distributed
 from .rows import DENSE_GAP_LIMIT, TABLE5_METHODS, TABLE5_SCALES, members, net_name, scales_of  # noqa: F401
+from .runtime import setup_distributed
 from .train import TrainSpec, train
-
 
 
 def arguments(description: str, needs_data: bool = True, extra=None) -> argparse.Namespace:

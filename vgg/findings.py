@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
+from .model import feature_size
+from .plan import PLAN_VERSION, decide_family, image_test, margin, p_values, seed_test, unpaired_test
 from .results import SCALE_COLUMNS, read_results
 from .rows import DENSE_GAP_LIMIT, members, net_name, scales_of
-from .model import feature_size
 from .seeds import SeedCheck, is_seed_row, seed_check, seeded_verdict
-from .plan import PLAN_VERSION, decide_family, image_test, margin, p_values, seed_test, unpaired_test
 from .stats import TIE_TOLERANCE, compare, unpaired_two_se, verdict
 
 #: A net within this many points of chance (1 - 1/classes) did not train.

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .io import atomic_save_npz
 from .protocol import LATER_FIELDS

@@ -29,15 +29,15 @@ from . import checkpoint as ck
 from .configs import check_config
 from .data import data_root, fraction_of
 from .datasets import cache_folder
-from .loaders import load_datasets
-from .results import device_name, git_commit, matmul_gflops
 from .errors import Divergence, UserError
 from .init import init_from, initialise
 from .io import atomic_write_text
+from .loaders import load_datasets
 from .metrics import topk_correct
 from .model import VGG
 from .plateau import drops_taken, ema, rule_firings
 from .protocol import get_preset, single_test_scale
+from .results import device_name, git_commit, matmul_gflops
 from .runtime import all_sum, barrier, keep_freed_memory, precision_name, resolve_amp, setup_distributed
 
 #: an epoch log's columns: ``seconds`` the epoch's training, ``val_seconds`` its validation (empty when the

@@ -55,8 +55,8 @@ from vgg.errors import UserError
 from vgg.evaluate import cached_posteriors
 from vgg.experiment import Experiment, comma_list, main
 from vgg.findings import MissingRow, claims, pick
-from vgg.plots import save_figure
 from vgg.plan import PLAN_VERSION, benjamini_hochberg, image_test, margin, p_values, plan_commit, seed_test, verdict
+from vgg.plots import save_figure
 from vgg.results import paper_table, read_results, write_table
 from vgg.seeds import SEED_LEVEL_MIN, seed_check
 from vgg.stats import correct_top1

@@ -44,7 +44,7 @@ import pandas as pd
 
 from vgg.chain import BY_NAME, needed
 from vgg.chain_time import chain_seconds, complete_rates, epoch_seconds, published_epoch_seconds, validation_seconds
-from vgg.protocol import get_preset, single_test_scale
+from vgg.protocol import get_preset
 from vgg.results import read_results, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
