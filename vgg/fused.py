@@ -14,6 +14,10 @@ cores (docs/performance.md):
   window's gradient to its first maximum in row-major order, as ``aten::max_pool2d`` does. Without
   autograd (evaluation) eager, at any even map size: dense evaluation's many shapes compile nothing.
 
+Without autograd (evaluation, validation) each weight is cast to the compute dtype and layout once and
+kept while it is unchanged (:func:`cast_once`; the convs before a pool and the FC layers of the dense
+score map too): at one image per pass the casts were a third of dense evaluation's time.
+
 Compiling costs 1-2 s per map shape and process, so only maps of at least MIN_COMPILED_ELEMENTS (the
 imagenette geometry's blocks 1-3) train with compiled loops: the pools above, and ReLU's mask in
 :func:`conv_relu`'s backward (aten's ``threshold_backward`` takes twice as long on these maps);
