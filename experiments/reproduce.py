@@ -16,8 +16,9 @@ and summary.md. A run stopped anywhere resumes where it was (`make reproduce` ag
 
 ETA: the epochs each net still has x the seconds per epoch measured so far for its config (the
 median over finished epochs of any seed), else the imagenette preset's published epoch time x the
-median measured / published ratio (vgg.chain_time). `experiments/studies/reproduce_time.py` gives
-the whole run's estimate before it starts.
+median measured / published ratio (vgg.chain_time); plus its validations left x the seconds per
+validation measured so far (its config's, else scaled by the median validation / epoch ratio).
+`experiments/studies/reproduce_time.py` gives the whole run's estimate before it starts.
 """
 from __future__ import annotations
 
@@ -29,7 +30,15 @@ import numpy as np
 import pandas as pd
 
 from vgg.chain import BY_NAME, checkpoint_path, needed, plan
-from vgg.chain_time import chain_seconds, complete_rates, epoch_seconds, published_epoch_seconds
+from vgg.chain_time import (
+    chain_seconds,
+    complete_rates,
+    complete_validation_rates,
+    epoch_seconds,
+    published_epoch_seconds,
+    validation_chain_seconds,
+    validation_seconds,
+)
 from vgg.checkpoint import checkpoint_record, load_metadata, publish_log
 from vgg.errors import UserError
 from vgg.experiment import Experiment, comma_list, main
@@ -46,15 +55,18 @@ TABLE_SCRIPTS = ["03_table3_single_scale.py", "04_table4_multi_scale.py", "05_ta
                  "06_table6_fusion.py"]  # each defines table3(args) ... table6(args)
 def eta(todo: list[tuple[int, object]], runs: Path, preset, seeds: list[int]) -> float:
     """Seconds the nets of ``todo`` [(seed, Net)] still need: the epochs left x the seconds per epoch
-    this run's logs have measured (vgg.chain_time; unmeasured configs scaled from the published ones)."""
-    logs = [checkpoint_path(runs, preset.name, net.name, seed).with_suffix(".log.csv")
-            for seed in seeds for net in BY_NAME.values()]
-    rates, _ = complete_rates(epoch_seconds(p for p in logs if p.exists()), published_epoch_seconds())
+    this run's logs have measured (vgg.chain_time; unmeasured configs scaled from the published ones),
+    and their validations left x the seconds per validation the logs have measured (once they have)."""
+    logs = [p for p in (checkpoint_path(runs, preset.name, net.name, seed).with_suffix(".log.csv")
+                        for seed in seeds for net in BY_NAME.values()) if p.exists()]
+    measured = epoch_seconds(logs)
+    rates, _ = complete_rates(measured, published_epoch_seconds())
+    val_rates = complete_validation_rates(validation_seconds(logs), measured, rates)
     done = []
     for seed, net in todo:
         path = checkpoint_path(runs, preset.name, net.name, seed)
         done.append((net, load_metadata(path)["epoch"] if path.exists() else 0))
-    return chain_seconds(done, preset, rates)
+    return chain_seconds(done, preset, rates) + (validation_chain_seconds(done, preset, val_rates) if val_rates else 0)
 
 
 def train_seed(args, seed: int, seeds: list[int], started: float) -> None:
@@ -68,7 +80,7 @@ def train_seed(args, seed: int, seeds: list[int], started: float) -> None:
                      and plan(n, checkpoint_path(runs, preset.name, n.name, s), preset.name, runs, s) != "reuse"]
         print(f"[reproduce {time.strftime('%H:%M')}] seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}), "
               f"net {net.name} ({i + 1}/{len(nets)}); elapsed {hours(time.time() - started)}, "
-              f"ETA {hours(eta(remaining, runs, preset, seeds))} of training "
+              f"ETA {hours(eta(remaining, runs, preset, seeds))} of training and validation "
               f"({len(remaining)} nets to train or finish)",
               file=sys.stderr, flush=True)
         build_chain(preset.name, args.data, runs, seed=seed, only=[net.name], progress=False,

@@ -11,11 +11,14 @@ from vgg.chain import BY_NAME, needed
 from vgg.chain_time import (
     chain_seconds,
     complete_rates,
+    complete_validation_rates,
     config_of_log,
     epoch_seconds,
     net_of_log,
     published_epoch_seconds,
+    validation_chain_seconds,
     validation_seconds,
+    validations,
 )
 from vgg.protocol import get_preset
 from vgg.results import read_results
@@ -132,3 +135,15 @@ def test_images_of_mixed_sizes_add_their_measured_input_and_scale_evaluation_by_
     assert row["eval_mixed_sizes_factor"] == pytest.approx(1.3)  # dense's mean 1.3 > multi-crop's 1.1
     assert row["eval_h_per_seed"] == pytest.approx(without["eval_h_per_seed"] * 1.3, abs=0.006)
     assert "mixed" not in row["missing"] and row["missing"] == "validation (not timed)"
+
+
+def test_validations_left_are_every_few_epochs_and_the_last_after_those_done():
+    assert [validations(e, 5) for e in (24, 25, 3, 1)] == [5, 5, 1, 1]
+    assert validations(24, 5, done=10) == 3 and validations(24, 5, done=24) == 0  # epochs 15, 20, 24
+    assert validations(7, 1, done=2) == 5  # the plateau rule validates every epoch
+    assert complete_validation_rates({}, {"D": 20.0}, {"D": 20.0}) is None
+    val = complete_validation_rates({"D": 4.0}, {"D": 20.0}, {"A": 10.0, "D": 20.0})
+    assert val == {"A": 2.0, "D": 4.0}  # A at D's validation / epoch ratio
+    woof = get_preset("imagewoof")
+    d = BY_NAME["D_S256"]
+    assert validation_chain_seconds([(d, 10)], woof, val) == validations(d.epochs(woof), 5, 10) * 4.0

@@ -69,3 +69,26 @@ def complete_rates(measured: dict[str, float], reference: dict[str, float]) -> t
 def chain_seconds(todo: Iterable[tuple[Net, int]], preset, rates: dict[str, float]) -> float:
     """Seconds of training the nets of ``todo`` [(net, epochs already done)] still need."""
     return sum(max(net.epochs(preset) - done, 0) * rates[net.config] for net, done in todo)
+
+
+def validations(epochs: int, every: int, done: int = 0) -> int:
+    """Validations of a stage of ``epochs`` epochs after its first ``done``: every ``every``-th epoch
+    and the last (vgg.train; ``every`` = 1 under the plateau rule)."""
+    return sum(1 for e in range(done + 1, epochs + 1) if e % every == 0 or e == epochs)
+
+
+def complete_validation_rates(timed: dict[str, float], measured: dict[str, float],
+                              rates: dict[str, float]) -> dict[str, float] | None:
+    """Every config's seconds per validation: timed where timed, else its epoch rate x the median timed
+    validation / epoch ratio of the configs timed both ways; None when no validation is timed."""
+    shared = [timed[c] / measured[c] for c in timed if c in measured]
+    if not shared:
+        return None
+    ratio = float(np.median(shared))
+    return {c: timed.get(c, r * ratio) for c, r in rates.items()}
+
+
+def validation_chain_seconds(todo: Iterable[tuple[Net, int]], preset, val_rates: dict[str, float]) -> float:
+    """Seconds of validation the nets of ``todo`` [(net, epochs already done)] still need."""
+    return sum(validations(net.epochs(preset), preset.validate_every, done) * val_rates[net.config]
+               for net, done in todo)

@@ -37,13 +37,21 @@ issue's goal (<= 10 h for three seeds).
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
 import pandas as pd
 
 from vgg.chain import BY_NAME, needed
-from vgg.chain_time import chain_seconds, complete_rates, epoch_seconds, published_epoch_seconds, validation_seconds
+from vgg.chain_time import (
+    chain_seconds,
+    complete_rates,
+    complete_validation_rates,
+    epoch_seconds,
+    published_epoch_seconds,
+    validation_chain_seconds,
+    validation_seconds,
+    validations,
+)
 from vgg.protocol import get_preset
 from vgg.results import read_results, write_table
 
@@ -110,11 +118,6 @@ def mixed_size_eval_ratio(root: Path = ROOT) -> float | None:
     return float(t.groupby("work").mixed_over_one_size.mean().max()) if len(t) else None
 
 
-def validations(epochs: int, every: int) -> int:
-    """Validations in a stage of ``epochs`` epochs: every ``every``-th epoch and the last."""
-    return epochs // every + (epochs % every > 0)
-
-
 def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "imagewoof") -> dict:
     """One set of rates' estimate of the whole run: the chain and the plan's controls for each seed,
     and the LRN control A-LRN0 (`make fixed_schedule_check PRESET=imagewoof`; at A-LRN's rate where
@@ -127,18 +130,15 @@ def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "ima
     nets = needed(None, preset.plan_controls) + [BY_NAME["A-LRN0_S256"]]
     train_h = chain_seconds([(n, 0) for n in nets], preset, rates) * IMAGEWOOF_TRAIN / IMAGENETTE_TRAIN / 3600
     extra = mixed_size_input_ms(root)
-    input_s = val_s = 0.0
-    timed_val = validation_seconds(logs)
-    val_ratio = statistics.median(timed_val[c] / measured[c] for c in timed_val) if timed_val else None
+    input_s = 0.0
     for n in nets:
         epochs, stage = n.epochs(preset), f"S={n.scale}"
-        times = validations(epochs, preset.validate_every)
         input_s += epochs * IMAGEWOOF_TRAIN * extra.get((stage, "train"), 0) / 1e3
-        input_s += times * IMAGEWOOF_VAL * extra.get((stage, "val"), 0) / 1e3
-        if val_ratio is not None:
-            val_s += times * timed_val.get(n.config, val_ratio * rates[n.config]) * IMAGEWOOF_VAL / IMAGENETTE_VAL
+        input_s += validations(epochs, preset.validate_every) * IMAGEWOOF_VAL * extra.get((stage, "val"), 0) / 1e3
     input_h = input_s / 3600 if extra else float("nan")
-    val_h = val_s / 3600 if val_ratio is not None else float("nan")
+    val_rates = complete_validation_rates(validation_seconds(logs), measured, rates)
+    val_h = (float("nan") if val_rates is None else validation_chain_seconds([(n, 0) for n in nets], preset, val_rates)
+             * IMAGEWOOF_VAL / IMAGENETTE_VAL / 3600)
     eval_ratio = mixed_size_eval_ratio(root)
     eval_h = PUBLISHED_EVAL_MINUTES_PER_SEED * ratio * (eval_ratio or 1.0) / 60
     parts = {"train": train_h, "input of mixed sizes": input_h, "validation": val_h, "eval": eval_h,
