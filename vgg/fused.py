@@ -92,6 +92,18 @@ def cast_once(owner: nn.Module, name: str, tensor: torch.Tensor, dtype: torch.dt
     return cache[name][1]
 
 
+def head_param(fc: nn.Linear, name: str, shape: tuple[int, ...], x: torch.Tensor) -> torch.Tensor:
+    """``fc``'s weight or bias viewed as ``shape`` for the dense score map of ``x`` (FC layers as convs):
+    on channels-last CPU maps in the compute dtype and the map's layout, cast once without autograd
+    (:func:`cast_once`); elsewhere (GPU, :func:`unfused`) the plain view, for autocast to cast."""
+    t = getattr(fc, name).view(shape)
+    dtype = _compute_dtype(x)
+    if not (_channels_last_cpu(x) and dtype is not None):
+        return t
+    return cast_once(fc, f"{name}{tuple(shape)}", t, dtype,
+                     torch.channels_last if t.dim() == 4 else torch.preserve_format)
+
+
 def _pointwise_conv_relu(x, w, b, conv: nn.Conv2d) -> torch.Tensor:
     return torch.ops.mkldnn._convolution_pointwise(x, w, b, list(conv.padding), list(conv.stride),
                                                    list(conv.dilation), 1, "relu", [], "")

@@ -217,22 +217,14 @@ class VGG(nn.Module):
             raise UserError(f"test image {tuple(x.shape[-2:])} is smaller than the crop {self.crop_size}: "
                             "choose a test scale Q >= the crop size")
         fc6, _, drop6, fc7, _, drop7, fc8 = self.classifier
-        k = self.kernel
-        dtype = torch.get_autocast_dtype("cpu") if f.device.type == "cpu" and torch.is_autocast_enabled("cpu") \
-            else f.dtype
 
-        def param(fc: nn.Linear, name: str, shape) -> torch.Tensor:  # cast once per weights in evaluation
-            t = getattr(fc, name).view(shape)
-            if f.device.type != "cpu":
-                return t
-            layout = torch.channels_last if t.dim() == 4 and f.is_contiguous(memory_format=torch.channels_last) \
-                else torch.preserve_format  # the input's: a weight of another layout is reordered on every call
-            return fused.cast_once(fc, f"{name}{shape}", t, dtype, layout)
+        def as_conv(fc: nn.Linear, k: int) -> tuple[torch.Tensor, torch.Tensor]:  # weight and bias of a k x k conv
+            return (fused.head_param(fc, "weight", (fc.out_features, -1, k, k), f),
+                    fused.head_param(fc, "bias", (-1,), f))
 
-        h = F.relu(F.conv2d(f, param(fc6, "weight", (fc6.out_features, -1, k, k)), param(fc6, "bias", (-1,))))
-        h = F.relu(F.conv2d(drop6(h), param(fc7, "weight", (fc7.out_features, -1, 1, 1)),
-                            param(fc7, "bias", (-1,))))
-        return F.conv2d(drop7(h), param(fc8, "weight", (fc8.out_features, -1, 1, 1)), param(fc8, "bias", (-1,)))
+        h = F.relu(F.conv2d(f, *as_conv(fc6, self.kernel)))
+        h = F.relu(F.conv2d(drop6(h), *as_conv(fc7, 1)))
+        return F.conv2d(drop7(h), *as_conv(fc8, 1))
 
     def fully_convolutional(self) -> "FullyConvolutional":
         return FullyConvolutional(self)
