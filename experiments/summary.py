@@ -121,9 +121,11 @@ def reproduce_time_text(path: Path) -> str:
         parts = " + ".join(f"{h:.1f} h {what}" for what, h in (
             ("training", new.train_h_per_seed), ("validation", new.get("val_h_per_seed")),
             ("evaluation", new.eval_h_per_seed)) if h == h and h is not None) + " a seed"
-        mixed, factor = new.get("input_h_per_seed"), new.get("eval_mixed_sizes_factor")
+        mixed, factor, bound = (new.get(k) for k in ("input_h_per_seed", "eval_mixed_sizes_factor",
+                                                     "eval_mixed_sizes_bound"))
         mixed_parts = ([f"{mixed:+.2f} h of input"] if mixed is not None and mixed == mixed else []) + (
-            [f"evaluation x {factor:.2f} (an upper bound)"] if factor is not None and factor == factor else [])
+            [f"evaluation x {factor:.2f}" + (f" (at most x {bound:.2f})" if bound is not None and bound == bound
+                                             else "")] if factor is not None and factor == factor else [])
         if mixed_parts:  # what Imagewoof's images of mixed sizes add to Imagenette's of one size
             parts += f"; images of mixed sizes: {', '.join(mixed_parts)}"
         left_out = f"; leaves out {new.missing}" if isinstance(new.get("missing"), str) and new.missing else ""

@@ -114,26 +114,38 @@ def test_validation_is_timed_where_the_logs_timed_it_and_counted_every_few_epoch
     assert row["total_h"] == pytest.approx(3 * sum(row[k] for k in parts), abs=0.1)
 
 
-def test_images_of_mixed_sizes_add_their_measured_input_and_scale_evaluation_by_the_dearer_method(tmp_path):
+def test_images_of_mixed_sizes_add_their_measured_input_and_scale_evaluation_by_its_dense_share(tmp_path):
     mod = load_script("experiments/studies/reproduce_time.py")
     write_log(tmp_path / "r" / "D_S256.log.csv", [20.0, 20.0])
     source = {"logs": "r/*_S256.log.csv", "measured": "d", "cpu": "X", "bf16_matmul_gflop_s": "1", "code": "c"}
     without = mod.estimate("r", source, root=tmp_path)
     (tmp_path / "results").mkdir()
-    rows = [("S=256", "train", 0.1, 1.0), ("S=384", "train", 0.0, 1.0), ("S=256-512", "train", 0.0, 1.0),
-            ("S=256", "val", 0.5, 1.0), ("S=384", "val", 0.0, 1.0), ("S=256-512", "val", 0.0, 1.0),
-            ("Q=256", "dense", 0.0, 1.2), ("Q=384", "dense", 0.0, 1.4), ("Q=256", "multi-crop", 0.0, 1.1)]
-    pd.DataFrame([{"stage": st, "work": w, "images": "mixed sizes", "mixed_minus_one_size_ms": ms,
-                   "mixed_over_one_size": r} for st, w, ms, r in rows]
-                 + [{"stage": st, "work": w, "images": "one size", "mixed_minus_one_size_ms": ms,
-                     "mixed_over_one_size": r} for st, w, ms, r in rows]).to_csv(tmp_path / mod.MIXED_SIZES)
+    c, m = 1e-4, 30.0  # one size: dense c x px^2 ms per image (so every Q is exact), multi-crop m ms
+    rows = [("S=256", "train", 160, 0.1, 0.5, 1.0), ("S=384", "train", 224, 0.0, 0.5, 1.0),
+            ("S=256-512", "train", 224, 0.0, 0.5, 1.0), ("S=256", "val", 160, 0.5, 0.5, 1.0),
+            ("S=384", "val", 224, 0.0, 0.5, 1.0), ("S=256-512", "val", 224, 0.0, 0.5, 1.0)]
+    rows += [(f"Q={q}", "dense", px, 0.0, c * px * px, 2.0) for q, px in ((256, 160), (384, 224), (512, 288))]
+    rows += [(f"Q={q}", "multi-crop", px, 0.0, m, 1.0) for q, px in ((256, 160), (384, 224), (512, 288))]
+    pd.DataFrame([{"stage": st, "work": w, "px": px, "images": kind, "mixed_minus_one_size_ms": gap,
+                   "ms_per_image": ms * (r if kind == "mixed sizes" else 1.0), "mixed_over_one_size": r}
+                  for st, w, px, gap, ms, r in rows for kind in ("one size", "mixed sizes")]
+                 ).to_csv(tmp_path / mod.MIXED_SIZES)
     row = mod.estimate("r", source, root=tmp_path)
     woof = get_preset("imagewoof")
     nets = [n for n in needed(None, woof.plan_controls) + [BY_NAME["A-LRN0_S256"]] if n.scale == "256"]
-    expect = sum(n.epochs(woof) * 9025 * 0.1e-3 + mod.validations(n.epochs(woof), 5) * 3929 * 0.5e-3 for n in nets)
+    expect = sum(n.epochs(woof) * 9025 * 0.1e-3 + validations(n.epochs(woof), 5) * 3929 * 0.5e-3 for n in nets)
     assert row["input_h_per_seed"] == pytest.approx(expect / 3600, abs=0.006)
-    assert row["eval_mixed_sizes_factor"] == pytest.approx(1.3)  # dense's mean 1.3 > multi-crop's 1.1
-    assert row["eval_h_per_seed"] == pytest.approx(without["eval_h_per_seed"] * 1.3, abs=0.006)
+    # one seed's evaluations: Tables 5-6's multi-crop is the jittered D and E at 3 Q on 1,000 images, dense
+    # every (net, Q) of Tables 3-6 on 3,929; dense costs twice as much on mixed sizes, multi-crop the same
+    passes = mod.evaluation_passes(woof)
+    assert sorted(passes["multi-crop"]) == [(f"{x}_S256-512", q) for x in "DE" for q in (256, 384, 512)]
+    assert ("C_S384", 352) in passes["dense"] and ("A_S256", 256) in passes["dense"]
+    dense = sum(3929 * c * woof.px(q) ** 2 for _, q in passes["dense"])
+    crops = 1000 * m * len(passes["multi-crop"])
+    factor = (2 * dense + crops) / (dense + crops)
+    assert row["eval_mixed_sizes_factor"] == pytest.approx(factor, abs=1e-3) and 1 < factor < 2
+    assert row["eval_mixed_sizes_bound"] == pytest.approx(2.0)  # dense's own ratio bounds it
+    assert row["eval_h_per_seed"] == pytest.approx(without["eval_h_per_seed"] * factor, abs=0.015)  # 2 decimals
     assert "mixed" not in row["missing"] and row["missing"] == "validation (not timed)"
 
 

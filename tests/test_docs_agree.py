@@ -124,13 +124,14 @@ def test_the_reproduction_estimate_is_given_per_cpu_newest_first_with_its_range(
                   "train_h_per_seed": [3.0, 6.0, 2.8], "input_h_per_seed": [0.1, float("nan"), 0.1],
                   "val_h_per_seed": [float("nan"), float("nan"), 0.2], "eval_h_per_seed": [0.5, 1.0, 0.4],
                   "eval_mixed_sizes_factor": [1.3, float("nan"), 1.3],
+                  "eval_mixed_sizes_bound": [1.5, float("nan"), 1.5],
                   "total_h": [10.9, 21.0, 10.5],
                   "missing": ["validation (not timed)", "input of mixed sizes, validation (not timed)", ""],
                   "goal_h": [10.0] * 3, "meets_goal": [False, False, False]}).to_csv(path, index=False)
     text = mod.reproduce_time_text(path)
     assert ("X (AMX): 10.5 h with its newest rates (d3, 2100 GFLOP/s bf16 matmul, code 0e53793: 2.8 h training + "
             "0.2 h validation + 0.4 h evaluation a seed; images of mixed sizes: +0.10 h of input, evaluation x 1.30 "
-            "(an upper bound))") in text
+            "(at most x 1.50))") in text
     assert ("(d2, 400-450 GFLOP/s bf16 matmul, code before: 6.0 h training + 1.0 h evaluation a seed; leaves out "
             "input of mixed sizes, validation (not timed))") in text
     assert "10.5-10.9 h over its 2 sets of rates" in text

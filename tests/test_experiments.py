@@ -515,7 +515,8 @@ def test_fused_layers_study_checks_equality_and_times_every_variant(tmp_path):
     pairs = {"fused_vs_before": ("fused", "relu_before_pool"), "fused_vs_after": ("fused", "relu_after_pool"),
              "after_vs_before": ("relu_after_pool", "relu_before_pool")}
     for ratio, (a, b) in pairs.items():
-        assert ((df[ratio] - df[f"{a}_img_s"] / df[f"{b}_img_s"]).abs() <= 0.02 * df[ratio]).all()
+        # within the ratio's rounding to 3 decimals (a tiny ratio: one noisy timing) and the rates' own
+        assert ((df[ratio] - df[f"{a}_img_s"] / df[f"{b}_img_s"]).abs() <= 0.02 * df[ratio] + 5e-4).all()
 
 
 def test_epoch_rates_keeps_real_epoch_logs_that_reproduce_time_reads(tmp_path):

@@ -26,9 +26,10 @@ Validation: the fixed schedule validates every ``validate_every`` epochs and at 
 by the set's median validation / epoch ratio) x 3,929 / 3,925, plus the mixed sizes' extra input at
 the stage's Q. Logs written before val_seconds was recorded (ab87d6d) leave it out: ``missing`` says so.
 Evaluation (Tables 3-6 per seed: dense at every Q, 150-crop multi-crop on 1,000 images, fusions)
-is the published chain's 34 minutes (results/imagenette/README.md) x the training ratio x the larger
-of dense's and multi-crop's mixed / one-size cost per image (mean over Q; results/mixed_sizes_cost.csv):
-an upper bound, as only dense grows with an image's area.
+is the published chain's 34 minutes (results/imagenette/README.md) x the training ratio x the mixed /
+one-size cost of one seed's evaluations (results/mixed_sizes_cost.csv; each (net, Q) of the paper's
+Tables 3-6 weighted by net D's time per image there: ``eval_mixed_sizes_factor``). The larger of
+dense's and multi-crop's own ratio bounds it from above (``eval_mixed_sizes_bound``).
 
 Writes results/reproduce_time.csv: per set of rates, hours per seed of training, of the mixed sizes'
 extra input, of validation and of evaluation, the total over the seeds, what it leaves out, and the
@@ -53,7 +54,8 @@ from vgg.chain_time import (
     validations,
 )
 from vgg.protocol import get_preset
-from vgg.results import read_results, write_table
+from vgg.results import paper_table, read_results, write_table
+from vgg.rows import TABLE5_SCALES, members, net_name, scales_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,12 +112,60 @@ def mixed_size_input_ms(root: Path = ROOT) -> dict[tuple[str, str], float]:
 
 
 def mixed_size_eval_ratio(root: Path = ROOT) -> float | None:
-    """The larger of dense's and multi-crop's mean (over Q) cost per image, mixed sizes / one size."""
+    """The larger of dense's and multi-crop's mean (over Q) cost per image, mixed sizes / one size:
+    an upper bound of evaluation's factor."""
     t = mixed_sizes(root)
     if t is None:
         return None
     t = t[t.work.isin(["dense", "multi-crop"])]
     return float(t.groupby("work").mixed_over_one_size.mean().max()) if len(t) else None
+
+
+def evaluation_passes(preset) -> dict[str, set[tuple[str, int]]]:
+    """Tables 3-6's evaluations of one seed as (net, Q in paper pixels) per method, each once (the
+    posteriors are cached per net, method and Q): dense on every val image, multi-crop on the preset's
+    multi-crop images. Table 3's centre crops and the findings' extras are left out (a crop per image)."""
+    out: dict[str, set[tuple[str, int]]] = {"dense": set(), "multi-crop": set()}
+
+    def add(method: str, net: str, qs) -> None:
+        for m in ("dense", "multi-crop") if method == "multi-crop & dense" else (method,):
+            out[m].update((net, int(q)) for q in qs)
+
+    for r in paper_table("table3_single_scale").itertuples():
+        add("dense", net_name(r.config, r.train_scale), [r.test_scale])
+    for r in paper_table("table4_multi_scale").itertuples():
+        add("dense", net_name(r.config, r.train_scale), scales_of(r.test_scales))
+    for r in paper_table("table5_eval_methods").itertuples():
+        add(r.method, net_name(r.config, "256-512"), TABLE5_SCALES)
+    for r in paper_table("table6_fusion").itertuples():
+        for net, qs in members(r.models):
+            add(r.method, net, qs)
+    return out
+
+
+def mixed_size_eval_factor(root: Path = ROOT, preset_name: str = "imagewoof") -> float | None:
+    """Evaluation's mixed / one-size cost over one seed's evaluations (:func:`evaluation_passes`), each
+    weighted by net D's one-size time per image at its Q (mixed_sizes_cost.csv; a Q it did not time:
+    dense at the nearest Q timed x the area ratio, multi-crop as it is) and its image count."""
+    t = mixed_sizes(root)
+    if t is None:
+        return None
+    preset = get_preset(preset_name)
+    timed = {w: {int(r.px): (float(r.ms_per_image) / float(r.mixed_over_one_size), float(r.mixed_over_one_size))
+                 for r in t[t.work == w].itertuples()} for w in ("dense", "multi-crop")}
+    if not all(timed.values()):
+        return None
+    images = {"dense": IMAGEWOOF_VAL, "multi-crop": preset.multi_crop_images or IMAGEWOOF_VAL}
+    one = mixed = 0.0
+    for method, passes in evaluation_passes(preset).items():
+        for _, q in passes:
+            px = preset.px(q)
+            near = min(timed[method], key=lambda p: abs(p - px))
+            ms, ratio = timed[method][near]
+            ms *= (px / near) ** 2 if method == "dense" else 1.0
+            one += images[method] * ms
+            mixed += images[method] * ms * ratio
+    return mixed / one
 
 
 def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "imagewoof") -> dict:
@@ -139,7 +189,7 @@ def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "ima
     val_rates = complete_validation_rates(validation_seconds(logs), measured, rates)
     val_h = (float("nan") if val_rates is None else validation_chain_seconds([(n, 0) for n in nets], preset, val_rates)
              * IMAGEWOOF_VAL / IMAGENETTE_VAL / 3600)
-    eval_ratio = mixed_size_eval_ratio(root)
+    eval_ratio, eval_bound = mixed_size_eval_factor(root), mixed_size_eval_ratio(root)
     eval_h = PUBLISHED_EVAL_MINUTES_PER_SEED * ratio * (eval_ratio or 1.0) / 60
     parts = {"train": train_h, "input of mixed sizes": input_h, "validation": val_h, "eval": eval_h,
              "evaluation of mixed sizes": 0.0 if eval_ratio else float("nan")}
@@ -154,6 +204,7 @@ def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "ima
             "train_h_per_seed": round(train_h, 2), "input_h_per_seed": round(input_h, 2),
             "val_h_per_seed": round(val_h, 2), "eval_h_per_seed": round(eval_h, 2),
             "eval_mixed_sizes_factor": round(eval_ratio, 3) if eval_ratio else float("nan"),
+            "eval_mixed_sizes_bound": round(eval_bound, 3) if eval_bound else float("nan"),
             "seeds": SEEDS, "total_h": round(total, 1),
             "missing": f"{missing} (not timed)" if missing else "",
             "goal_h": GOAL_HOURS, "meets_goal": total <= GOAL_HOURS}
