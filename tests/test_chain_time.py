@@ -88,7 +88,7 @@ def test_the_committed_estimate_is_what_the_committed_logs_give():
 
 def test_validation_is_timed_where_the_logs_timed_it_and_counted_every_few_epochs_and_at_the_last(tmp_path):
     mod = load_script("experiments/studies/reproduce_time.py")
-    assert [mod.validations(e, 5) for e in (24, 25, 3, 1)] == [5, 5, 1, 1]
+    assert [mod.validations(get_preset('imagewoof'), e) for e in (24, 25, 3, 1)] == [5, 5, 1, 1]
     nan = float("nan")
     old = write_log(tmp_path / "old" / "D_S256.log.csv", [20.0, 20.0])  # before val_seconds was logged
     new = tmp_path / "new" / "D_S256.log.csv"
@@ -102,10 +102,10 @@ def test_validation_is_timed_where_the_logs_timed_it_and_counted_every_few_epoch
     # every net validates at D's validation / epoch ratio (4 / 20) x its config's rate, x 3,929 / 3,925 images
     rates, _ = complete_rates({"D": 20.0}, published_epoch_seconds())
     rates.setdefault("A-LRN0", rates["A-LRN"])
-    expect = sum(mod.validations(n.epochs(woof), woof.validate_every)
+    expect = sum(mod.validations(woof, n.epochs(woof))
                  * (4.0 if n.config == "D" else 0.2 * rates[n.config]) for n in nets) * 3929 / 3925 / 3600
     assert row["val_h_per_seed"] == pytest.approx(expect, abs=0.006) and row["val_h_per_seed"] > 0
-    assert row["validations_per_seed"] == sum(mod.validations(n.epochs(woof), 5) for n in nets)
+    assert row["validations_per_seed"] == sum(mod.validations(woof, n.epochs(woof)) for n in nets)
     assert "validation" not in row["missing"]  # and no loader rates in tmp_path: the mixed sizes' input is missing
     assert row["missing"] == "input of mixed sizes, evaluation of mixed sizes (not timed)"
     before = mod.estimate("old", {**source, "logs": "old/*_S256.log.csv"}, root=tmp_path)
@@ -133,7 +133,7 @@ def test_images_of_mixed_sizes_add_their_measured_input_and_scale_evaluation_by_
     row = mod.estimate("r", source, root=tmp_path)
     woof = get_preset("imagewoof")
     nets = [n for n in needed(None, woof.plan_controls) + [BY_NAME["A-LRN0_S256"]] if n.scale == "256"]
-    expect = sum(n.epochs(woof) * 9025 * 0.1e-3 + validations(n.epochs(woof), 5) * 3929 * 0.5e-3 for n in nets)
+    expect = sum(n.epochs(woof) * 9025 * 0.1e-3 + validations(woof, n.epochs(woof)) * 3929 * 0.5e-3 for n in nets)
     assert row["input_h_per_seed"] == pytest.approx(expect / 3600, abs=0.006)
     # one seed's evaluations: Tables 5-6's multi-crop is the jittered D and E at 3 Q on 1,000 images, dense
     # every (net, Q) of Tables 3-6 on 3,929; dense costs twice as much on mixed sizes, multi-crop the same
@@ -150,12 +150,13 @@ def test_images_of_mixed_sizes_add_their_measured_input_and_scale_evaluation_by_
 
 
 def test_validations_left_are_every_few_epochs_and_the_last_after_those_done():
-    assert [validations(e, 5) for e in (24, 25, 3, 1)] == [5, 5, 1, 1]
-    assert validations(24, 5, done=10) == 3 and validations(24, 5, done=24) == 0  # epochs 15, 20, 24
-    assert validations(7, 1, done=2) == 5  # the plateau rule validates every epoch
+    woof, nette = get_preset("imagewoof"), get_preset("imagenette")
+    assert woof.validate_every == 5 and woof.fixed_schedule and not nette.fixed_schedule
+    assert [validations(woof, e) for e in (24, 25, 3, 1)] == [5, 5, 1, 1]
+    assert validations(woof, 24, done=10) == 3 and validations(woof, 24, done=24) == 0  # epochs 15, 20, 24
+    assert validations(nette, 7, done=2) == 5  # the plateau rule validates every epoch
     assert complete_validation_rates({}, {"D": 20.0}, {"D": 20.0}) is None
     val = complete_validation_rates({"D": 4.0}, {"D": 20.0}, {"A": 10.0, "D": 20.0})
     assert val == {"A": 2.0, "D": 4.0}  # A at D's validation / epoch ratio
-    woof = get_preset("imagewoof")
     d = BY_NAME["D_S256"]
-    assert validation_chain_seconds([(d, 10)], woof, val) == validations(d.epochs(woof), 5, 10) * 4.0
+    assert validation_chain_seconds([(d, 10)], woof, val) == validations(woof, d.epochs(woof), 10) * 4.0

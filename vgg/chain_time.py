@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .chain import Net
+from .train import validates
 
 PUBLISHED_LOGS = Path(__file__).resolve().parents[1] / "results" / "imagenette" / "logs"
 
@@ -31,26 +32,26 @@ def config_of_log(path: Path) -> str:
     return net_of_log(path)[0]
 
 
-def epoch_seconds(logs: Iterable[Path]) -> dict[str, float]:
-    """config -> median seconds per epoch over the logs."""
+def _medians(logs: Iterable[Path], column: str) -> dict[str, float]:
+    """config -> median of ``column`` over every row of the logs that has it."""
     per: dict[str, list[float]] = {}
     for log in logs:
-        seconds = pd.read_csv(log)["seconds"].dropna().tolist()
-        if seconds:
-            per.setdefault(config_of_log(Path(log)), []).extend(seconds)
+        df = pd.read_csv(log)
+        values = df[column].dropna().tolist() if column in df else []
+        if values:
+            per.setdefault(config_of_log(Path(log)), []).extend(values)
     return {config: float(np.median(v)) for config, v in per.items()}
+
+
+def epoch_seconds(logs: Iterable[Path]) -> dict[str, float]:
+    """config -> median seconds per epoch over the logs."""
+    return _medians(logs, "seconds")
 
 
 def validation_seconds(logs: Iterable[Path]) -> dict[str, float]:
     """config -> median seconds of one validation over the logs that timed it (``val_seconds``: logs
     written from ab87d6d on)."""
-    per: dict[str, list[float]] = {}
-    for log in logs:
-        df = pd.read_csv(log)
-        seconds = df["val_seconds"].dropna().tolist() if "val_seconds" in df else []
-        if seconds:
-            per.setdefault(config_of_log(Path(log)), []).extend(seconds)
-    return {config: float(np.median(v)) for config, v in per.items()}
+    return _medians(logs, "val_seconds")
 
 
 def published_epoch_seconds() -> dict[str, float]:
@@ -71,10 +72,9 @@ def chain_seconds(todo: Iterable[tuple[Net, int]], preset, rates: dict[str, floa
     return sum(max(net.epochs(preset) - done, 0) * rates[net.config] for net, done in todo)
 
 
-def validations(epochs: int, every: int, done: int = 0) -> int:
-    """Validations of a stage of ``epochs`` epochs after its first ``done``: every ``every``-th epoch
-    and the last (vgg.train; ``every`` = 1 under the plateau rule)."""
-    return sum(1 for e in range(done + 1, epochs + 1) if e % every == 0 or e == epochs)
+def validations(preset, epochs: int, done: int = 0) -> int:
+    """Validations of a stage of ``epochs`` epochs after its first ``done`` (vgg.train.validates)."""
+    return sum(validates(preset, e, epochs) for e in range(done + 1, epochs + 1))
 
 
 def complete_validation_rates(timed: dict[str, float], measured: dict[str, float],
@@ -90,5 +90,4 @@ def complete_validation_rates(timed: dict[str, float], measured: dict[str, float
 
 def validation_chain_seconds(todo: Iterable[tuple[Net, int]], preset, val_rates: dict[str, float]) -> float:
     """Seconds of validation the nets of ``todo`` [(net, epochs already done)] still need."""
-    return sum(validations(net.epochs(preset), preset.validate_every, done) * val_rates[net.config]
-               for net, done in todo)
+    return sum(validations(preset, net.epochs(preset), done) * val_rates[net.config] for net, done in todo)

@@ -49,6 +49,16 @@ LOG_COLUMNS = ["epoch", "lr", "train_loss", "train_top1_err", "val_top1_err", "v
 def is_epoch_log(columns) -> bool:
     """Whether a CSV with these columns is an epoch log of vgg.train (of any version)."""
     return list(columns) in (LOG_COLUMNS, LOG_COLUMNS[:-1])
+
+
+def validates(preset, epoch: int, epochs: int) -> bool:
+    """Whether training validates after ``epoch`` (1-based) of a stage of ``epochs``: under a fixed
+    schedule (which needs no validation to go on) every ``validate_every``-th epoch and the last; under
+    the plateau rule every epoch."""
+    every = preset.validate_every if preset.fixed_schedule else 1
+    return epoch % every == 0 or epoch == epochs
+
+
 MAX_LOSS = 100.0  # a cross-entropy above this has exploded (ln 1000 = 6.9 at init)
 
 
@@ -320,10 +330,8 @@ def train(spec: TrainSpec) -> Path:
         train_seconds = time.perf_counter() - t0
         if world > 1:  # the epoch's train loss and error over every process's images
             loss_sum, correct, seen = all_sum([loss_sum, correct, seen], device)
-        # a fixed schedule needs no validation to go on: the preset's validate_every epochs and the last
-        every = preset.validate_every if fixed else 1
         t0 = time.perf_counter()
-        if (epoch + 1) % every == 0 or epoch + 1 == epochs:
+        if validates(preset, epoch + 1, epochs):
             val1, val5 = validate(model, data, q_val, device, amp, rank, world)
             val_seconds = round(time.perf_counter() - t0, 3)
         else:

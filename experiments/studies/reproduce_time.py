@@ -101,20 +101,18 @@ def mixed_sizes(root: Path = ROOT) -> pd.DataFrame | None:
     return t[t.images == "mixed sizes"]
 
 
-def mixed_size_input_ms(root: Path = ROOT) -> dict[tuple[str, str], float]:
+def mixed_size_input_ms(t: pd.DataFrame | None) -> dict[tuple[str, str], float]:
     """(stage 'S=256', 'train' | 'val') -> ms per image that images of mixed sizes cost the in-memory
-    loader beyond images of one size ({} when not measured)."""
-    t = mixed_sizes(root)
+    loader beyond images of one size, from :func:`mixed_sizes` ({} when not measured)."""
     if t is None:
         return {}
     t = t[t.work.isin(["train", "val"])]
     return {(r.stage, r.work): float(r.mixed_minus_one_size_ms) for r in t.itertuples()}
 
 
-def mixed_size_eval_ratio(root: Path = ROOT) -> float | None:
-    """The larger of dense's and multi-crop's mean (over Q) cost per image, mixed sizes / one size:
-    an upper bound of evaluation's factor."""
-    t = mixed_sizes(root)
+def mixed_size_eval_ratio(t: pd.DataFrame | None) -> float | None:
+    """The larger of dense's and multi-crop's mean (over Q) cost per image, mixed sizes / one size
+    (:func:`mixed_sizes`): an upper bound of evaluation's factor."""
     if t is None:
         return None
     t = t[t.work.isin(["dense", "multi-crop"])]
@@ -143,14 +141,12 @@ def evaluation_passes(preset) -> dict[str, set[tuple[str, int]]]:
     return out
 
 
-def mixed_size_eval_factor(root: Path = ROOT, preset_name: str = "imagewoof") -> float | None:
+def mixed_size_eval_factor(t: pd.DataFrame | None, preset) -> float | None:
     """Evaluation's mixed / one-size cost over one seed's evaluations (:func:`evaluation_passes`), each
-    weighted by net D's one-size time per image at its Q (mixed_sizes_cost.csv; a Q it did not time:
+    weighted by net D's one-size time per image at its Q (:func:`mixed_sizes`; a Q it did not time:
     dense at the nearest Q timed x the area ratio, multi-crop as it is) and its image count."""
-    t = mixed_sizes(root)
     if t is None:
         return None
-    preset = get_preset(preset_name)
     timed = {w: {int(r.px): (float(r.ms_per_image) / float(r.mixed_over_one_size), float(r.mixed_over_one_size))
                  for r in t[t.work == w].itertuples()} for w in ("dense", "multi-crop")}
     if not all(timed.values()):
@@ -179,17 +175,16 @@ def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "ima
     rates.setdefault("A-LRN0", rates["A-LRN"])
     nets = needed(None, preset.plan_controls) + [BY_NAME["A-LRN0_S256"]]
     train_h = chain_seconds([(n, 0) for n in nets], preset, rates) * IMAGEWOOF_TRAIN / IMAGENETTE_TRAIN / 3600
-    extra = mixed_size_input_ms(root)
-    input_s = 0.0
-    for n in nets:
-        epochs, stage = n.epochs(preset), f"S={n.scale}"
-        input_s += epochs * IMAGEWOOF_TRAIN * extra.get((stage, "train"), 0) / 1e3
-        input_s += validations(epochs, preset.validate_every) * IMAGEWOOF_VAL * extra.get((stage, "val"), 0) / 1e3
+    mixed = mixed_sizes(root)
+    extra = mixed_size_input_ms(mixed)
+    times = {n.name: validations(preset, n.epochs(preset)) for n in nets}
+    input_s = sum(n.epochs(preset) * IMAGEWOOF_TRAIN * extra.get((f"S={n.scale}", "train"), 0)
+                  + times[n.name] * IMAGEWOOF_VAL * extra.get((f"S={n.scale}", "val"), 0) for n in nets) / 1e3
     input_h = input_s / 3600 if extra else float("nan")
     val_rates = complete_validation_rates(validation_seconds(logs), measured, rates)
     val_h = (float("nan") if val_rates is None else validation_chain_seconds([(n, 0) for n in nets], preset, val_rates)
              * IMAGEWOOF_VAL / IMAGENETTE_VAL / 3600)
-    eval_ratio, eval_bound = mixed_size_eval_factor(root), mixed_size_eval_ratio(root)
+    eval_ratio, eval_bound = mixed_size_eval_factor(mixed, preset), mixed_size_eval_ratio(mixed)
     eval_h = PUBLISHED_EVAL_MINUTES_PER_SEED * ratio * (eval_ratio or 1.0) / 60
     parts = {"train": train_h, "input of mixed sizes": input_h, "validation": val_h, "eval": eval_h,
              "evaluation of mixed sizes": 0.0 if eval_ratio else float("nan")}
@@ -200,7 +195,7 @@ def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "ima
             "seconds_per_epoch": " ".join(f"{c} {rates[c]:.1f}" for c in sorted(rates)),
             "ratio_to_published": round(ratio, 3), "nets_per_seed": len(nets),
             "epochs_per_seed": sum(n.epochs(preset) for n in nets),
-            "validations_per_seed": sum(validations(n.epochs(preset), preset.validate_every) for n in nets),
+            "validations_per_seed": sum(times.values()),
             "train_h_per_seed": round(train_h, 2), "input_h_per_seed": round(input_h, 2),
             "val_h_per_seed": round(val_h, 2), "eval_h_per_seed": round(eval_h, 2),
             "eval_mixed_sizes_factor": round(eval_ratio, 3) if eval_ratio else float("nan"),
