@@ -75,13 +75,9 @@ def dense_eval(model: VGG, x: torch.Tensor, amp: bool | None = None) -> torch.Te
     flips go through the net as one batch while they fit in an evaluation batch's pixels (EVAL_PIXELS):
     images of a rare size come one or two per batch, and a forward pass has a cost of its own."""
     n = len(x)
-    if 2 * x[:1].numel() // x.shape[1] * n <= EVAL_PIXELS:
-        p = _forward(model, torch.cat([x, x.flip(-1)]), amp, dense=True).mean(dim=(2, 3)).softmax(1)
-        return (p[:n] + p[n:]) / 2
-    p = 0
-    for img in (x, x.flip(-1)):
-        p = p + _forward(model, img, amp, dense=True).mean(dim=(2, 3)).softmax(1)
-    return p / 2
+    passes = [torch.cat([x, x.flip(-1)])] if 2 * n * x.shape[-2] * x.shape[-1] <= EVAL_PIXELS else [x, x.flip(-1)]
+    p = torch.cat([_forward(model, b, amp, dense=True).mean(dim=(2, 3)).softmax(1) for b in passes])
+    return (p[:n] + p[n:]) / 2
 
 
 def crop_grid(h: int, w: int, crop: int, grid: int = 5) -> list[tuple[int, int]]:

@@ -129,11 +129,21 @@ class _ConvReLU(torch.autograd.Function):
         return gx, gw, gb, None
 
 
+def _conv_dtype(conv: nn.Conv2d, x: torch.Tensor, *modules: nn.Module) -> torch.dtype | None:
+    """The dtype ``conv`` of ``x`` runs in on this module's path, or None where it takes the module's own:
+    off the channels-last CPU path, in another dtype, with a padding mode or string padding, or with
+    hooks on ``conv`` or ``modules``."""
+    dtype = _compute_dtype(x)
+    if (_channels_last_cpu(x) and dtype is not None and conv.padding_mode == "zeros"
+            and not isinstance(conv.padding, str) and _plain(conv, *modules)):
+        return dtype
+    return None
+
+
 def conv_before_pool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """conv(x) (a conv whose ReLU runs after the max-pool); without autograd, its weights cast once."""
-    dtype = _compute_dtype(x)
-    if (torch.is_grad_enabled() or not (_channels_last_cpu(x) and dtype is not None and _plain(conv))
-            or conv.padding_mode != "zeros" or isinstance(conv.padding, str)):
+    dtype = _conv_dtype(conv, x)
+    if torch.is_grad_enabled() or dtype is None:
         return conv(x)
     w = cast_once(conv, "weight", conv.weight, dtype)
     b = None if conv.bias is None else cast_once(conv, "bias", conv.bias, dtype)
@@ -143,9 +153,8 @@ def conv_before_pool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 def conv_relu(conv: nn.Conv2d, relu: nn.ReLU, x: torch.Tensor) -> torch.Tensor:
     """relu(conv(x)), as one oneDNN convolution where it can be (see the module docstring)."""
-    dtype = _compute_dtype(x)
-    if not (_state["conv"] and _channels_last_cpu(x) and dtype is not None and conv.groups == 1
-            and conv.padding_mode == "zeros" and not isinstance(conv.padding, str) and _plain(conv, relu)):
+    dtype = _conv_dtype(conv, x, relu)
+    if not (_state["conv"] and dtype is not None and conv.groups == 1):
         return relu(conv(x))
     w = cast_once(conv, "weight", conv.weight, dtype, torch.channels_last)
     b = None if conv.bias is None else cast_once(conv, "bias", conv.bias, dtype)
