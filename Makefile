@@ -37,7 +37,7 @@ then \`make $(if $(filter smoke,$@),table3,$@)\`, or \`make $(if $(filter smoke,
 .DEFAULT_GOAL := help
 .PHONY: help install installed test data smoke reproduce table1 table2 table3 table4 table5 table6 table7 tables findings \
 	seeds fixed_schedule fixed_schedule_check eval_batching init_study dense_geometry compare_presets plateau_study plateau_rules first_drop_effect schedule_study \
-	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate mixed_sizes_cost bench epoch_times epoch_rates reproduce_time eval_cost profile_step fused_layers \
+	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate mixed_sizes_cost bench epoch_times epoch_rates eval_rates reproduce_time eval_cost profile_step fused_layers \
 	gpu_subset gpu_check gpu_estimates clean
 
 ##@ Setup
@@ -210,10 +210,16 @@ epoch_times: installed ## measured epoch time per config here, and the whole Tab
 
 # Three real training epochs of each S=256 config at the imagewoof geometry on this machine (on Imagewoof when
 # PRESET=imagewoof, else on Imagenette at the imagenette_fixed preset; about 10 min on 2 cores):
-# results/<preset>/epoch_rates/LABEL/ (default: today's date), the rates reproduce_time reads
-epoch_rates: installed ## a few real training epochs per config: this CPU's rates for reproduce_time [LABEL=]
-	$(RUN) experiments/studies/epoch_rates.py --label $(or $(LABEL),$(shell date +%Y-%m-%d)) \
-		$(FIXED_SCHEDULE_RUN)
+# results/<preset>/epoch_rates/LABEL/ (default: today's date); then one seed's evaluation passes timed on
+# ImageNet photographs (eval_rates, about 5 min): together the rates reproduce_time reads
+RATES_LABEL = $(or $(LABEL),$(shell date +%Y-%m-%d))
+epoch_rates: installed ## real training epochs per config and one seed's evaluation passes: this CPU's rates [LABEL=]
+	$(RUN) experiments/studies/epoch_rates.py --label $(RATES_LABEL) $(FIXED_SCHEDULE_RUN)
+	$(MAKE) --no-print-directory eval_rates LABEL=$(RATES_LABEL)
+
+# One seed's evaluation passes of the Imagewoof reproduction timed on LOADER_DATA's photographs: results/eval_rates/LABEL.csv
+eval_rates: installed ## one seed's evaluation passes timed on photographs of mixed sizes [LABEL=]
+	$(RUN) experiments/studies/eval_rates.py --preset imagewoof --images $(LOADER_DATA) --label $(RATES_LABEL)
 
 # The Imagewoof reproduction's wall time from the epochs timed at its geometry (no training): results/reproduce_time.csv
 reproduce_time: installed ## estimated hours of `make reproduce PRESET=imagewoof` from measured epoch times

@@ -14,6 +14,7 @@ from vgg.chain_time import (
     complete_validation_rates,
     config_of_log,
     epoch_seconds,
+    evaluation_passes,
     net_of_log,
     published_epoch_seconds,
     validation_chain_seconds,
@@ -137,9 +138,7 @@ def test_images_of_mixed_sizes_add_their_measured_input_and_scale_evaluation_by_
     assert row["input_h_per_seed"] == pytest.approx(expect / 3600, abs=0.006)
     # one seed's evaluations: Tables 5-6's multi-crop is the jittered D and E at 3 Q on 1,000 images, dense
     # every (net, Q) of Tables 3-6 on 3,929; dense costs twice as much on mixed sizes, multi-crop the same
-    passes = mod.evaluation_passes(woof)
-    assert sorted(passes["multi-crop"]) == [(f"{x}_S256-512", q) for x in "DE" for q in (256, 384, 512)]
-    assert ("C_S384", 352) in passes["dense"] and ("A_S256", 256) in passes["dense"]
+    passes = evaluation_passes(woof)
     dense = sum(3929 * c * woof.px(q) ** 2 for _, q in passes["dense"])
     crops = 1000 * m * len(passes["multi-crop"])
     factor = (2 * dense + crops) / (dense + crops)
@@ -160,3 +159,53 @@ def test_validations_left_are_every_few_epochs_and_the_last_after_those_done():
     assert val == {"A": 2.0, "D": 4.0}  # A at D's validation / epoch ratio
     d = BY_NAME["D_S256"]
     assert validation_chain_seconds([(d, 10)], woof, val) == validations(woof, d.epochs(woof), 10) * 4.0
+
+
+def test_one_seeds_evaluation_passes_are_the_tables_and_the_plans_each_once():
+    woof, nette = get_preset("imagewoof"), get_preset("imagenette")
+    passes, plain = evaluation_passes(woof), evaluation_passes(nette)
+    # Table 5's jittered D and E by multi-crop at 3 Q (Table 6's D+E fusions reuse them)
+    assert sorted(passes["multi-crop"]) == [(f"{x}_S256-512", q) for x in "DE" for q in (256, 384, 512)]
+    # dense: Tables 3 and 4 (A, A-LRN at 256; B, C, D, E at 3 Q per training scale; the jittered nets' 384
+    # shared by Tables 3, 4 and 5), and the 7-net fusion's FC-only D jitter net where the plan has it
+    s256 = {("A_S256", 256), ("A-LRN_S256", 256)} | {(f"{x}_S256", q) for x in "BCDE" for q in (224, 256, 288)}
+    rest = {(f"{x}_S{s}", q) for x in "CDE" for s, qs in (("384", (352, 384, 416)), ("256-512", (256, 384, 512)))
+            for q in qs}
+    assert plain["dense"] == s256 | rest
+    fc = {("D_S256-512-fc", q) for q in (256, 384, 512)}
+    assert passes["dense"] == plain["dense"] | fc | {("A-LRN0_S256", 256)}
+    # centre crops: Table 3's rows at their Q, B and B-5x5 at 256, and the plan's B-scratch and A-LRN0
+    table3 = {("A_S256", 256), ("A-LRN_S256", 256), ("B_S256", 256), ("B-5x5_S256", 256)} | {
+        (f"{x}_S{s}", q) for x in "CDE" for s, q in (("256", 256), ("384", 384), ("256-512", 384))}
+    assert plain["center-crop"] == table3
+    assert passes["center-crop"] == table3 | {("B_S256-scratch", 256), ("A-LRN0_S256", 256)}
+
+
+def test_measured_evaluation_passes_replace_the_scaled_published_minutes(tmp_path):
+    mod = load_script("experiments/studies/reproduce_time.py")
+    write_log(tmp_path / "results" / "x" / "epoch_rates" / "lab" / "D_S256.log.csv", [20.0, 20.0])
+    source = {"logs": "results/x/epoch_rates/lab/*_S256.log.csv", "measured": "lab", "cpu": "X",
+              "bf16_matmul_gflop_s": "1", "code": "c"}
+    scaled = mod.estimate("lab", source, root=tmp_path)
+    assert scaled["eval_from"].startswith("published")
+    woof = get_preset("imagewoof")
+    # a config's pass costs (1 + config's index) x (method's ms) per image; first passes 1 ms more per image
+    configs = sorted({BY_NAME[n].config for p in evaluation_passes(woof).values() for n, _ in p})
+    per = {"dense": 2.0, "center-crop": 0.5, "multi-crop": 30.0}
+    keys = {(BY_NAME[n].config, m, q) for m, p in evaluation_passes(woof).items() for n, q in p}
+    rates = pd.DataFrame([{"config": c, "method": m, "test_scale": q, "images_timed": 10,
+                           "ms_per_image": (1 + configs.index(c)) * per[m],
+                           "first_pass_ms": (1 + configs.index(c)) * per[m] + 1.0} for c, m, q in sorted(keys)])
+    (tmp_path / "results" / "eval_rates").mkdir(parents=True)
+    rates.to_csv(tmp_path / "results" / "eval_rates" / "lab.csv", index=False)
+    row = mod.estimate("lab", source, root=tmp_path)
+    images = {"dense": 3929, "center-crop": 3929, "multi-crop": 1000}
+    ms = sum(images[m] * (1 + configs.index(BY_NAME[n].config)) * per[m]
+             for m, p in evaluation_passes(woof).items() for n, _ in p) + 10 * 1.0 * len(keys)
+    assert row["eval_h_per_seed"] == pytest.approx(ms / 3.6e6, abs=0.006)
+    assert row["eval_from"] == "results/eval_rates/lab.csv" and row["eval_mixed_sizes_factor"] != row[
+        "eval_mixed_sizes_factor"]  # NaN: no factor applies to measured passes
+    assert row["train_h_per_seed"] == scaled["train_h_per_seed"]
+    rates.iloc[1:].to_csv(tmp_path / "results" / "eval_rates" / "lab.csv", index=False)  # a pass missing
+    with pytest.raises(Exception, match="rerun `make eval_rates`"):
+        mod.estimate("lab", source, root=tmp_path)

@@ -573,16 +573,22 @@ def test_table3_leaves_out_a_seed_spread_made_from_another_chain(tmp_path):
 
 
 
-def test_mixed_sizes_cost_times_one_size_against_mixed_sizes_per_stage_and_test_scale(tmp_path):
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """48 ImageNet photographs at their own sizes in 4 classes (8 of them val)."""
     import shutil
     photos = sorted((ROOT.parent / "shared" / "data" / "imagenet-sample").glob("*/*/*.JPEG"))
     if len(photos) < 48:
         pytest.skip("no ImageNet photographs in ../shared/data/imagenet-sample")
-    mixed = tmp_path / "mixed"
+    mixed = tmp_path_factory.mktemp("mixed")
     for k, f in enumerate(photos[:48]):
         split = "val" if k % 6 == 5 else "train"
         (mixed / split / f"c{k % 4}").mkdir(parents=True, exist_ok=True)
         shutil.copy(f, mixed / split / f"c{k % 4}" / f.name)
+    return mixed
+
+
+def test_mixed_sizes_cost_times_one_size_against_mixed_sizes_per_stage_and_test_scale(mixed, tmp_path):
     r = run_cli([str(ROOT / "experiments/studies/mixed_sizes_cost.py"), "--preset", "tiny", "--same-size",
                  str(ROOT / "vgg" / "samples" / "cifar10-sample"), "--mixed", str(mixed), "--per-class", "4",
                  "--crop-images", "2", "--repeats", "1", "--results", "results"], cwd=tmp_path)
@@ -608,4 +614,30 @@ def test_mixed_sizes_cost_times_one_size_against_mixed_sizes_per_stage_and_test_
     assert (df.ms_per_image > 0).all()
     bad = run_cli([str(ROOT / "experiments/studies/mixed_sizes_cost.py"), "--preset", "tiny", "--mixed",
                    str(tmp_path / "nowhere"), "--results", "results2"], cwd=tmp_path)
+    assert bad.returncode == 2 and "nowhere" in bad.stderr and not (tmp_path / "results2").exists()
+
+
+def test_eval_rates_times_each_distinct_pass_of_a_seed_once_and_counts_its_nets(mixed, tmp_path):
+    from vgg.chain import BY_NAME
+    from vgg.chain_time import evaluation_passes
+    from vgg.protocol import get_preset
+    r = run_cli([str(ROOT / "experiments/studies/eval_rates.py"), "--preset", "tiny_plan", "--images", str(mixed),
+                 "--crop-images", "2", "--label", "lab", "--results", "results"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    df = pd.read_csv(tmp_path / "results" / "eval_rates" / "lab.csv")
+    passes = evaluation_passes(get_preset("tiny_plan"))
+    count = {}
+    for method, p in passes.items():
+        for net, q in p:
+            count[(BY_NAME[net].config, method, q)] = count.get((BY_NAME[net].config, method, q), 0) + 1
+    assert {(r.config, r.method, r.test_scale): r.nets for r in df.itertuples()} == count
+    assert df[df.config == "D"].nets.sum() == sum(1 for p in passes.values() for n, _ in p if n.startswith("D_"))
+    timed = df.set_index("method").images_timed
+    assert timed["multi-crop"].eq(2).all() and timed.drop("multi-crop").eq(8).all()  # every val image, else 2
+    assert (df.ms_per_image > 0).all() and (df.first_pass_ms > 0).all()
+    extra = df.images_timed * (df.first_pass_ms - df.ms_per_image).clip(lower=0)
+    minutes = (df.nets * df.images * df.ms_per_image + extra) / 6e4
+    assert ((df.seed_minutes - minutes).abs() <= 1e-3 + 1e-3 * minutes).all()  # rounded ms and minutes
+    bad = run_cli([str(ROOT / "experiments/studies/eval_rates.py"), "--preset", "tiny", "--images",
+                   str(tmp_path / "nowhere"), "--label", "x", "--results", "results2"], cwd=tmp_path)
     assert bad.returncode == 2 and "nowhere" in bad.stderr and not (tmp_path / "results2").exists()

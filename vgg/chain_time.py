@@ -1,4 +1,5 @@
-"""How long a chain of nets trains on this machine: epochs left x seconds per epoch of each config.
+"""How long a chain of nets trains on this machine: epochs left x seconds per epoch of each config;
+and which evaluation passes one seed's tables then run (:func:`evaluation_passes`).
 
 Rates come from training logs (``<net>.log.csv``, one row per epoch with its ``seconds``): the
 median over every epoch of a config. A config no log has measured is scaled from a reference set of
@@ -15,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .chain import Net
+from .chain import BY_NAME, Net
+from .results import paper_table
+from .rows import TABLE5_SCALES, members, net_name, scales_of
 from .train import validates
 
 PUBLISHED_LOGS = Path(__file__).resolve().parents[1] / "results" / "imagenette" / "logs"
@@ -91,3 +94,40 @@ def complete_validation_rates(timed: dict[str, float], measured: dict[str, float
 def validation_chain_seconds(todo: Iterable[tuple[Net, int]], preset, val_rates: dict[str, float]) -> float:
     """Seconds of validation the nets of ``todo`` [(net, epochs already done)] still need."""
     return sum(validations(preset, net.epochs(preset), done) * val_rates[net.config] for net, done in todo)
+
+
+def evaluation_passes(preset) -> dict[str, set[tuple[str, int]]]:
+    """One seed's evaluations by `make reproduce` as (net, Q in paper pixels) per method, each once (the
+    posteriors are cached per net, method and Q, so rows that share a pass share its cost): Tables 3-6
+    (dense on every val image, multi-crop on the preset's multi-crop images, Table 3's centre crops on
+    every val image), and with the preset's ``plan_controls`` the plan's nets: B trained like B-5x5
+    (centre crop), D jitter fine-tuned in its FC layers (the 7-net fusion) and the LRN control A-LRN0
+    (dense and centre crop at Q = 256, `make fixed_schedule_check`)."""
+    out: dict[str, set[tuple[str, int]]] = {"dense": set(), "multi-crop": set(), "center-crop": set()}
+
+    def add(method: str, net: str, qs) -> None:
+        for m in ("dense", "multi-crop") if method == "multi-crop & dense" else (method,):
+            out[m].update((net, int(q)) for q in qs)
+
+    for r in paper_table("table3_single_scale").itertuples():
+        net = net_name(r.config, r.train_scale)
+        add("dense", net, [r.test_scale])
+        add("center-crop", net, [r.test_scale])
+    for net in ("B_S256", "B-5x5_S256"):
+        add("center-crop", net, [256])
+    for r in paper_table("table4_multi_scale").itertuples():
+        add("dense", net_name(r.config, r.train_scale), scales_of(r.test_scales))
+    for r in paper_table("table5_eval_methods").itertuples():
+        add(r.method, net_name(r.config, "256-512"), TABLE5_SCALES)
+    for r in paper_table("table6_fusion").itertuples():
+        models = r.models
+        if preset.plan_controls and len(members(models)) == 7:  # experiments/06: the submission's FC-only D jitter
+            models = models.replace("D/256-512/", "D/256-512-fc/")
+        for net, qs in members(models):
+            add(r.method, net, qs)
+    if preset.plan_controls:
+        add("center-crop", "B_S256-scratch", [256])
+        add("dense", "A-LRN0_S256", [256])
+        add("center-crop", "A-LRN0_S256", [256])
+    assert all(net in BY_NAME for passes in out.values() for net, _ in passes)
+    return out

@@ -25,11 +25,15 @@ Validation: the fixed schedule validates every ``validate_every`` epochs and at 
 3,929 images; each costs the median ``val_seconds`` of the set's logs (their config's, else scaled
 by the set's median validation / epoch ratio) x 3,929 / 3,925, plus the mixed sizes' extra input at
 the stage's Q. Logs written before val_seconds was recorded (ab87d6d) leave it out: ``missing`` says so.
-Evaluation (Tables 3-6 per seed: dense at every Q, 150-crop multi-crop on 1,000 images, fusions)
-is the published chain's 34 minutes (results/imagenette/README.md) x the training ratio x the mixed /
-one-size cost of one seed's evaluations (results/mixed_sizes_cost.csv; each (net, Q) of the paper's
-Tables 3-6 weighted by net D's time per image there: ``eval_mixed_sizes_factor``). The larger of
-dense's and multi-crop's own ratio bounds it from above (``eval_mixed_sizes_bound``).
+Evaluation (one seed's passes, vgg.chain_time.evaluation_passes: Tables 3-6 and the plan's controls;
+dense and centre crops on 3,929 images, 150-crop multi-crop on 1,000, fusions reuse them):
+* measured, where `make eval_rates` timed the set's label (results/eval_rates/<label>.csv: every pass
+  on photographs of mixed sizes with the code of its commit): each pass's ms per image x its images,
+  plus each distinct pass's first-pass extra once (``eval_from``);
+* else the published chain's 34 minutes (results/imagenette/README.md) x the training ratio x the mixed
+  / one-size cost of one seed's evaluations (results/mixed_sizes_cost.csv; each (net, Q) weighted by net
+  D's time per image there: ``eval_mixed_sizes_factor``), bounded from above by the larger of dense's
+  and multi-crop's own ratio (``eval_mixed_sizes_bound``).
 
 Writes results/reproduce_time.csv: per set of rates, hours per seed of training, of the mixed sizes'
 extra input, of validation and of evaluation, the total over the seeds, what it leaves out, and the
@@ -48,14 +52,15 @@ from vgg.chain_time import (
     complete_rates,
     complete_validation_rates,
     epoch_seconds,
+    evaluation_passes,
     published_epoch_seconds,
     validation_chain_seconds,
     validation_seconds,
     validations,
 )
+from vgg.errors import UserError
 from vgg.protocol import get_preset
-from vgg.results import paper_table, read_results, write_table
-from vgg.rows import TABLE5_SCALES, members, net_name, scales_of
+from vgg.results import read_results, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,28 +124,6 @@ def mixed_size_eval_ratio(t: pd.DataFrame | None) -> float | None:
     return float(t.groupby("work").mixed_over_one_size.mean().max()) if len(t) else None
 
 
-def evaluation_passes(preset) -> dict[str, set[tuple[str, int]]]:
-    """Tables 3-6's evaluations of one seed as (net, Q in paper pixels) per method, each once (the
-    posteriors are cached per net, method and Q): dense on every val image, multi-crop on the preset's
-    multi-crop images. Table 3's centre crops and the findings' extras are left out (a crop per image)."""
-    out: dict[str, set[tuple[str, int]]] = {"dense": set(), "multi-crop": set()}
-
-    def add(method: str, net: str, qs) -> None:
-        for m in ("dense", "multi-crop") if method == "multi-crop & dense" else (method,):
-            out[m].update((net, int(q)) for q in qs)
-
-    for r in paper_table("table3_single_scale").itertuples():
-        add("dense", net_name(r.config, r.train_scale), [r.test_scale])
-    for r in paper_table("table4_multi_scale").itertuples():
-        add("dense", net_name(r.config, r.train_scale), scales_of(r.test_scales))
-    for r in paper_table("table5_eval_methods").itertuples():
-        add(r.method, net_name(r.config, "256-512"), TABLE5_SCALES)
-    for r in paper_table("table6_fusion").itertuples():
-        for net, qs in members(r.models):
-            add(r.method, net, qs)
-    return out
-
-
 def mixed_size_eval_factor(t: pd.DataFrame | None, preset) -> float | None:
     """Evaluation's mixed / one-size cost over one seed's evaluations (:func:`evaluation_passes`), each
     weighted by net D's one-size time per image at its Q (:func:`mixed_sizes`; a Q it did not time:
@@ -154,6 +137,8 @@ def mixed_size_eval_factor(t: pd.DataFrame | None, preset) -> float | None:
     images = {"dense": IMAGEWOOF_VAL, "multi-crop": preset.multi_crop_images or IMAGEWOOF_VAL}
     one = mixed = 0.0
     for method, passes in evaluation_passes(preset).items():
+        if method not in timed:  # centre crops: one crop per image, not timed by mixed_sizes_cost
+            continue
         for _, q in passes:
             px = preset.px(q)
             near = min(timed[method], key=lambda p: abs(p - px))
@@ -162,6 +147,33 @@ def mixed_size_eval_factor(t: pd.DataFrame | None, preset) -> float | None:
             one += images[method] * ms
             mixed += images[method] * ms * ratio
     return mixed / one
+
+
+def eval_rates_file(source: dict, root: Path = ROOT) -> Path:
+    """results/eval_rates/<label>.csv of an epoch_rates set (`make eval_rates LABEL=<its label>`)."""
+    return root / "results" / "eval_rates" / f"{source['measured']}.csv"
+
+
+def measured_eval_hours(path: Path, preset) -> float:
+    """One seed's evaluation from the passes `make eval_rates` timed: each (net, method, Q) of
+    :func:`evaluation_passes` x its images x its config's ms per image there, plus each distinct pass's
+    first-pass extra once. A pass the file lacks stops with the command that times it."""
+    t = read_results(path)
+    rate = {(r.config, r.method, int(r.test_scale)): r for r in t.itertuples()}
+    images = {"dense": IMAGEWOOF_VAL, "center-crop": IMAGEWOOF_VAL,
+              "multi-crop": preset.multi_crop_images or IMAGEWOOF_VAL}
+    ms, seen = 0.0, set()
+    for method, passes in evaluation_passes(preset).items():
+        for net, q in passes:
+            key = (BY_NAME[net].config, method, q)
+            if key not in rate:
+                raise UserError(f"{path} has no {key[1]} pass of {key[0]} at Q={q}: rerun `make eval_rates`")
+            r = rate[key]
+            ms += images[method] * float(r.ms_per_image)
+            if key not in seen:
+                seen.add(key)
+                ms += float(r.images_timed) * max(float(r.first_pass_ms) - float(r.ms_per_image), 0.0)
+    return ms / 3.6e6
 
 
 def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "imagewoof") -> dict:
@@ -184,10 +196,17 @@ def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "ima
     val_rates = complete_validation_rates(validation_seconds(logs), measured, rates)
     val_h = (float("nan") if val_rates is None else validation_chain_seconds([(n, 0) for n in nets], preset, val_rates)
              * IMAGEWOOF_VAL / IMAGENETTE_VAL / 3600)
-    eval_ratio, eval_bound = mixed_size_eval_factor(mixed, preset), mixed_size_eval_ratio(mixed)
-    eval_h = PUBLISHED_EVAL_MINUTES_PER_SEED * ratio * (eval_ratio or 1.0) / 60
+    timed_eval = eval_rates_file(source, root)
+    if timed_eval.exists():
+        eval_from = timed_eval.relative_to(root).as_posix()
+        eval_ratio = eval_bound = None
+        eval_h = measured_eval_hours(timed_eval, preset)
+    else:
+        eval_from = f"published {PUBLISHED_EVAL_MINUTES_PER_SEED} min x training ratio x mixed sizes' factor"
+        eval_ratio, eval_bound = mixed_size_eval_factor(mixed, preset), mixed_size_eval_ratio(mixed)
+        eval_h = PUBLISHED_EVAL_MINUTES_PER_SEED * ratio * (eval_ratio or 1.0) / 60
     parts = {"train": train_h, "input of mixed sizes": input_h, "validation": val_h, "eval": eval_h,
-             "evaluation of mixed sizes": 0.0 if eval_ratio else float("nan")}
+             "evaluation of mixed sizes": 0.0 if eval_ratio or timed_eval.exists() else float("nan")}
     total = SEEDS * sum(v for v in parts.values() if v == v)
     missing = ", ".join(k for k, v in parts.items() if v != v)
     return {"rates_from": name, **source, "epochs_timed": sum(len(pd.read_csv(f)) for f in logs),
@@ -197,7 +216,7 @@ def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "ima
             "epochs_per_seed": sum(n.epochs(preset) for n in nets),
             "validations_per_seed": sum(times.values()),
             "train_h_per_seed": round(train_h, 2), "input_h_per_seed": round(input_h, 2),
-            "val_h_per_seed": round(val_h, 2), "eval_h_per_seed": round(eval_h, 2),
+            "val_h_per_seed": round(val_h, 2), "eval_h_per_seed": round(eval_h, 2), "eval_from": eval_from,
             "eval_mixed_sizes_factor": round(eval_ratio, 3) if eval_ratio else float("nan"),
             "eval_mixed_sizes_bound": round(eval_bound, 3) if eval_bound else float("nan"),
             "seeds": SEEDS, "total_h": round(total, 1),
