@@ -127,15 +127,20 @@ def test_the_reproduction_estimate_is_given_per_cpu_newest_first_with_its_range(
                   "eval_mixed_sizes_bound": [1.5, float("nan"), 1.5],
                   "total_h": [10.9, 21.0, 10.5],
                   "missing": ["validation (not timed)", "input of mixed sizes, validation (not timed)", ""],
-                  "goal_h": [10.0] * 3, "meets_goal": [False, False, False]}).to_csv(path, index=False)
+                  "goal_h": [10.0] * 3, "meets_goal": [False, False, True],
+                  "eval_from": ["published 34 min x ...", "published 34 min x ...", "results/eval_rates/d3.csv"]}
+                 ).to_csv(path, index=False)
     text = mod.reproduce_time_text(path)
     assert ("X (AMX): 10.5 h with its newest rates (d3, 2100 GFLOP/s bf16 matmul, code 0e53793: 2.8 h training + "
             "0.2 h validation + 0.4 h evaluation a seed; images of mixed sizes: +0.10 h of input, evaluation x 1.30 "
-            "(at most x 1.50))") in text
+            "(at most x 1.50); evaluation: one seed's passes timed on photographs of mixed sizes "
+            "(`results/eval_rates/d3.csv`))") in text
     assert ("(d2, 400-450 GFLOP/s bf16 matmul, code before: 6.0 h training + 1.0 h evaluation a seed; leaves out "
             "input of mixed sizes, validation (not timed))") in text
     assert "10.5-10.9 h over its 2 sets of rates" in text
     assert "Y (AVX512-BF16): 21.0 h with its newest rates (d2, 400-450 GFLOP/s" in text and "its only set" in text
     assert text.index("X (AMX)") < text.index("Y (AVX512-BF16)")  # in the CSV's order
-    assert "none meets the goal of 10 h" in text and "not measured" in text
+    assert text.count("passes timed") == 1  # the scaled published minutes name no file
+    assert text.endswith("within the goal of 10 h (the issue's, on 2 AVX512-BF16 cores): 1 of the 2 sets of X (AMX), "
+                         "0 of the 1 sets of Y (AVX512-BF16).") and "not measured" in text
     assert mod.reproduce_time_text(tmp_path / "missing.csv") == ""

@@ -29,7 +29,8 @@ Evaluation (one seed's passes, vgg.chain_time.evaluation_passes: Tables 3-6 and 
 dense and centre crops on 3,929 images, 150-crop multi-crop on 1,000, fusions reuse them):
 * measured, where `make eval_rates` timed the set's label (results/eval_rates/<label>.csv: every pass
   on photographs of mixed sizes with the code of its commit): each pass's ms per image x its images,
-  plus each distinct pass's first-pass extra once (``eval_from``);
+  plus each distinct pass's first-pass extra once (``eval_from``); the table scripts' other work
+  (loading the cached data and checkpoints, the statistics) is not timed;
 * else the published chain's 34 minutes (results/imagenette/README.md) x the training ratio x the mixed
   / one-size cost of one seed's evaluations (results/mixed_sizes_cost.csv; each (net, Q) weighted by net
   D's time per image there: ``eval_mixed_sizes_factor``), bounded from above by the larger of dense's
