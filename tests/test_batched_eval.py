@@ -1,6 +1,7 @@
 """Batched evaluation: validation images grouped by their rescaled shape, several per forward pass.
 
-The posteriors of vgg.evaluate.posteriors (batches of one shape, rows put back in image order) are
+The posteriors of vgg.evaluate.posteriors (batches of one shape, rare shapes padded onto one canvas
+for dense evaluation, centre crops of every shape batched together, rows put back in image order) are
 those of the one-image-per-forward path it replaced, on ImageNet photographs of mixed sizes, for the
 in-memory loader, the stream loader and the GPU pipeline's decoding (run on CPU tensors), and under
 two gloo processes. Tolerance: fp32 forward passes of another batch size sum in another order,
@@ -21,7 +22,7 @@ from vgg.datasets import MemoryData, StreamData
 from vgg.evaluate import _method_posteriors, posteriors
 from vgg.model import VGG
 from vgg.protocol import get_preset
-from vgg.shape_groups import count_shapes, shape_groups
+from vgg.shape_groups import count_shapes, padded_batches, shape_groups
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample" / "val"
 POSTERIOR_ATOL = 1e-5
@@ -96,7 +97,7 @@ def test_header_sizes_are_the_decoded_upright_sizes(photo_root, tmp_path):
 
 
 @pytest.mark.parametrize("loader", ["stream", "memory"])
-@pytest.mark.parametrize("method", ["dense", "multi-crop"])
+@pytest.mark.parametrize("method", ["dense", "multi-crop", "center-crop"])
 def test_batched_posteriors_are_the_one_image_posteriors(photo_root, net, loader, method):
     preset = get_preset("tiny", crop=32, loader=loader, workers=0, max_per_class=None)
     data = (StreamData if loader == "stream" else MemoryData)(photo_root, preset)
@@ -110,6 +111,9 @@ def test_batched_posteriors_are_the_one_image_posteriors(photo_root, net, loader
     assert np.abs(p - ref_p).max() <= POSTERIOR_ATOL
     sizes = image_sizes(files)
     assert len(shape_groups(sizes, QS[0])) < len(sizes) / 2  # several images per forward pass
+    if method == "dense":  # and rare shapes share padded batches: fewer passes still
+        padded = list(padded_batches(data.val_batches(QS[0], indices=indices)))
+        assert sum(s is not None for *_, s in padded) >= 1 and len(padded) < len(shape_groups(sizes, QS[0]))
 
 
 def test_the_gpu_pipelines_evaluation_batches_match_the_stream_loaders(photo_root, net, monkeypatch):

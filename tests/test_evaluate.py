@@ -74,3 +74,53 @@ def test_a_batch_and_its_flips_in_one_pass_equal_two_passes(net, monkeypatch):
     monkeypatch.setattr(evaluate, "EVAL_PIXELS", 0)
     apart = dense_eval(net, x, amp=False)
     assert torch.allclose(together, apart, atol=1e-6) and not torch.equal(together[0], together[1])
+
+
+@pytest.mark.parametrize("config", ["A-LRN", "D"])
+def test_a_padded_batch_of_several_sizes_gives_each_image_its_own_posteriors(config, monkeypatch):
+    """Images of several sizes on one zero canvas (vgg.shape_groups.padded_batches: sharing their height, or
+    their width) score as each image alone: odd sides (floored pools), FC6 as a 2x2 conv (crop 64), LRN,
+    the flips in one pass and in two. Biases are drawn so that a padding not re-zeroed would show."""
+    from vgg import evaluate
+    from vgg.model import zero_padding_
+    from vgg.shape_groups import padded_batches
+    torch.manual_seed(0)
+    model = VGG(config, num_classes=10, width=0.125, crop_size=64).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if getattr(m, "bias", None) is not None:
+                m.bias.normal_(0, 0.1)
+    shapes = [(70, 70), (70, 75), (70, 77), (70, 97), (83, 70), (99, 70)]
+    images = [torch.randn(2, 3, h, w) for h, w in shapes]
+    alone = torch.cat([dense_eval(model, x, amp=False) for x in images])
+    batches = [(x, torch.arange(2) + 2 * k, torch.arange(2) + 2 * k) for k, x in enumerate(images)]
+    for pixels in (None, 0):  # flips with their images in one pass; in two
+        if pixels is not None:
+            monkeypatch.setattr(evaluate, "EVAL_PIXELS", pixels)
+        out, at = [], []
+        for x, _, pos, sizes in padded_batches(batches, max_pixels=10 ** 6, max_padding=2.0):
+            out.append(dense_eval(model, x if sizes is None else zero_padding_(x.clone(), sizes), amp=False,
+                                  sizes=sizes))
+            at.append(pos)
+            assert sizes is None or len(set(sizes)) > 1
+        assert len(out) == 2  # the landscape images on one canvas, the portrait ones on another
+        assert torch.allclose(torch.cat(out)[torch.argsort(torch.cat(at))], alone, atol=1e-6)
+    assert (alone.max(1).values - alone.min(1).values).min() > 1e-3  # the posteriors differ between classes
+
+
+def test_padded_batches_join_consecutive_small_batches_that_share_a_side():
+    from vgg.shape_groups import padded_batches
+
+    def batch(n, h, w, first):
+        return torch.ones(n, 3, h, w), torch.arange(first, first + n), torch.arange(first, first + n)
+
+    seq = [batch(2, 10, 10, 0), batch(1, 10, 11, 2), batch(3, 10, 30, 3), batch(1, 12, 10, 6), batch(50, 10, 10, 7)]
+    out = list(padded_batches(seq, max_pixels=2000, max_padding=1.1))
+    # 10x10 and 10x11 share their height (3 x 10 x 11 = 330 <= 1.1 x 310); 10x30 would pad too much;
+    # 12x10 shares no side with it; the 50 images of 5,000 pixels exceed max_pixels: each comes as it came
+    assert [tuple(x.shape) for x, *_ in out] == [(3, 3, 10, 11), (3, 3, 10, 30), (1, 3, 12, 10), (50, 3, 10, 10)]
+    x, y, pos, sizes = out[0]
+    assert sizes == [(10, 10), (10, 10), (10, 11)] and y.tolist() == pos.tolist() == [0, 1, 2]
+    assert x[:2, :, :, 10].abs().sum() == 0 and x[2].min() == 1  # padding zero, the image whole
+    assert all(o[3] is None for o in out[1:]) and out[1][0] is seq[2][0]
+    assert torch.cat([o[1] for o in out]).tolist() == list(range(57))  # every image once, in order

@@ -13,6 +13,10 @@ Evaluation runs on the process's device (:func:`vgg.runtime.process_device`).  U
 ``torchrun`` each process scores its slice of the validation images and the posteriors are
 gathered in order, so every process holds the one-process result.
 
+Images are scored in batches of one rescaled shape (vgg.shape_groups); for dense evaluation the rare
+shapes' small batches share a zero-padded canvas, each image's region computed as if alone
+(vgg.model.Features), and centre crops of every shape share batches.
+
 Posteriors are cached per (net, method, scale) as .npz so tables recombine them; an entry is
 named by everything they depend on (:func:`cache_key`) and holds the stamp of the checkpoint
 it was computed from.
@@ -37,7 +41,7 @@ from .io import atomic_save_npz
 from .loaders import load_datasets
 from .locks import file_lock
 from .metrics import topk_error
-from .model import VGG
+from .model import VGG, size_runs, zero_padding_
 from .protocol import get_preset, parse_scale, single_test_scale
 from .runtime import (
     all_sum,
@@ -49,12 +53,12 @@ from .runtime import (
     resolve_amp,
     setup_distributed,
 )
-from .shape_groups import EVAL_PIXELS
+from .shape_groups import EVAL_PIXELS, padded_batches
 
 METHODS = ("dense", "multi-crop", "multi-crop & dense", "center-crop")
 MULTI_CROP_CHUNK = 500  # crops per forward pass
 # Part of every posterior-cache key: raise it when a change to this module changes posteriors.
-EVAL_VERSION = 3
+EVAL_VERSION = 4
 
 
 def check_method(method: str) -> str:
@@ -63,20 +67,44 @@ def check_method(method: str) -> str:
     return method
 
 
-def _forward(model: VGG, x: torch.Tensor, amp: bool, dense: bool) -> torch.Tensor:
+def _forward(model: VGG, x: torch.Tensor, amp: bool, dense: bool, sizes=None) -> torch.Tensor:
     x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=resolve_amp(amp, x.device.type)):
-        return (model.score_map(x) if dense else model(x)).float()
+        return (model.score_map(x, sizes) if dense else model(x)).float()
+
+
+def _mean_scores(model: VGG, x: torch.Tensor, amp: bool, sizes) -> torch.Tensor:
+    """(N, C): each image's class score map averaged over its own positions."""
+    scores = _forward(model, x, amp, dense=True, sizes=sizes)
+    if sizes is None:
+        return scores.mean(dim=(2, 3))
+    return torch.cat([scores[a:b, :, :h, :w].mean(dim=(2, 3))
+                      for a, b, (h, w) in size_runs(model.map_sizes(sizes))])
+
+
+def flip_images(x: torch.Tensor, sizes=None) -> torch.Tensor:
+    """The horizontal mirror images; of a padded batch (``sizes``), each image mirrored in its own region."""
+    if sizes is None:
+        return x.flip(-1)
+    out = torch.zeros_like(x)
+    for a, b, (h, w) in size_runs(sizes):
+        out[a:b, :, :h, :w] = x[a:b, :, :h, :w].flip(-1)
+    return out
 
 
 @torch.no_grad()
-def dense_eval(model: VGG, x: torch.Tensor, amp: bool | None = None) -> torch.Tensor:
+def dense_eval(model: VGG, x: torch.Tensor, amp: bool | None = None, sizes=None) -> torch.Tensor:
     """Posteriors (N, C): spatially averaged class score map, soft-max, flip-averaged.  A batch and its
     flips go through the net as one batch while they fit in an evaluation batch's pixels (EVAL_PIXELS):
-    images of a rare size come one or two per batch, and a forward pass has a cost of its own."""
+    images of a rare size come one or two per batch, and a forward pass has a cost of its own.
+    ``sizes``: ``x`` is a padded batch of images of several sizes (vgg.shape_groups.padded_batches)."""
     n = len(x)
-    passes = [torch.cat([x, x.flip(-1)])] if 2 * n * x.shape[-2] * x.shape[-1] <= EVAL_PIXELS else [x, x.flip(-1)]
-    p = torch.cat([_forward(model, b, amp, dense=True).mean(dim=(2, 3)).softmax(1) for b in passes])
+    flipped = flip_images(x, sizes)
+    if 2 * n * x.shape[-2] * x.shape[-1] <= EVAL_PIXELS:
+        passes = [(torch.cat([x, flipped]), None if sizes is None else sizes + sizes)]
+    else:
+        passes = [(x, sizes), (flipped, sizes)]
+    p = torch.cat([_mean_scores(model, b, amp, s).softmax(1) for b, s in passes])
     return (p[:n] + p[n:]) / 2
 
 
@@ -118,9 +146,9 @@ def fuse(posteriors: list[np.ndarray]) -> np.ndarray:
     return np.mean(np.stack(posteriors), axis=0)
 
 
-def _method_posteriors(model: VGG, x: torch.Tensor, method: str, amp: bool | None) -> torch.Tensor:
+def _method_posteriors(model: VGG, x: torch.Tensor, method: str, amp: bool | None, sizes=None) -> torch.Tensor:
     if method == "dense":
-        return dense_eval(model, x, amp)
+        return dense_eval(model, x, amp, sizes)
     if method == "multi-crop":
         return multi_crop(model, x, amp)
     if method == "center-crop":
@@ -148,8 +176,19 @@ def posteriors(model: VGG, data, colour: ColourStats, method: str, scales_px: li
         # next batch is read and sent while the device computes (the loader pins its batches on CUDA)
         ps, ys, at = ([torch.zeros(0, model.num_classes, device=device)], [torch.zeros(0, dtype=torch.int64)],
                       [torch.zeros(0, dtype=torch.int64)])
-        for x, y, positions in data.val_batches(q, indices=idx, rank=rank, world=world):
-            ps.append(_method_posteriors(model, colour.normalise(x.to(device, non_blocking=True)), method, amp))
+        batches = data.val_batches(q, indices=idx, rank=rank, world=world)
+        if method == "center-crop":  # crops of every shape are one size: they share batches
+            batches = ((center_crop(x, model.crop_size), y, pos) for x, y, pos in batches)
+        if method in ("dense", "center-crop"):  # rare shapes share a padded batch (each image's result its own)
+            batches = padded_batches(batches)
+        else:
+            batches = ((*b, None) for b in batches)
+        for x, y, positions, sizes in batches:
+            x = colour.normalise(x.to(device, non_blocking=True))
+            sizes = sizes if method == "dense" else None  # centre crops: no padding
+            if sizes is not None:  # the padding holds 0 after the mean subtraction, as a conv's own padding
+                zero_padding_(x, sizes)
+            ps.append(_method_posteriors(model, x, method, amp, sizes))
             ys.append(torch.as_tensor(y, dtype=torch.int64))
             at.append(torch.as_tensor(positions, dtype=torch.int64))
         order = torch.argsort(torch.cat(at))

@@ -102,6 +102,26 @@ class LocalResponseNorm(nn.LocalResponseNorm):
                 return lrn_nhwc(x, band, self.alpha / self.size, self.beta, self.k)
 
 
+def size_runs(sizes: list[tuple[int, int]]) -> list[tuple[int, int, tuple[int, int]]]:
+    """[(start, stop, (h, w))]: the runs of consecutive images of one size in a padded batch."""
+    runs: list[tuple[int, int, tuple[int, int]]] = []
+    for k, hw in enumerate(sizes):
+        if runs and runs[-1][2] == hw:
+            runs[-1] = (runs[-1][0], k + 1, hw)
+        else:
+            runs.append((k, k + 1, hw))
+    return runs
+
+
+def zero_padding_(x: torch.Tensor, sizes: list[tuple[int, int]]) -> torch.Tensor:
+    """Sets every pixel of image k outside its top-left ``sizes[k]`` region to 0, in place: a padded
+    batch's borders then hold what a conv's zero padding reads at each image's own edge."""
+    for a, b, (h, w) in size_runs(sizes):
+        x[a:b, :, h:, :] = 0
+        x[a:b, :, :h, w:] = 0
+    return x
+
+
 class Features(nn.Sequential):
     """The conv part of Table 1 as an ``nn.Sequential`` (torchvision's layout and state-dict keys) whose
     forward applies each ReLU that directly precedes a max-pool after the pool instead. ReLU is monotone,
@@ -109,13 +129,26 @@ class Features(nn.Sequential):
     both ways, and a window whose maximum is <= 0 gets no gradient either way); that ReLU then runs on a
     quarter of its layer's elements, forward and backward. On CPU the pairs run fused (vgg.fused): a
     conv and its ReLU as one oneDNN convolution, a max-pool and the ReLU after it as one pass (a max-pool
-    without one, A-LRN's after LRN, as one pass too)."""
+    without one, A-LRN's after LRN, as one pass too).
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    ``sizes`` (evaluation only): the batch is images of several sizes padded at the bottom and right, image
+    k's pixels in its top-left ``sizes[k]``, the rest 0. Before each conv the padding is set to 0 again, so
+    every conv reads at an image's edge what its own zero padding gives, and each max-pool's outputs
+    inside an image's (floored) region read only that image: there the result is the image's alone."""
+
+    def forward(self, x: torch.Tensor, sizes: list[tuple[int, int]] | None = None) -> torch.Tensor:
+        if sizes is not None and torch.is_grad_enabled():
+            raise ValueError("padded batches of several sizes are for evaluation (torch.no_grad)")
         layers = list(self)
-        i = 0
+        i, clean = 0, True
         while i < len(layers):
             layer, after = layers[i], layers[i + 1:i + 3]
+            if sizes is not None and isinstance(layer, nn.Conv2d) and not clean:
+                x = zero_padding_(x, sizes)
+            clean = sizes is None
+            if sizes is not None and (isinstance(layer, nn.MaxPool2d) or (
+                    isinstance(layer, nn.ReLU) and after and isinstance(after[0], nn.MaxPool2d))):
+                sizes = [(pooled(h), pooled(w)) for h, w in sizes]
             if isinstance(layer, nn.ReLU) and after and isinstance(after[0], nn.MaxPool2d):
                 x = fused.pool_relu(after[0], layer, x)
                 i += 2
@@ -146,6 +179,11 @@ def plain_order():
         yield
     finally:
         Features.forward = saved
+
+
+def pooled(side: int) -> int:
+    """A side after one of Table 1's 2x2, stride-2 max-pools (floored, as PyTorch and Caffe's pools here)."""
+    return side // 2
 
 
 def make_features(config: str, width: float = 1.0) -> tuple[Features, int]:
@@ -207,12 +245,14 @@ class VGG(nn.Module):
                              "or use score_map() for dense evaluation")
         return self.classifier(torch.flatten(f, 1))
 
-    def score_map(self, x: torch.Tensor) -> torch.Tensor:
+    def score_map(self, x: torch.Tensor, sizes: list[tuple[int, int]] | None = None) -> torch.Tensor:
         """Dense evaluation: FC6 as a kxk conv, FC7/FC8 as 1x1 convs, same parameters.
 
-        Returns a (N, num_classes, H', W') class score map; H' = W' = 1 at the crop size.
+        Returns a (N, num_classes, H', W') class score map; H' = W' = 1 at the crop size. ``sizes``: a
+        padded batch of images of several sizes (:class:`Features`); image k's scores are then the
+        top-left :meth:`map_sizes` ``[k]`` of its map.
         """
-        f = self.features(x)
+        f = self.features(x) if sizes is None else self.features(x, sizes)
         if min(f.shape[-2:]) < self.kernel:
             raise UserError(f"test image {tuple(x.shape[-2:])} is smaller than the crop {self.crop_size}: "
                             "choose a test scale Q >= the crop size")
@@ -225,6 +265,16 @@ class VGG(nn.Module):
         h = F.relu(F.conv2d(f, *as_conv(fc6, self.kernel)))
         h = F.relu(F.conv2d(drop6(h), *as_conv(fc7, 1)))
         return F.conv2d(drop7(h), *as_conv(fc8, 1))
+
+    def map_sizes(self, sizes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The class score map's (H', W') of each input size: five floored max-pools, then FC6's kxk window."""
+        pools = sum(isinstance(m, nn.MaxPool2d) for m in self.features)
+        out = []
+        for h, w in sizes:
+            for _ in range(pools):
+                h, w = pooled(h), pooled(w)
+            out.append((h - self.kernel + 1, w - self.kernel + 1))
+        return out
 
     def fully_convolutional(self) -> "FullyConvolutional":
         return FullyConvolutional(self)

@@ -9,8 +9,15 @@ memory does not depend on Q.
 
 Sizes come from the file headers (:func:`vgg.data.image_sizes`: no decoding, upright as
 :func:`vgg.data.load_rgb` shows the image, cached per file list).
+
+The tail of rare shapes still gives batches of one or two images, and a forward pass has a cost of its
+own: :func:`padded_batches` lays consecutive small batches that share their height (or their width) on
+one canvas, each image at the top left, for dense evaluation's padded path
+(:class:`vgg.model.Features`).
 """
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -20,6 +27,8 @@ from .data import rescaled_size
 #: Rescaled pixels per evaluation batch: 24 ILSVRC-2012 photographs (4:3) at Q = 512, 328 images at
 #: 160 x 160 (the imagenette preset's Q = 256).
 EVAL_PIXELS = 2 ** 23
+#: A canvas holds at most this many times its images' own pixels (the rest is padding, computed and thrown away).
+MAX_PADDING = 1.1
 
 
 def shape_groups(sizes: np.ndarray, q: int, max_pixels: int = EVAL_PIXELS) -> list[np.ndarray]:
@@ -53,3 +62,47 @@ def stack_by_shape(images: list[torch.Tensor], labels: torch.Tensor, positions: 
 def count_shapes(sizes: np.ndarray, q: int) -> int:
     """How many distinct rescaled shapes the readable images have at ``q``."""
     return len({rescaled_size(h, w, q) for h, w in np.asarray(sizes).reshape(-1, 2).tolist() if h > 0 and w > 0})
+
+
+def padded_batches(batches: Iterable[tuple], max_pixels: int = EVAL_PIXELS // 2,
+                   max_padding: float = MAX_PADDING) -> Iterator[tuple]:
+    """(x, labels, positions, sizes) from batches (x, labels, positions) of one shape each, in the order
+    given: consecutive batches that share their height or their width are laid on one zero canvas of their
+    largest size, each image at the top left (``sizes``: each image's (h, w)), while the canvas stays within
+    ``max_pixels`` (by default half an evaluation batch: a batch and its flips in one pass) and within
+    ``max_padding`` x its images' pixels. A batch laid alone comes out as it came in, ``sizes`` None."""
+    group: list[tuple] = []
+
+    def flush():
+        if len(group) == 1:
+            x, y, pos = group[0]
+            return x, y, pos, None
+        h = max(g[0].shape[-2] for g in group)
+        w = max(g[0].shape[-1] for g in group)
+        n = sum(len(g[0]) for g in group)
+        x = group[0][0].new_zeros((n, group[0][0].shape[1], h, w))
+        sizes, k = [], 0
+        for xb, _, _ in group:
+            x[k:k + len(xb), :, :xb.shape[-2], :xb.shape[-1]] = xb
+            sizes += [tuple(xb.shape[-2:])] * len(xb)
+            k += len(xb)
+        labels = torch.cat([torch.as_tensor(g[1]) for g in group])
+        positions = torch.cat([torch.as_tensor(g[2]) for g in group])
+        return x, labels, positions, sizes
+
+    for batch in batches:
+        x = batch[0]
+        if group:
+            h = max([g[0].shape[-2] for g in group] + [x.shape[-2]])
+            w = max([g[0].shape[-1] for g in group] + [x.shape[-1]])
+            n = sum(len(g[0]) for g in group) + len(x)
+            own = sum(g[0][0, 0].numel() * len(g[0]) for g in group) + x[0, 0].numel() * len(x)
+            shares = all(g[0].shape[-2] == x.shape[-2] for g in group) or all(
+                g[0].shape[-1] == x.shape[-1] for g in group)
+            if shares and n * h * w <= max_pixels and n * h * w <= max_padding * own:
+                group.append(batch)
+                continue
+            yield flush()
+        group = [batch]
+    if group:
+        yield flush()
