@@ -10,8 +10,8 @@ one rescaled shape batched, on the process's threads) with a net of that config 
 stores Imagewoof's): dense and centre crop on every val image, multi-crop on the first ``--crop-images``.
 
 Columns, per distinct pass: ``first_pass_ms`` per image (its config's first pass over these shapes:
-oneDNN builds kernels for each new shape) and ``ms_per_image``, the median of ``--repeats`` passes
-after it; ``nets``, how many of one seed's nets run it; ``images``, the Imagewoof images each runs it on
+oneDNN builds kernels for each new shape, and the process touches newly allocated memory, for a large
+batch into the second pass) and ``ms_per_image``, the median of ``--repeats`` passes after it; ``nets``, how many of one seed's nets run it; ``images``, the Imagewoof images each runs it on
 (3,929 val images; multi-crop: the preset's multi-crop images); ``seed_minutes`` = nets x images x
 ms_per_image, plus the first pass's extra time once. Every ms is a real pass; the weights, not the
 images, are what the study replaces.
@@ -92,7 +92,9 @@ def extra(p) -> None:
     p.add_argument("--images", default=str(ROOT.parent / "shared" / "data" / "imagenet-sample"),
                    help="photographs at their own sizes (default ../shared/data/imagenet-sample)")
     p.add_argument("--crop-images", type=int, default=24, help="val images multi-crop is timed on (default 24)")
-    p.add_argument("--repeats", type=int, default=1, help="timed passes after the first; the median is kept")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timed passes after the first; the median is kept (default 3: a second pass can still "
+                        "be touching newly allocated memory)")
     p.add_argument("--label", required=True, help="the epoch_rates label these rates go with (results/eval_rates/)")
 
 
