@@ -11,9 +11,10 @@ stores Imagewoof's): dense and centre crop on every val image, multi-crop on the
 
 Columns, per distinct pass: ``first_pass_ms`` per image (its config's first pass over these shapes:
 oneDNN builds kernels for each new shape, and the process touches newly allocated memory, for a large
-batch into the second pass) and ``ms_per_image``, the median of ``--repeats`` passes after it; ``nets``, how many of one seed's nets run it; ``images``, the Imagewoof images each runs it on
-(3,929 val images; multi-crop: the preset's multi-crop images); ``seed_minutes`` = nets x images x
-ms_per_image, plus the first pass's extra time once. Every ms is a real pass; the weights, not the
+batch into the second pass) and ``ms_per_image``, the median of ``--repeats`` passes after it;
+``nets``, how many of one seed's nets run it; ``images``, the Imagewoof images each runs it on (3,929 val
+images; multi-crop: the preset's multi-crop images); ``seed_minutes`` = nets x images x ms_per_image,
+plus the first pass's extra time once. Every ms is a real pass; the weights, not the
 images, are what the study replaces.
 
 Writes results/eval_rates/<label>.csv.
