@@ -206,10 +206,11 @@ def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "ima
         eval_from = f"published {PUBLISHED_EVAL_MINUTES_PER_SEED} min x training ratio x mixed sizes' factor"
         eval_ratio, eval_bound = mixed_size_eval_factor(mixed, preset), mixed_size_eval_ratio(mixed)
         eval_h = PUBLISHED_EVAL_MINUTES_PER_SEED * ratio * (eval_ratio or 1.0) / 60
-    parts = {"train": train_h, "input of mixed sizes": input_h, "validation": val_h, "eval": eval_h,
-             "evaluation of mixed sizes": 0.0 if eval_ratio or timed_eval.exists() else float("nan")}
+    parts = {"train": train_h, "input of mixed sizes": input_h, "validation": val_h, "eval": eval_h}
     total = SEEDS * sum(v for v in parts.values() if v == v)
-    missing = ", ".join(k for k, v in parts.items() if v != v)
+    # evaluation is timed on images of one size unless eval_rates or mixed_sizes_cost timed mixed sizes
+    missing = ", ".join([k for k, v in parts.items() if v != v]
+                        + ([] if eval_ratio or timed_eval.exists() else ["evaluation of mixed sizes"]))
     return {"rates_from": name, **source, "epochs_timed": sum(len(pd.read_csv(f)) for f in logs),
             "configs_timed": " ".join(sorted(measured)),
             "seconds_per_epoch": " ".join(f"{c} {rates[c]:.1f}" for c in sorted(rates)),
