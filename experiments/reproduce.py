@@ -17,7 +17,10 @@ and summary.md. A run stopped anywhere resumes where it was (`make reproduce` ag
 ETA: the epochs each net still has x the seconds per epoch measured so far for its config (the
 median over finished epochs of any seed), else the imagenette preset's published epoch time x the
 median measured / published ratio (vgg.chain_time); plus its validations left x the seconds per
-validation measured so far (its config's, else scaled by the median validation / epoch ratio).
+validation measured so far (its config's, else scaled by the median validation / epoch ratio); plus
+the tables of the seeds not yet scored x the median time a scored seed took (seed<k>/scoring_time.csv),
+else one seed's evaluation passes as `make eval_rates` timed them on this CPU (results/eval_rates/, the
+median over its files), else left out, and the line says so.
 `experiments/studies/reproduce_time.py` gives the whole run's estimate before it starts.
 """
 from __future__ import annotations
@@ -35,18 +38,20 @@ from vgg.chain_time import (
     complete_rates,
     complete_validation_rates,
     epoch_seconds,
+    evaluation_seconds,
     published_epoch_seconds,
     validation_chain_seconds,
     validation_seconds,
 )
 from vgg.checkpoint import checkpoint_record, load_metadata, publish_log
+from vgg.data import list_images
 from vgg.errors import UserError
 from vgg.experiment import Experiment, comma_list, main
 from vgg.findings import CLAIM_TABLES, claims, evaluate_claims, pick, row_id, side_key
 from vgg.node import hours
 from vgg.plan import PLAN_VERSION, plan_commit
 from vgg.protocol import get_preset
-from vgg.results import findings_markdown, write_table
+from vgg.results import environment, findings_markdown, read_results, write_table
 from vgg.seeds import load_per_image, save_per_image
 from vgg.stats import correct_top1
 
@@ -78,14 +83,39 @@ def train_seed(args, seed: int, seeds: list[int], started: float) -> None:
         remaining = [(s, n) for s in seeds if s >= seed for n in nets
                      if (s > seed or nets.index(n) >= i)
                      and plan(n, checkpoint_path(runs, preset.name, n.name, s), preset.name, runs, s) != "reuse"]
+        scoring, source = evaluation_eta(args, seeds)
+        left = hours(eta(remaining, runs, preset, seeds) + (scoring or 0.0))
         print(f"[reproduce {time.strftime('%H:%M')}] seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}), "
               f"net {net.name} ({i + 1}/{len(nets)}); elapsed {hours(time.time() - started)}, "
-              f"ETA {hours(eta(remaining, runs, preset, seeds))} of training and validation "
-              f"({len(remaining)} nets to train or finish)",
+              f"ETA {left} ({len(remaining)} nets to train or finish; "
+              + (f"their evaluation {source})" if scoring is not None else f"evaluation not included: {source})"),
               file=sys.stderr, flush=True)
         build_chain(preset.name, args.data, runs, seed=seed, only=[net.name], progress=False,
                     log=lambda m: print(m, file=sys.stderr, flush=True))
         publish_log(checkpoint_path(runs, preset.name, net.name, seed), Path(args.results) / preset.name / "logs", seed)
+
+
+SCORING_TIME = "scoring_time.csv"  # in each seed's folder: the wall time of its tables and per-image file
+
+
+def evaluation_eta(args, seeds: list[int]) -> tuple[float | None, str]:
+    """(seconds, where they come from) of the tables of the seeds not yet scored (module docstring);
+    (None, why) when nothing has timed them on this CPU."""
+    left = [s for s in seeds if not seed_is_scored(args, s)]
+    if not left:
+        return 0.0, "done"
+    timed = [float(read_results(p).scoring_seconds.iloc[0]) for s in seeds
+             if (p := seed_folder(args, s) / SCORING_TIME).exists()]
+    if timed:
+        return len(left) * float(np.median(timed)), f"as this run's scored seeds took, {len(left)} seed(s) to score"
+    device = environment()["device"]
+    preset = get_preset(args.preset)
+    val = len(list_images(Path(args.data) / "val", list_images(Path(args.data) / "train")[2])[0])
+    per_seed = [evaluation_seconds(t, preset, val) for f in sorted(Path(args.results, "eval_rates").glob("*.csv"))
+                if (t := read_results(f)).device.iloc[0] == device]
+    if not per_seed:
+        return None, f"no seed scored yet and no `make eval_rates` on {device}"
+    return len(left) * float(np.median(per_seed)), f"from `make eval_rates` on this CPU, {len(left)} seed(s) to score"
 
 
 def script_function(script: str, name: str):
@@ -235,8 +265,11 @@ def reproduce(args) -> None:
         train_seed(args, seed, seeds, started)
         if seed_is_scored(args, seed):
             continue
+        scoring = time.time()
         run_tables(args, seed)
         save_row_correctness(args, seed)
+        write_table(pd.DataFrame([{"seed": seed, "scoring_seconds": round(time.time() - scoring, 1)}]),
+                    seed_folder(args, seed) / SCORING_TIME, {"preset": args.preset})
         print(f"[reproduce] seed {seed}: tables and per-image correctness in {seed_folder(args, seed)}",
               file=sys.stderr, flush=True)
     tables = combine(args, seeds)

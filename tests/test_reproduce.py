@@ -39,6 +39,14 @@ def test_every_seed_trains_its_own_chain_and_the_plans_controls(reproduction):
     assert records.trained_on.str.contains("bf16|fp32").all()  # each net records its CPU and precision
     assert (records.epochs == records.net.map(lambda n: 1 if "384" in n or "512" in n else 2)).all()  # fixed schedule
     assert "ETA" in r.stderr and "seed 2 (3/3)" in r.stderr
+    # the ETA counts the tables of the seeds still to score once a seed has been scored (before that, nothing
+    # here timed evaluation on this CPU), and every seed records how long its tables took
+    lines = [line for line in r.stderr.splitlines() if line.startswith("[reproduce ") and "ETA" in line]
+    assert "seed 0 (1/3)" in lines[0] and "evaluation not included: no seed scored yet" in lines[0]
+    assert "their evaluation as this run's scored seeds took, 2 seed(s) to score" in next(
+        line for line in lines if "seed 1 (2/3)" in line)
+    for s in SEEDS:
+        assert pd.read_csv(cwd / "results" / "tiny_plan" / f"seed{s}" / "scoring_time.csv").scoring_seconds[0] > 0
 
 
 def test_tables_over_seeds_are_the_seed_tables_mean_and_sd(reproduction):
@@ -198,3 +206,29 @@ def test_fixed_schedule_check_scores_as_table3_and_tests_the_pairs_at_seed_level
     for row in init.itertuples():
         d = 100 * (saved[f"D|0|{row.method}"].astype(float) - saved[f"D-scratch|0|{row.method}"])
         assert abs(d.mean() - row.estimate) < 0.006
+
+
+def test_the_eta_counts_evaluation_as_eval_rates_timed_it_on_this_cpu(small_data, tmp_path):
+    import argparse
+
+    from conftest import load_script
+
+    from vgg.chain import BY_NAME
+    from vgg.chain_time import evaluation_passes
+    from vgg.protocol import get_preset
+    from vgg.results import environment
+    mod = load_script("experiments/reproduce.py")
+    args = argparse.Namespace(preset="tiny_plan", data=str(small_data), results=str(tmp_path / "results"),
+                              runs=str(tmp_path / "runs"))
+    seconds, why = mod.evaluation_eta(args, [0, 1])
+    assert seconds is None and "no `make eval_rates`" in why
+    passes = evaluation_passes(get_preset("tiny_plan"))
+    keys = sorted({(BY_NAME[n].config, m, q) for m, p in passes.items() for n, q in p})
+    folder = tmp_path / "results" / "eval_rates"
+    folder.mkdir(parents=True)
+    for name, device, ms in (("here", environment()["device"], 2.0), ("elsewhere", "another CPU", 50.0)):
+        pd.DataFrame([{"config": c, "method": m, "test_scale": q, "images_timed": 4, "first_pass_ms": ms + 1.0,
+                       "ms_per_image": ms, "device": device} for c, m, q in keys]).to_csv(folder / f"{name}.csv")
+    seconds, why = mod.evaluation_eta(args, [0, 1])
+    per_seed = (sum(len(p) for p in passes.values()) * 24 * 2.0 + len(keys) * 4 * 1.0) / 1e3  # 24 val images
+    assert seconds == pytest.approx(2 * per_seed) and "eval_rates" in why and "2 seed(s)" in why

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .chain import BY_NAME, Net
+from .errors import UserError
 from .results import paper_table
 from .rows import TABLE5_SCALES, members, net_name, scales_of
 from .train import validates
@@ -131,3 +132,26 @@ def evaluation_passes(preset) -> dict[str, set[tuple[str, int]]]:
         add("center-crop", "A-LRN0_S256", [256])
     assert all(net in BY_NAME for passes in out.values() for net, _ in passes)
     return out
+
+
+def evaluation_seconds(rates: pd.DataFrame, preset, val_images: int) -> float:
+    """One seed's evaluation from the passes `make eval_rates` timed (a results/eval_rates/<label>.csv):
+    each (net, method, Q) of :func:`evaluation_passes` x its images (dense and centre crops every val
+    image, multi-crop the preset's multi-crop images) x its config's ms per image there, plus each
+    distinct pass's first-pass extra once. A pass the rates lack stops with the command that times it."""
+    rate = {(r.config, r.method, int(r.test_scale)): r for r in rates.itertuples()}
+    crops = min(preset.multi_crop_images or val_images, val_images)
+    images = {"dense": val_images, "center-crop": val_images, "multi-crop": crops}
+    ms, seen = 0.0, set()
+    for method, passes in evaluation_passes(preset).items():
+        for net, q in passes:
+            key = (BY_NAME[net].config, method, q)
+            if key not in rate:
+                raise UserError(f"the evaluation rates have no {method} pass of {key[0]} at Q={q}: "
+                                "rerun `make eval_rates`")
+            r = rate[key]
+            ms += images[method] * float(r.ms_per_image)
+            if key not in seen:
+                seen.add(key)
+                ms += float(r.images_timed) * max(float(r.first_pass_ms) - float(r.ms_per_image), 0.0)
+    return ms / 1e3

@@ -54,12 +54,12 @@ from vgg.chain_time import (
     complete_validation_rates,
     epoch_seconds,
     evaluation_passes,
+    evaluation_seconds,
     published_epoch_seconds,
     validation_chain_seconds,
     validation_seconds,
     validations,
 )
-from vgg.errors import UserError
 from vgg.protocol import get_preset
 from vgg.results import read_results, write_table
 
@@ -155,28 +155,6 @@ def eval_rates_file(source: dict, root: Path = ROOT) -> Path:
     return root / "results" / "eval_rates" / f"{source['measured']}.csv"
 
 
-def measured_eval_hours(path: Path, preset) -> float:
-    """One seed's evaluation from the passes `make eval_rates` timed: each (net, method, Q) of
-    :func:`evaluation_passes` x its images x its config's ms per image there, plus each distinct pass's
-    first-pass extra once. A pass the file lacks stops with the command that times it."""
-    t = read_results(path)
-    rate = {(r.config, r.method, int(r.test_scale)): r for r in t.itertuples()}
-    images = {"dense": IMAGEWOOF_VAL, "center-crop": IMAGEWOOF_VAL,
-              "multi-crop": preset.multi_crop_images or IMAGEWOOF_VAL}
-    ms, seen = 0.0, set()
-    for method, passes in evaluation_passes(preset).items():
-        for net, q in passes:
-            key = (BY_NAME[net].config, method, q)
-            if key not in rate:
-                raise UserError(f"{path} has no {key[1]} pass of {key[0]} at Q={q}: rerun `make eval_rates`")
-            r = rate[key]
-            ms += images[method] * float(r.ms_per_image)
-            if key not in seen:
-                seen.add(key)
-                ms += float(r.images_timed) * max(float(r.first_pass_ms) - float(r.ms_per_image), 0.0)
-    return ms / 3.6e6
-
-
 def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "imagewoof") -> dict:
     """One set of rates' estimate of the whole run: the chain and the plan's controls for each seed,
     and the LRN control A-LRN0 (`make fixed_schedule_check PRESET=imagewoof`; at A-LRN's rate where
@@ -201,7 +179,7 @@ def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "ima
     if timed_eval.exists():
         eval_from = timed_eval.relative_to(root).as_posix()
         eval_ratio = eval_bound = None
-        eval_h = measured_eval_hours(timed_eval, preset)
+        eval_h = evaluation_seconds(read_results(timed_eval), preset, IMAGEWOOF_VAL) / 3600
     else:
         eval_from = f"published {PUBLISHED_EVAL_MINUTES_PER_SEED} min x training ratio x mixed sizes' factor"
         eval_ratio, eval_bound = mixed_size_eval_factor(mixed, preset), mixed_size_eval_ratio(mixed)
