@@ -23,6 +23,7 @@ from .rows import TABLE5_SCALES, members, net_name, scales_of
 from .train import validates
 
 PUBLISHED_LOGS = Path(__file__).resolve().parents[1] / "results" / "imagenette" / "logs"
+IMAGEWOOF_VAL = 3929  # the reproduction's validation images (fast.ai's Imagewoof 2 list)
 
 
 def net_of_log(path: Path) -> tuple[str, str]:
@@ -134,24 +135,42 @@ def evaluation_passes(preset) -> dict[str, set[tuple[str, int]]]:
     return out
 
 
-def evaluation_seconds(rates: pd.DataFrame, preset, val_images: int) -> float:
-    """One seed's evaluation from the passes `make eval_rates` timed (a results/eval_rates/<label>.csv):
-    each (net, method, Q) of :func:`evaluation_passes` x its images (dense and centre crops every val
-    image, multi-crop the preset's multi-crop images) x its config's ms per image there, plus each
-    distinct pass's first-pass extra once. A pass the rates lack stops with the command that times it."""
-    rate = {(r.config, r.method, int(r.test_scale)): r for r in rates.itertuples()}
-    crops = min(preset.multi_crop_images or val_images, val_images)
-    images = {"dense": val_images, "center-crop": val_images, "multi-crop": crops}
-    ms, seen = 0.0, set()
+def distinct_passes(preset) -> dict[tuple[str, str, int], int]:
+    """(config, method, Q in paper pixels) -> how many of one seed's nets run that pass
+    (:func:`evaluation_passes`): nets of one config cost the same per image."""
+    out: dict[tuple[str, str, int], int] = {}
     for method, passes in evaluation_passes(preset).items():
         for net, q in passes:
             key = (BY_NAME[net].config, method, q)
-            if key not in rate:
-                raise UserError(f"the evaluation rates have no {method} pass of {key[0]} at Q={q}: "
-                                "rerun `make eval_rates`")
-            r = rate[key]
-            ms += images[method] * float(r.ms_per_image)
-            if key not in seen:
-                seen.add(key)
-                ms += float(r.images_timed) * max(float(r.first_pass_ms) - float(r.ms_per_image), 0.0)
-    return ms / 1e3
+            out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def pass_images(preset, val_images: int) -> dict[str, int]:
+    """Images per pass by method: dense and centre crops every val image, multi-crop the preset's
+    multi-crop images (at most every val image)."""
+    crops = min(preset.multi_crop_images or val_images, val_images)
+    return {"dense": val_images, "center-crop": val_images, "multi-crop": crops}
+
+
+def pass_seconds(nets: int, images: int, ms_per_image: float, first_pass_ms: float, images_timed: int) -> float:
+    """Seconds one seed spends on a distinct pass: its nets x images x ms per image, plus the extra of
+    the first pass (kernels built for new shapes) as timed, once."""
+    return (nets * images * ms_per_image + images_timed * max(first_pass_ms - ms_per_image, 0.0)) / 1e3
+
+
+def evaluation_seconds(rates: pd.DataFrame, preset, val_images: int) -> float:
+    """One seed's evaluation from the passes `make eval_rates` timed (a results/eval_rates/<label>.csv):
+    :func:`pass_seconds` of each of :func:`distinct_passes` at :func:`pass_images`. A pass the rates lack
+    stops with the command that times it."""
+    rate = {(r.config, r.method, int(r.test_scale)): r for r in rates.itertuples()}
+    images = pass_images(preset, val_images)
+    seconds = 0.0
+    for (config, method, q), nets in distinct_passes(preset).items():
+        if (config, method, q) not in rate:
+            raise UserError(f"the evaluation rates have no {method} pass of {config} at Q={q}: "
+                            "rerun `make eval_rates`")
+        r = rate[(config, method, q)]
+        seconds += pass_seconds(nets, images[method], float(r.ms_per_image), float(r.first_pass_ms),
+                                int(r.images_timed))
+    return seconds

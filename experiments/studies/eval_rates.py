@@ -28,8 +28,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from vgg.chain import BY_NAME
-from vgg.chain_time import evaluation_passes
+from vgg.chain_time import IMAGEWOOF_VAL, distinct_passes, pass_images, pass_seconds
 from vgg.data import data_root
 from vgg.datasets import MemoryData
 from vgg.evaluate import posteriors
@@ -40,17 +39,6 @@ from vgg.protocol import get_preset
 from vgg.results import write_table
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGEWOOF_VAL = 3929  # fast.ai's Imagewoof 2 validation images
-
-
-def distinct_passes(preset) -> dict[tuple[str, str, int], int]:
-    """(config, method, Q in paper pixels) -> how many of one seed's nets run that pass."""
-    out: dict[tuple[str, str, int], int] = {}
-    for method, passes in evaluation_passes(preset).items():
-        for net, q in passes:
-            key = (BY_NAME[net].config, method, q)
-            out[key] = out.get(key, 0) + 1
-    return dict(sorted(out.items()))
 
 
 def time_pass(net: VGG, data: MemoryData, method: str, px: int, limit: int | None, repeats: int):
@@ -66,7 +54,7 @@ def time_pass(net: VGG, data: MemoryData, method: str, px: int, limit: int | Non
 def eval_rates(args) -> None:
     preset = get_preset(args.preset, loader="memory")
     data = MemoryData(data_root(args.images), preset)
-    crop_images = preset.multi_crop_images or IMAGEWOOF_VAL
+    images = pass_images(preset, IMAGEWOOF_VAL)
     rows, nets = [], {}
     for (config, method, q), count in distinct_passes(preset).items():
         if config not in nets:
@@ -75,11 +63,10 @@ def eval_rates(args) -> None:
                                            crop_size=preset.crop))
         limit = args.crop_images if method == "multi-crop" else None
         first, ms, n = time_pass(nets[config], data, method, preset.px(q), limit, args.repeats)
-        images = crop_images if method == "multi-crop" else IMAGEWOOF_VAL
-        minutes = (count * images * ms + n * max(first - ms, 0.0)) / 6e4
+        minutes = pass_seconds(count, images[method], ms, first, n) / 60
         rows.append({"config": config, "method": method, "test_scale": q, "test_scale_px": preset.px(q),
                      "images_timed": n, "first_pass_ms": round(first, 3), "ms_per_image": round(ms, 3),
-                     "nets": count, "images": images, "seed_minutes": round(minutes, 3)})
+                     "nets": count, "images": images[method], "seed_minutes": round(minutes, 3)})
         print(f"{config:6s} {method:11s} Q={q} ({preset.px(q)} px): {ms:.2f} ms per image (first pass {first:.2f}), "
               f"{count} net(s): {minutes:.1f} min a seed", flush=True)
     df = pd.DataFrame(rows)

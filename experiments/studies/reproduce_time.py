@@ -49,12 +49,14 @@ import pandas as pd
 
 from vgg.chain import BY_NAME, needed
 from vgg.chain_time import (
+    IMAGEWOOF_VAL,
     chain_seconds,
     complete_rates,
     complete_validation_rates,
     epoch_seconds,
     evaluation_passes,
     evaluation_seconds,
+    pass_images,
     published_epoch_seconds,
     validation_chain_seconds,
     validation_seconds,
@@ -68,7 +70,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SEEDS = 3
 GOAL_HOURS = 10.0
 IMAGENETTE_TRAIN, IMAGEWOOF_TRAIN = 9469, 9025  # training images (Imagenette 2; fast.ai's Imagewoof 2 list)
-IMAGENETTE_VAL, IMAGEWOOF_VAL = 3925, 3929
+IMAGENETTE_VAL = 3925  # Imagewoof's: vgg.chain_time.IMAGEWOOF_VAL
 MIXED_SIZES = "results/mixed_sizes_cost.csv"
 PUBLISHED_EVAL_MINUTES_PER_SEED = 34  # results/imagenette/README.md: 14 min (S=256 tables) + 20 min (fine-tuned)
 #: name -> the S=256 logs whose epochs are timed, and where and with what code they ran
@@ -135,7 +137,7 @@ def mixed_size_eval_factor(t: pd.DataFrame | None, preset) -> float | None:
                  for r in t[t.work == w].itertuples()} for w in ("dense", "multi-crop")}
     if not all(timed.values()):
         return None
-    images = {"dense": IMAGEWOOF_VAL, "multi-crop": preset.multi_crop_images or IMAGEWOOF_VAL}
+    images = pass_images(preset, IMAGEWOOF_VAL)
     one = mixed = 0.0
     for method, passes in evaluation_passes(preset).items():
         if method not in timed:  # centre crops: one crop per image, not timed by mixed_sizes_cost
