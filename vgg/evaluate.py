@@ -185,7 +185,6 @@ def posteriors(model: VGG, data, colour: ColourStats, method: str, scales_px: li
             batches = ((*b, None) for b in batches)
         for x, y, positions, sizes in batches:
             x = colour.normalise(x.to(device, non_blocking=True))
-            sizes = sizes if method == "dense" else None  # centre crops: no padding
             if sizes is not None:  # the padding holds 0 after the mean subtraction, as a conv's own padding
                 zero_padding_(x, sizes)
             ps.append(_method_posteriors(model, x, method, amp, sizes))

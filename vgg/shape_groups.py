@@ -70,39 +70,43 @@ def padded_batches(batches: Iterable[tuple], max_pixels: int = EVAL_PIXELS // 2,
     given: consecutive batches that share their height or their width are laid on one zero canvas of their
     largest size, each image at the top left (``sizes``: each image's (h, w)), while the canvas stays within
     ``max_pixels`` (by default half an evaluation batch: a batch and its flips in one pass) and within
-    ``max_padding`` x its images' pixels. A batch laid alone comes out as it came in, ``sizes`` None."""
+    ``max_padding`` x its images' pixels. Batches of one shape need no padding: they come out joined (one
+    batch: as it came in) with ``sizes`` None."""
     group: list[tuple] = []
+    heights: set[int] = set()
+    widths: set[int] = set()
+    n = own = 0
 
     def flush():
         if len(group) == 1:
             x, y, pos = group[0]
             return x, y, pos, None
-        h = max(g[0].shape[-2] for g in group)
-        w = max(g[0].shape[-1] for g in group)
-        n = sum(len(g[0]) for g in group)
-        x = group[0][0].new_zeros((n, group[0][0].shape[1], h, w))
+        labels = torch.cat([torch.as_tensor(g[1]) for g in group])
+        positions = torch.cat([torch.as_tensor(g[2]) for g in group])
+        if len(heights) == len(widths) == 1:
+            return torch.cat([g[0] for g in group]), labels, positions, None
+        first = group[0][0]
+        x = first.new_zeros((n, first.shape[1], max(heights), max(widths)))
         sizes, k = [], 0
         for xb, _, _ in group:
             x[k:k + len(xb), :, :xb.shape[-2], :xb.shape[-1]] = xb
             sizes += [tuple(xb.shape[-2:])] * len(xb)
             k += len(xb)
-        labels = torch.cat([torch.as_tensor(g[1]) for g in group])
-        positions = torch.cat([torch.as_tensor(g[2]) for g in group])
         return x, labels, positions, sizes
 
     for batch in batches:
         x = batch[0]
+        h, w = x.shape[-2:]
         if group:
-            h = max([g[0].shape[-2] for g in group] + [x.shape[-2]])
-            w = max([g[0].shape[-1] for g in group] + [x.shape[-1]])
-            n = sum(len(g[0]) for g in group) + len(x)
-            own = sum(g[0][0, 0].numel() * len(g[0]) for g in group) + x[0, 0].numel() * len(x)
-            shares = all(g[0].shape[-2] == x.shape[-2] for g in group) or all(
-                g[0].shape[-1] == x.shape[-1] for g in group)
-            if shares and n * h * w <= max_pixels and n * h * w <= max_padding * own:
+            canvas = (n + len(x)) * max(heights | {h}) * max(widths | {w})
+            shares = heights == {h} or widths == {w}
+            if shares and canvas <= max_pixels and canvas <= max_padding * (own + len(x) * h * w):
                 group.append(batch)
+                heights.add(h)
+                widths.add(w)
+                n, own = n + len(x), own + len(x) * h * w
                 continue
             yield flush()
-        group = [batch]
+        group, heights, widths, n, own = [batch], {h}, {w}, len(x), len(x) * h * w
     if group:
         yield flush()
