@@ -25,6 +25,7 @@ median over its files), else left out, and the line says so.
 """
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from pathlib import Path
@@ -108,14 +109,22 @@ def evaluation_eta(args, seeds: list[int]) -> tuple[float | None, str]:
              if (p := seed_folder(args, s) / SCORING_TIME).exists()]
     if timed:
         return len(left) * float(np.median(timed)), f"as this run's scored seeds took, {len(left)} seed(s) to score"
+    per_seed = eval_rates_seed_seconds(args.results, args.data, args.preset)
+    if per_seed is None:
+        return None, f"no seed scored yet and no `make eval_rates` on {environment()['device']}"
+    return len(left) * per_seed, f"from `make eval_rates` on this CPU, {len(left)} seed(s) to score"
+
+
+@functools.lru_cache(maxsize=None)
+def eval_rates_seed_seconds(results: str, data: str, preset_name: str) -> float | None:
+    """One seed's evaluation on this run's val images, the median over the `make eval_rates` files of
+    this CPU (None without one); read once per run, not before every net."""
     device = environment()["device"]
-    preset = get_preset(args.preset)
-    val = len(list_images(Path(args.data) / "val", list_images(Path(args.data) / "train")[2])[0])
-    per_seed = [evaluation_seconds(t, preset, val) for f in sorted(Path(args.results, "eval_rates").glob("*.csv"))
+    val = len(list_images(Path(data) / "val", list_images(Path(data) / "train")[2])[0])
+    per_seed = [evaluation_seconds(t, get_preset(preset_name), val)
+                for f in sorted(Path(results, "eval_rates").glob("*.csv"))
                 if (t := read_results(f)).device.iloc[0] == device]
-    if not per_seed:
-        return None, f"no seed scored yet and no `make eval_rates` on {device}"
-    return len(left) * float(np.median(per_seed)), f"from `make eval_rates` on this CPU, {len(left)} seed(s) to score"
+    return float(np.median(per_seed)) if per_seed else None
 
 
 def script_function(script: str, name: str):

@@ -229,6 +229,7 @@ def test_the_eta_counts_evaluation_as_eval_rates_timed_it_on_this_cpu(small_data
     for name, device, ms in (("here", environment()["device"], 2.0), ("elsewhere", "another CPU", 50.0)):
         pd.DataFrame([{"config": c, "method": m, "test_scale": q, "images_timed": 4, "first_pass_ms": ms + 1.0,
                        "ms_per_image": ms, "device": device} for c, m, q in keys]).to_csv(folder / f"{name}.csv")
+    mod.eval_rates_seed_seconds.cache_clear()  # read once per run: this test added files since
     seconds, why = mod.evaluation_eta(args, [0, 1])
     per_seed = (sum(len(p) for p in passes.values()) * 24 * 2.0 + len(keys) * 4 * 1.0) / 1e3  # 24 val images
     assert seconds == pytest.approx(2 * per_seed) and "eval_rates" in why and "2 seed(s)" in why
