@@ -22,6 +22,12 @@ the tables of the seeds not yet scored x the median time a scored seed took (see
 else one seed's evaluation passes as `make eval_rates` timed them on this CPU (results/eval_rates/, the
 median over its files), else left out, and the line says so.
 `experiments/studies/reproduce_time.py` gives the whole run's estimate before it starts.
+
+Wall time: every step that does work (a net trained or resumed, a seed's tables, the tables over
+seeds) appends a row to results/<preset>/wall_time.csv: its seconds of wall time, the epochs it
+trained, the CPU and the code it ran on, and the invocation it belongs to. A run that spans sessions
+is the sum of its rows; the work an interrupted invocation lost after its last checkpoint is not in it.
+The progress line's "elapsed" and the last line count the earlier invocations' rows too.
 """
 from __future__ import annotations
 
@@ -52,7 +58,7 @@ from vgg.findings import CLAIM_TABLES, claims, evaluate_claims, pick, row_id, si
 from vgg.node import hours
 from vgg.plan import PLAN_VERSION, plan_commit
 from vgg.protocol import get_preset
-from vgg.results import environment, findings_markdown, read_results, write_table
+from vgg.results import environment, findings_markdown, git_commit, read_results, write_table
 from vgg.seeds import load_per_image, save_per_image
 from vgg.stats import correct_top1
 
@@ -75,7 +81,40 @@ def eta(todo: list[tuple[int, object]], runs: Path, preset, seeds: list[int]) ->
     return chain_seconds(done, preset, rates) + (validation_chain_seconds(done, preset, val_rates) if val_rates else 0)
 
 
-def train_seed(args, seed: int, seeds: list[int], started: float) -> None:
+WALL_TIME = "wall_time.csv"  # in results/<preset>/: a row per step that did work, of every invocation
+WALL_COLUMNS = ["invocation", "seed", "step", "epochs", "wall_seconds", "finished", "cpu", "code"]
+
+
+class WallTime:
+    """The run's wall time (module docstring): the rows of earlier invocations, and this invocation's
+    steps appended as they finish (the file rewritten atomically after each)."""
+
+    def __init__(self, args):
+        self.path = Path(args.results) / args.preset / WALL_TIME
+        self.preset = args.preset
+        self.started = time.time()
+        self.invocation = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started))
+        self.rows = (read_results(self.path, dtype={"seed": str})[WALL_COLUMNS] if self.path.exists()
+                     else pd.DataFrame(columns=WALL_COLUMNS))
+        self.earlier = float(self.rows.wall_seconds.sum())
+
+    def elapsed(self) -> float:
+        """Seconds of the run so far: the earlier invocations' recorded steps and this invocation's."""
+        return self.earlier + time.time() - self.started
+
+    def record(self, seed: str | int, step: str, seconds: float, epochs: int = 0) -> None:
+        row = {"invocation": self.invocation, "seed": str(seed), "step": step, "epochs": epochs,
+               "wall_seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "cpu": environment()["device"], "code": git_commit()}
+        self.rows = pd.concat([self.rows, pd.DataFrame([row])], ignore_index=True)
+        write_table(self.rows, self.path, {"preset": self.preset})
+
+
+def trained_epochs(path: Path) -> int:
+    return load_metadata(path)["epoch"] if path.exists() else 0
+
+
+def train_seed(args, seed: int, seeds: list[int], wall: WallTime) -> None:
     from vgg.chain import build_chain
     preset = get_preset(args.preset)
     nets = needed(None, preset.plan_controls)
@@ -87,13 +126,19 @@ def train_seed(args, seed: int, seeds: list[int], started: float) -> None:
         scoring, source = evaluation_eta(args, seeds)
         left = hours(eta(remaining, runs, preset, seeds) + (scoring or 0.0))
         print(f"[reproduce {time.strftime('%H:%M')}] seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}), "
-              f"net {net.name} ({i + 1}/{len(nets)}); elapsed {hours(time.time() - started)}, "
+              f"net {net.name} ({i + 1}/{len(nets)}); elapsed {hours(wall.elapsed())}, "
               f"ETA {left} ({len(remaining)} nets to train or finish; "
               + (f"their evaluation {source})" if scoring is not None else f"evaluation not included: {source})"),
               file=sys.stderr, flush=True)
+        path = checkpoint_path(runs, preset.name, net.name, seed)
+        state = plan(net, path, preset.name, runs, seed)
+        before = trained_epochs(path) if state == "resume" else 0  # a stale net trains from its first epoch
+        t0 = time.time()
         build_chain(preset.name, args.data, runs, seed=seed, only=[net.name], progress=False,
                     log=lambda m: print(m, file=sys.stderr, flush=True))
-        publish_log(checkpoint_path(runs, preset.name, net.name, seed), Path(args.results) / preset.name / "logs", seed)
+        if state != "reuse":
+            wall.record(seed, net.name, time.time() - t0, trained_epochs(path) - before)
+        publish_log(path, Path(args.results) / preset.name / "logs", seed)
 
 
 SCORING_TIME = "scoring_time.csv"  # in each seed's folder: the wall time of its tables and per-image file
@@ -269,18 +314,21 @@ def seed_findings(args, seeds: list[int], tables: dict[str, pd.DataFrame]) -> pd
 
 def reproduce(args) -> None:
     seeds = args.seeds
-    started = time.time()
+    wall = WallTime(args)
     for seed in seeds:
-        train_seed(args, seed, seeds, started)
+        train_seed(args, seed, seeds, wall)
         if seed_is_scored(args, seed):
             continue
         scoring = time.time()
         run_tables(args, seed)
         save_row_correctness(args, seed)
-        write_table(pd.DataFrame([{"seed": seed, "scoring_seconds": round(time.time() - scoring, 1)}]),
+        seconds = time.time() - scoring
+        write_table(pd.DataFrame([{"seed": seed, "scoring_seconds": round(seconds, 1)}]),
                     seed_folder(args, seed) / SCORING_TIME, {"preset": args.preset})
+        wall.record(seed, "tables", seconds)
         print(f"[reproduce] seed {seed}: tables and per-image correctness in {seed_folder(args, seed)}",
               file=sys.stderr, flush=True)
+    combining = time.time()
     tables = combine(args, seeds)
     folder = Path(args.results) / args.preset
     records = net_records(args, seeds)
@@ -295,7 +343,11 @@ def reproduce(args) -> None:
                                 ("02_table2_params.py", "table2", per_preset),
                                 ("07_table7_state_of_the_art.py", "table7", {}), ("summary.py", "summary", {})):
         script_function(script, name)(argparse.Namespace(**{**base, **where}))
-    print(f"[reproduce] done in {hours(time.time() - started)}: {folder}", file=sys.stderr)
+    wall.record(";".join(map(str, seeds)), "over seeds", time.time() - combining)
+    invocations = wall.rows.invocation.nunique()
+    print(f"[reproduce] done: {folder}; this invocation {hours(time.time() - wall.started)}, the run "
+          f"{hours(wall.elapsed())} of recorded wall time over {invocations} invocation(s) ({wall.path})",
+          file=sys.stderr)
 
 
 def extra(p) -> None:

@@ -142,6 +142,18 @@ def reproduce_time_text(path: Path) -> str:
             f"`results/reproduce_time.csv`), not measured as a whole run: {'; '.join(each)}; {verdict}.")
 
 
+def wall_time_text(path: Path) -> str:
+    """The measured wall time of `make reproduce` so far (its wall_time.csv, experiments/reproduce.py), or ''."""
+    if not path.exists():
+        return ""
+    t = read_results(path, dtype={"seed": str})
+    nets = ~t.step.isin(["tables", "over seeds"])
+    cpus = ", ".join(dict.fromkeys(t.cpu.str.replace(", 2 threads", "", regex=False)))
+    return (f" Wall time measured so far: {t.wall_seconds.sum() / 3600:.1f} h over {t.invocation.nunique()} "
+            f"invocation(s), {nets.sum()} nets trained ({t.epochs[nets].sum()} epochs), {(t.step == 'tables').sum()} "
+            f"seed(s) scored, on {cpus} (`results/{path.parent.name}/{path.name}`).")
+
+
 def verdict_block(results: Path) -> str:
     """The README's verdict, every number read from the CSVs under ``results``."""
     t2 = read_results(results / "table2.csv")
@@ -155,9 +167,11 @@ def verdict_block(results: Path) -> str:
     plan_line = None
     for preset, label in (*README_PRESETS.items(), ("imagewoof", "Imagewoof")):
         f = results / preset / "findings.csv"
+        wall = wall_time_text(results / preset / "wall_time.csv")
         if not f.exists():
-            lines.append(f"> - **{label}**: not run yet (`make data DATASET={preset}`, then `make reproduce "
-                         f"PRESET={preset}`; three seeds of every net and the plan's controls)."
+            lines.append(f"> - **{label}**: " + (f"running (`make reproduce PRESET={preset}`, resumable).{wall}" if wall
+                         else f"not run yet (`make data DATASET={preset}`, then `make reproduce PRESET={preset}`; "
+                              "three seeds of every net and the plan's controls).")
                          + (reproduce_time_text(results / "reproduce_time.csv") if preset == "imagewoof" else ""))
             continue
         fd = read_results(f)
@@ -169,7 +183,7 @@ def verdict_block(results: Path) -> str:
                      f"{c.get('opposite', 0)} opposite, {c.get('inconclusive', 0)} inconclusive**, "
                      f"{c.get('not tested', 0)} not tested; decided at seed level (3 seeds) "
                      f"{levels.get('seed level', 0)}, on one seed per image {levels.get('paired per image', 0)}, "
-                     f"unpaired {levels.get('unpaired (per-image correctness not saved)', 0)}.")
+                     f"unpaired {levels.get('unpaired (per-image correctness not saved)', 0)}.{wall}")
         sd = results / preset / "seeds.csv"
         if sd.exists():
             s = read_results(sd, dtype={"seed": str})

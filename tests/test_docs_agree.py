@@ -144,3 +144,20 @@ def test_the_reproduction_estimate_is_given_per_cpu_newest_first_with_its_range(
     assert text.endswith("within the goal of 10 h (the issue's, on 2 AVX512-BF16 cores): 1 of the 2 sets of X (AMX), "
                          "0 of the 1 sets of Y (AVX512-BF16).") and "not measured" in text
     assert mod.reproduce_time_text(tmp_path / "missing.csv") == ""
+
+
+def test_the_measured_wall_time_sums_every_invocations_steps_and_names_its_cpus(tmp_path):
+    """A run that spans sessions: the README line sums the rows of all invocations (experiments/reproduce.py
+    writes them), counts nets apart from scoring, and names each CPU once, in order."""
+    mod = summary_module()
+    path = tmp_path / "imagewoof" / "wall_time.csv"
+    path.parent.mkdir()
+    pd.DataFrame({"invocation": ["t1", "t1", "t2", "t2", "t2"], "seed": ["0", "0", "0", "0", "0"],
+                  "step": ["A_S256", "B_S256", "B_S256", "tables", "over seeds"], "epochs": [40, 12, 28, 0, 0],
+                  "wall_seconds": [3600.0, 1800.0, 3240.0, 1080.0, 36.0],
+                  "cpu": ["X (AMX, 2 threads)", "X (AMX, 2 threads)", "Y (AVX512-BF16, 2 threads)",
+                          "Y (AVX512-BF16, 2 threads)", "Y (AVX512-BF16, 2 threads)"]}).to_csv(path, index=False)
+    text = mod.wall_time_text(path)
+    assert text == (" Wall time measured so far: 2.7 h over 2 invocation(s), 3 nets trained (80 epochs), 1 seed(s) "
+                    "scored, on X (AMX), Y (AVX512-BF16) (`results/imagewoof/wall_time.csv`).")
+    assert mod.wall_time_text(tmp_path / "missing.csv") == ""

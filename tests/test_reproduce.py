@@ -47,6 +47,15 @@ def test_every_seed_trains_its_own_chain_and_the_plans_controls(reproduction):
         line for line in lines if "seed 1 (2/3)" in line)
     for s in SEEDS:
         assert pd.read_csv(cwd / "results" / "tiny_plan" / f"seed{s}" / "scoring_time.csv").scoring_seconds[0] > 0
+    # the run's wall time: a row per net trained (its epochs) and per seed scored, and one for the tables over seeds
+    wall = pd.read_csv(cwd / "results" / "tiny_plan" / "wall_time.csv", dtype={"seed": str})
+    nets = wall[~wall.step.isin(["tables", "over seeds"])].assign(seed=lambda d: d.seed.astype(int))
+    trained = nets.merge(records, left_on=["seed", "step"], right_on=["seed", "net"], suffixes=("", "_ckpt"))
+    assert len(trained) == len(nets) == len(records) and (trained.epochs == trained.epochs_ckpt).all()
+    rest = wall[~wall.index.isin(nets.index)]
+    assert list(zip(rest.seed, rest.step)) == [*((str(s), "tables") for s in SEEDS), ("0;1;2", "over seeds")]
+    assert wall.invocation.nunique() == 1 and (wall.wall_seconds >= 0).all() and wall.wall_seconds.sum() > 0
+    assert wall.cpu.str.contains("threads").all()
 
 
 def test_tables_over_seeds_are_the_seed_tables_mean_and_sd(reproduction):
@@ -90,6 +99,10 @@ def test_a_second_run_resumes_and_trains_nothing(reproduction):
     r = run_cli(args, cwd=cwd, env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0 and "training runs/" not in r.stderr, r.stderr[-2000:]
     assert (cwd / "results" / "tiny_plan" / "findings.csv").read_text() == before
+    wall = pd.read_csv(cwd / "results" / "tiny_plan" / "wall_time.csv")
+    second = wall[wall.invocation == wall.invocation.iloc[-1]]
+    assert wall.invocation.nunique() == 2 and list(second.step) == ["over seeds"]  # nothing trained or scored
+    assert "the run" in r.stderr and "over 2 invocation(s)" in r.stderr
 
 
 def test_one_seed_reuses_the_nets_and_writes_every_table(reproduction):
