@@ -37,7 +37,7 @@ then \`make $(if $(filter smoke,$@),table3,$@)\`, or \`make $(if $(filter smoke,
 .DEFAULT_GOAL := help
 .PHONY: help install installed test data smoke reproduce table1 table2 table3 table4 table5 table6 table7 tables findings \
 	seeds fixed_schedule fixed_schedule_check eval_batching init_study dense_geometry compare_presets plateau_study plateau_rules first_drop_effect schedule_study \
-	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate mixed_sizes_cost bench epoch_times epoch_rates eval_rates reproduce_time eval_cost profile_step fused_layers \
+	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate mixed_sizes_cost bench epoch_times epoch_rates eval_rates reproduce_time wall_time_check eval_cost profile_step fused_layers \
 	gpu_subset gpu_check gpu_estimates clean
 
 ##@ Setup
@@ -224,6 +224,11 @@ eval_rates: installed ## one seed's evaluation passes timed on photographs of mi
 # The Imagewoof reproduction's wall time from the epochs timed at its geometry (no training): results/reproduce_time.csv
 reproduce_time: installed ## estimated hours of `make reproduce PRESET=imagewoof` from measured epoch times
 	$(RUN) experiments/studies/reproduce_time.py
+
+# A `make reproduce` run's wall_time.csv beside what each set of rates timed on its CPU predicts for
+# the same steps (RUN_RESULTS=<its results/<preset> folder>, default results/$(PRESET)): written beside it
+wall_time_check: installed ## a reproduce run's measured wall time per step against the estimate [RUN_RESULTS=]
+	$(RUN) experiments/studies/wall_time_check.py --run $(or $(RUN_RESULTS),results/$(PRESET))
 
 eval_cost: installed ## cost per image of dense vs 150-crop multi-crop evaluation, net D
 	$(RUN) experiments/studies/eval_cost.py --preset $(PRESET)

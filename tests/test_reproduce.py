@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, run_cli
 
-from vgg.chain import CHAIN, CONTROLS, checkpoint_path
+from vgg.chain import BY_NAME, CHAIN, CONTROLS, checkpoint_path
 from vgg.checkpoint import load_metadata
 from vgg.findings import claims, read_tables, row_id
 from vgg.seeds import load_per_image
@@ -246,3 +246,52 @@ def test_the_eta_counts_evaluation_as_eval_rates_timed_it_on_this_cpu(small_data
     seconds, why = mod.evaluation_eta(args, [0, 1])
     per_seed = (sum(len(p) for p in passes.values()) * 24 * 2.0 + len(keys) * 4 * 1.0) / 1e3  # 24 val images
     assert seconds == pytest.approx(2 * per_seed) and "eval_rates" in why and "2 seed(s)" in why
+
+
+def test_wall_time_check_sets_each_step_beside_the_estimate_of_rates_timed_on_its_cpu(reproduction, tmp_path):
+    """experiments/studies/wall_time_check.py on this run and a made-up set of rates on its CPU: each net
+    predicted as its epochs and validations at its config's rates, each seed's tables as every distinct
+    pass at 1 ms per image (plus the first pass's 2 ms extra on the images timed), measured and logged
+    seconds as the run recorded them; the tables over seeds measured only."""
+    from vgg.chain_time import distinct_passes
+    from vgg.protocol import get_preset
+    cwd, _, _ = reproduction
+    run = cwd / "results" / "tiny_plan"
+    wall = pd.read_csv(run / "wall_time.csv", dtype={"seed": str})
+    preset = get_preset("tiny_plan")
+    assert preset.validate_every == 1  # so every epoch validates: a net's validations are its epochs
+    seconds = {"A": 2.0, "A-LRN": 3.0, "B": 4.0, "B-5x5": 1.5, "C": 5.0, "D": 6.0, "E": 7.0}
+    rates = tmp_path / "results"
+    folder = rates / "tiny_plan" / "epoch_rates" / "L"
+    folder.mkdir(parents=True)
+    for config, s in seconds.items():
+        pd.DataFrame({"epoch": [1, 2], "seconds": [s, s], "val_seconds": [s / 4, s / 4]}).to_csv(
+            folder / f"{config}_S256.log.csv", index=False)
+    pd.DataFrame({"config": list(seconds), "device": wall.cpu.iloc[0]}).to_csv(folder / "rates.csv", index=False)
+    passes = distinct_passes(preset)
+    (rates / "eval_rates").mkdir()
+    pd.DataFrame([{"config": c, "method": m, "test_scale": q, "ms_per_image": 1.0, "first_pass_ms": 3.0,
+                   "images_timed": 10} for c, m, q in passes]).to_csv(rates / "eval_rates" / "L.csv", index=False)
+    out = tmp_path / "check.csv"
+    r = run_cli([str(ROOT / "experiments" / "studies" / "wall_time_check.py"), "--run", str(run), "--results",
+                 str(rates), "--out", str(out)], cwd=cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    check = pd.read_csv(out, dtype={"seed": str})
+    nets = check[~check.step.isin(["tables", "over seeds", "total", "all"])]
+    val_images = 3 * 8  # small_data: 3 classes x 8 val images
+    for row in nets.itertuples():
+        s = seconds[BY_NAME[row.step].config]
+        assert abs(row.predicted_s - row.epochs * (s + s / 4)) < 0.06
+        log = pd.read_csv(run / "logs" / f"seed{row.seed}" / f"{row.step}.log.csv")
+        assert abs(row.logged_s - (log.seconds.sum() + log.val_seconds.fillna(0).sum())) < 0.06
+    images = {"dense": val_images, "center-crop": val_images,
+              "multi-crop": min(preset.multi_crop_images or val_images, val_images)}
+    expected = sum(n * images[m] * 1.0 + 10 * 2.0 for (_, m, _), n in passes.items()) / 1e3
+    tables = check[check.step == "tables"]
+    assert len(tables) == len(SEEDS) and np.allclose(tables.predicted_s, expected, atol=0.06)
+    assert check[check.step == "over seeds"].predicted_s.isna().all()
+    total, every = check[check.step == "total"].iloc[0], check[check.step == "all"].iloc[0]
+    assert abs(total.predicted_s - (nets.predicted_s.sum() + tables.predicted_s.sum())) < 0.5
+    assert abs(every.measured_s - wall.wall_seconds.sum()) < 0.5
+    bad = run_cli([str(ROOT / "experiments" / "studies" / "wall_time_check.py"), "--run", str(tmp_path)], cwd=cwd)
+    assert bad.returncode == 2 and "wall_time.csv" in bad.stderr

@@ -1,0 +1,138 @@
+"""A measured `make reproduce` run against what its estimate would have said before it ran.
+
+The run's ``wall_time.csv`` (experiments/reproduce.py: a row per net trained, per seed scored and for
+the tables over seeds) is set beside the prediction of each set of rates `make epoch_rates` timed on
+the run's CPU (results/<preset>/epoch_rates/<label>/ and results/eval_rates/<label>.csv), made the way
+`make reproduce_time` makes it (vgg.chain_time):
+* a net: the epochs it trained x its config's seconds per epoch, plus its validations x the seconds
+  per validation; its measured wall time is split into what its epoch log holds (``logged_s``: the
+  epochs and validations) and the rest (loading the data, building the net, compiling, checkpoints);
+* a seed's tables: one seed's evaluation passes at the rates' ms per image, on as many val images as
+  the run scored (its per-image file); the tables' other work is in the measured time only;
+* the tables over seeds: measured only (the estimate leaves them out).
+The rates describe the preset's geometry on the machine they were timed on: a run on other data
+(Imagenette's 224 px copies in place of Imagewoof's photographs of mixed sizes) is an estimate's check
+only for what the two share, and the CSV names the run's preset and data.
+
+Writes ``--out`` (default <run>/wall_time_check.csv): a row per (rates, step), and per rates a
+``total`` row (the steps predicted) and an ``all`` row (every step measured).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vgg.chain import BY_NAME
+from vgg.chain_time import (
+    complete_rates,
+    complete_validation_rates,
+    epoch_seconds,
+    evaluation_seconds,
+    published_epoch_seconds,
+    validation_seconds,
+    validations,
+)
+from vgg.errors import UserError
+from vgg.experiment import comma_list, main
+from vgg.protocol import get_preset
+from vgg.results import read_results, write_table
+from vgg.seeds import load_per_image
+
+ROOT = Path(__file__).resolve().parents[2]
+SCORING_STEPS = ("tables", "over seeds")
+
+
+def rate_labels(results: Path, cpu: str) -> list[str]:
+    """The epoch_rates labels timed on ``cpu`` that also have their evaluation rates."""
+    return sorted(t.parent.name for t in results.glob("*/epoch_rates/*/rates.csv")
+                  if pd.read_csv(t, dtype=str).device.iloc[0] == cpu
+                  and (results / "eval_rates" / f"{t.parent.name}.csv").exists())
+
+
+def predictor(results: Path, label: str, preset):
+    """step row -> predicted seconds (None for the tables over seeds) from one set of rates."""
+    logs = sorted(results.glob(f"*/epoch_rates/{label}/*_S256.log.csv"))
+    measured = epoch_seconds(logs)
+    rates, _ = complete_rates(measured, published_epoch_seconds())
+    val_rates = complete_validation_rates(validation_seconds(logs), measured, rates) or {}
+    eval_rates = read_results(results / "eval_rates" / f"{label}.csv")
+
+    def predict(row, val_images: int) -> float | None:
+        if row.step == "over seeds":
+            return None
+        if row.step == "tables":
+            return evaluation_seconds(eval_rates, preset, val_images)
+        net = BY_NAME[row.step]
+        total = net.epochs(preset)
+        vals = validations(preset, total, total - int(row.epochs))
+        return int(row.epochs) * rates[net.config] + vals * val_rates.get(net.config, 0.0)
+    return predict
+
+
+def logged_seconds(run: Path, row) -> float | None:
+    """The seconds a net's epoch log holds for the epochs the step trained (its last ``epochs`` rows)."""
+    if row.step in SCORING_STEPS:
+        return None
+    log = pd.read_csv(run / "logs" / f"seed{row.seed}" / f"{row.step}.log.csv").tail(int(row.epochs))
+    return float(log.seconds.sum() + (log.val_seconds.fillna(0).sum() if "val_seconds" in log else 0.0))
+
+
+def scored_images(run: Path, seed: str) -> int:
+    """Val images a seed's tables scored: the longest row of its per-image file."""
+    saved, _ = load_per_image(run / f"seed{seed}")
+    return max(len(v) for v in saved.values())
+
+
+def wall_time_check(args) -> None:
+    run, results = Path(args.run), Path(args.results)
+    path = run / "wall_time.csv"
+    if not path.exists():
+        raise UserError(f"{path} not found: give --run the results/<preset> folder of a `make reproduce` run")
+    wall = read_results(path, dtype={"seed": str})
+    preset = get_preset(wall.preset.iloc[0])
+    cpu = wall.cpu.mode().iloc[0]
+    labels = args.rates or rate_labels(results, cpu)
+    if not labels:
+        raise UserError(f"no rates timed on {cpu} under {results}: run `make epoch_rates LABEL=<date>-<cpu>`")
+    rows = []
+    for label in labels:
+        predict = predictor(results, label, preset)
+        steps = []
+        for r in wall.itertuples():
+            images = scored_images(run, r.seed) if r.step == "tables" else 0
+            predicted = predict(r, images)
+            steps.append({"rates": label, "seed": r.seed, "step": r.step, "epochs": int(r.epochs),
+                          "measured_s": float(r.wall_seconds), "logged_s": logged_seconds(run, r),
+                          "predicted_s": predicted, "val_images": images or None})
+        df = pd.DataFrame(steps)
+        known = df.predicted_s.notna()
+        totals = [{"rates": label, "step": "total", "epochs": int(df.epochs[known].sum()),
+                   "measured_s": df.measured_s[known].sum(), "logged_s": df.logged_s[known].sum(),
+                   "predicted_s": df.predicted_s[known].sum()},
+                  {"rates": label, "step": "all", "epochs": int(df.epochs.sum()), "measured_s": df.measured_s.sum()}]
+        rows.append(pd.concat([df, pd.DataFrame(totals)], ignore_index=True))
+    out = pd.concat(rows, ignore_index=True)
+    out["measured_over_predicted"] = (out.measured_s / out.predicted_s).round(3)
+    for c in ("measured_s", "logged_s", "predicted_s"):
+        out[c] = out[c].astype(float).round(1)
+    write_table(out, args.out or run / "wall_time_check.csv",
+                {"run": str(run), "run_preset": preset.name, "run_cpu": cpu, "run_code": ";".join(
+                    dict.fromkeys(wall.code)), "run_data": args.run_data or ""})
+    total = out[out.step == "total"]
+    print("measured / predicted per set of rates:", ", ".join(
+        f"{r.rates} {r.measured_s / 3600:.2f} / {r.predicted_s / 3600:.2f} h" for r in total.itertuples()),
+        f"(median {np.median(total.measured_over_predicted):.3f})")
+
+
+def extra(p) -> None:
+    p.add_argument("--run", required=True, help="the results/<preset> folder of a `make reproduce` run")
+    p.add_argument("--rates", type=comma_list(), default=None, help="epoch_rates labels (default: every one "
+                   "timed on the run's CPU that has its eval_rates)")
+    p.add_argument("--run-data", default="", help="what the run trained on, recorded in the CSV")
+    p.add_argument("--out", default="", help="CSV to write (default <run>/wall_time_check.csv)")
+
+
+if __name__ == "__main__":
+    main(wall_time_check, needs_data=False, extra=extra)
