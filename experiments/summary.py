@@ -154,6 +154,32 @@ def wall_time_text(path: Path) -> str:
             f"seed(s) scored, on {cpus} (`results/{path.parent.name}/{path.name}`).")
 
 
+#: a measured run of the reproduction's protocol that checks the estimate (`make wall_time_check`)
+REHEARSAL_CHECK = Path("imagenette_fixed") / "rehearsal" / "wall_time_check.csv"
+
+
+def wall_time_check_text(results: Path, relative: Path = REHEARSAL_CHECK) -> str:
+    """A measured `make reproduce` run beside what the sets of rates of its CPU estimated for the same
+    steps (results/``relative``, experiments/studies/wall_time_check.py), or ''."""
+    path = results / relative
+    if not path.exists():
+        return ""
+    t = read_results(path, dtype={"seed": str})
+    total, first = t[t.step == "total"], t[t.rates == t.rates.iloc[0]]
+    nets = first[~first.step.isin(["tables", "over seeds", "total", "all"])]
+    every = first[first.step == "all"].iloc[0]
+    rest = (nets.measured_s - nets.logged_s).sum() / 3600
+    ratio, cpu = total.measured_over_predicted, t.run_cpu.iloc[0].replace(", 2 threads", "")
+    return (f"Estimate checked on a measured run at its protocol (`make wall_time_check`: `results/"
+            f"{relative.as_posix()}`): {t.run_preset.iloc[0]} on {t.run_data.iloc[0]}, {len(nets)} nets and the "
+            f"tables of {(first.step == 'tables').sum()} seed(s) on {cpu}, code "
+            f"{t.run_code.iloc[0]}: {every.measured_s / 3600:.2f} h; in the steps the estimate covers "
+            f"{total.measured_s.iloc[0] / 3600:.2f} h against {total.predicted_s.min() / 3600:.2f}-"
+            f"{total.predicted_s.max() / 3600:.2f} h from the {len(total)} sets of rates of that CPU (measured / "
+            f"estimated {ratio.min():.2f}-{ratio.max():.2f}); the nets' time beyond their epoch logs (start-up, "
+            f"compiling, checkpoints) {rest:.2f} h.")
+
+
 def verdict_block(results: Path) -> str:
     """The README's verdict, every number read from the CSVs under ``results``."""
     t2 = read_results(results / "table2.csv")
@@ -173,6 +199,9 @@ def verdict_block(results: Path) -> str:
                          else f"not run yet (`make data DATASET={preset}`, then `make reproduce PRESET={preset}`; "
                               "three seeds of every net and the plan's controls).")
                          + (reproduce_time_text(results / "reproduce_time.csv") if preset == "imagewoof" else ""))
+            check = wall_time_check_text(results) if preset == "imagewoof" else ""
+            if check:
+                lines.append(f">   {check}")
             continue
         fd = read_results(f)
         c = fd.verdict.str.split(" (", regex=False).str[0].value_counts()

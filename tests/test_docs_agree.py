@@ -161,3 +161,33 @@ def test_the_measured_wall_time_sums_every_invocations_steps_and_names_its_cpus(
     assert text == (" Wall time measured so far: 2.7 h over 2 invocation(s), 3 nets trained (80 epochs), 1 seed(s) "
                     "scored, on X (AMX), Y (AVX512-BF16) (`results/imagewoof/wall_time.csv`).")
     assert mod.wall_time_text(tmp_path / "missing.csv") == ""
+
+
+def test_the_estimates_check_on_a_measured_run_reads_its_totals_and_the_nets_start_up(tmp_path):
+    """wall_time_check.csv (experiments/studies/wall_time_check.py) as the README's line: the measured
+    hours in all and in the steps estimated, the range of the estimates over the sets of rates, and what
+    the nets took beyond their epoch logs."""
+    mod = summary_module()
+    rows = []
+    for label, predicted in (("L1", 1.0), ("L2", 1.25)):
+        rows += [{"rates": label, "seed": "0", "step": "A_S256", "epochs": 40, "measured_s": 3000.0,
+                  "logged_s": 2700.0, "predicted_s": 2700.0 * predicted},
+                 {"rates": label, "seed": "0", "step": "B_S256", "epochs": 40, "measured_s": 3600.0,
+                  "logged_s": 3420.0, "predicted_s": 3600.0 * predicted},
+                 {"rates": label, "seed": "0", "step": "tables", "epochs": 0, "measured_s": 1200.0,
+                  "predicted_s": 900.0 * predicted},
+                 {"rates": label, "seed": "0", "step": "over seeds", "epochs": 0, "measured_s": 360.0},
+                 {"rates": label, "step": "total", "epochs": 80, "measured_s": 7800.0, "logged_s": 6120.0,
+                  "predicted_s": 7200.0 * predicted, "measured_over_predicted": round(7800 / 7200 / predicted, 3)},
+                 {"rates": label, "step": "all", "epochs": 80, "measured_s": 8160.0}]
+    path = tmp_path / mod.REHEARSAL_CHECK
+    path.parent.mkdir(parents=True)
+    pd.DataFrame(rows).assign(run_preset="imagenette_fixed", run_data="Imagenette", run_cpu="X (AMX, 2 threads)",
+                              run_code="abc1234").to_csv(path, index=False)
+    assert mod.wall_time_check_text(tmp_path) == (
+        "Estimate checked on a measured run at its protocol (`make wall_time_check`: "
+        "`results/imagenette_fixed/rehearsal/wall_time_check.csv`): imagenette_fixed on Imagenette, 2 nets and the "
+        "tables of 1 seed(s) on X (AMX), code abc1234: 2.27 h; in the steps the estimate covers 2.17 h against "
+        "2.00-2.50 h from the 2 sets of rates of that CPU (measured / estimated 0.87-1.08); the nets' time beyond "
+        "their epoch logs (start-up, compiling, checkpoints) 0.13 h.")
+    assert mod.wall_time_check_text(tmp_path / "none") == ""
