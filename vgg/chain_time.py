@@ -24,6 +24,11 @@ from .train import validates
 
 PUBLISHED_LOGS = Path(__file__).resolve().parents[1] / "results" / "imagenette" / "logs"
 IMAGEWOOF_VAL = 3929  # the reproduction's validation images (fast.ai's Imagewoof 2 list)
+IMAGENETTE_TRAIN, IMAGEWOOF_TRAIN = 9469, 9025  # training images (Imagenette 2; fast.ai's Imagewoof 2 list)
+IMAGENETTE_VAL = 3925
+#: (training, validation) images of the data each preset of the reproduction's geometry trains on
+SPLIT_SIZES = {"imagewoof": (IMAGEWOOF_TRAIN, IMAGEWOOF_VAL), "imagenette": (IMAGENETTE_TRAIN, IMAGENETTE_VAL),
+               "imagenette_fixed": (IMAGENETTE_TRAIN, IMAGENETTE_VAL)}
 
 
 def net_of_log(path: Path) -> tuple[str, str]:

@@ -49,6 +49,9 @@ import pandas as pd
 
 from vgg.chain import BY_NAME, needed
 from vgg.chain_time import (
+    IMAGENETTE_TRAIN,
+    IMAGENETTE_VAL,
+    IMAGEWOOF_TRAIN,
     IMAGEWOOF_VAL,
     chain_seconds,
     complete_rates,
@@ -69,8 +72,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SEEDS = 3
 GOAL_HOURS = 10.0
-IMAGENETTE_TRAIN, IMAGEWOOF_TRAIN = 9469, 9025  # training images (Imagenette 2; fast.ai's Imagewoof 2 list)
-IMAGENETTE_VAL = 3925  # Imagewoof's: vgg.chain_time.IMAGEWOOF_VAL
 MIXED_SIZES = "results/mixed_sizes_cost.csv"
 PUBLISHED_EVAL_MINUTES_PER_SEED = 34  # results/imagenette/README.md: 14 min (S=256 tables) + 20 min (fine-tuned)
 #: name -> the S=256 logs whose epochs are timed, and where and with what code they ran

@@ -5,8 +5,11 @@ the tables over seeds) is set beside the prediction of each set of rates `make e
 the run's CPU (results/<preset>/epoch_rates/<label>/ and results/eval_rates/<label>.csv), made the way
 `make reproduce_time` makes it (vgg.chain_time):
 * a net: the epochs it trained x its config's seconds per epoch, plus its validations x the seconds
-  per validation; its measured wall time is split into what its epoch log holds (``logged_s``: the
-  epochs and validations) and the rest (loading the data, building the net, compiling, checkpoints);
+  per validation, each scaled by the run's training (validation) images over those of the data the
+  rates were timed on (vgg.chain_time.SPLIT_SIZES, e.g. Imagewoof's 9,025 against Imagenette's 9,469; the
+  input cost of Imagewoof's mixed sizes, `make mixed_sizes_cost`, is left out); its measured wall
+  time is split into what its epoch log holds (``logged_s``: the epochs and validations) and the rest
+  (loading the data, building the net, compiling, checkpoints);
 * a seed's tables: one seed's evaluation passes at the rates' ms per image, on as many val images as
   the run scored (its per-image file); the tables' other work is in the measured time only;
 * the tables over seeds: measured only (the estimate leaves them out).
@@ -26,6 +29,7 @@ import pandas as pd
 
 from vgg.chain import BY_NAME
 from vgg.chain_time import (
+    SPLIT_SIZES,
     complete_rates,
     complete_validation_rates,
     epoch_seconds,
@@ -54,6 +58,9 @@ def rate_labels(results: Path, cpu: str) -> list[str]:
 def predictor(results: Path, label: str, preset):
     """step row -> predicted seconds (None for the tables over seeds) from one set of rates."""
     logs = sorted(results.glob(f"*/epoch_rates/{label}/*_S256.log.csv"))
+    timed_on = logs[0].parents[2].name  # results/<preset>/epoch_rates/<label>/
+    train, val = ((a / b for a, b in zip(SPLIT_SIZES[preset.name], SPLIT_SIZES[timed_on]))
+                  if preset.name in SPLIT_SIZES and timed_on in SPLIT_SIZES else (1.0, 1.0))  # else: the same data
     measured = epoch_seconds(logs)
     rates, _ = complete_rates(measured, published_epoch_seconds())
     val_rates = complete_validation_rates(validation_seconds(logs), measured, rates) or {}
@@ -67,7 +74,7 @@ def predictor(results: Path, label: str, preset):
         net = BY_NAME[row.step]
         total = net.epochs(preset)
         vals = validations(preset, total, total - int(row.epochs))
-        return int(row.epochs) * rates[net.config] + vals * val_rates.get(net.config, 0.0)
+        return int(row.epochs) * rates[net.config] * train + vals * val_rates.get(net.config, 0.0) * val
     return predict
 
 
