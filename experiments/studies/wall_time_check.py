@@ -66,23 +66,38 @@ def predictor(results: Path, label: str, preset):
     val_rates = complete_validation_rates(validation_seconds(logs), measured, rates) or {}
     eval_rates = read_results(results / "eval_rates" / f"{label}.csv")
 
-    def predict(row, val_images: int) -> float | None:
+    def predict(row, start: int, val_images: int) -> float | None:
+        """``start``: the epochs the net had before the step (it trained epochs start+1 ... start+epochs)."""
         if row.step == "over seeds":
             return None
         if row.step == "tables":
             return evaluation_seconds(eval_rates, preset, val_images)
         net = BY_NAME[row.step]
         total = net.epochs(preset)
-        vals = validations(preset, total, total - int(row.epochs))
+        vals = validations(preset, total, start) - validations(preset, total, start + int(row.epochs))
         return int(row.epochs) * rates[net.config] * train + vals * val_rates.get(net.config, 0.0) * val
     return predict
 
 
-def logged_seconds(run: Path, row) -> float | None:
-    """The seconds a net's epoch log holds for the epochs the step trained (its last ``epochs`` rows)."""
+def first_epochs(wall: pd.DataFrame, preset) -> list[int]:
+    """Per row, the epochs its net had before the step: the epochs of the net's earlier rows (a run
+    resumed across invocations), back to 0 where they would pass the net's epochs (a stale net retrained)."""
+    done, out = {}, []
+    for r in wall.itertuples():
+        key = (r.seed, r.step)
+        start = done.get(key, 0)
+        if r.step not in SCORING_STEPS and start + int(r.epochs) > BY_NAME[r.step].epochs(preset):
+            start = 0
+        out.append(start)
+        done[key] = start + int(r.epochs)
+    return out
+
+
+def logged_seconds(run: Path, row, start: int) -> float | None:
+    """The seconds a net's epoch log holds for the epochs the step trained."""
     if row.step in SCORING_STEPS:
         return None
-    log = pd.read_csv(run / "logs" / f"seed{row.seed}" / f"{row.step}.log.csv").tail(int(row.epochs))
+    log = pd.read_csv(run / "logs" / f"seed{row.seed}" / f"{row.step}.log.csv").iloc[start:start + int(row.epochs)]
     return float(log.seconds.sum() + (log.val_seconds.fillna(0).sum() if "val_seconds" in log else 0.0))
 
 
@@ -107,11 +122,11 @@ def wall_time_check(args) -> None:
     for label in labels:
         predict = predictor(results, label, preset)
         steps = []
-        for r in wall.itertuples():
+        for r, start in zip(wall.itertuples(), first_epochs(wall, preset)):
             images = scored_images(run, r.seed) if r.step == "tables" else 0
-            predicted = predict(r, images)
+            predicted = predict(r, start, images)
             steps.append({"rates": label, "seed": r.seed, "step": r.step, "epochs": int(r.epochs),
-                          "measured_s": float(r.wall_seconds), "logged_s": logged_seconds(run, r),
+                          "measured_s": float(r.wall_seconds), "logged_s": logged_seconds(run, r, start),
                           "predicted_s": predicted, "val_images": images or None})
         df = pd.DataFrame(steps)
         known = df.predicted_s.notna()
