@@ -227,8 +227,9 @@ reproduce_time: installed ## estimated hours of `make reproduce PRESET=imagewoof
 
 # A `make reproduce` run's wall_time.csv beside what each set of rates timed on its CPU predicts for
 # the same steps (RUN_RESULTS=<its results/<preset> folder>, default results/$(PRESET)): written beside it
-wall_time_check: installed ## a reproduce run's measured wall time per step against the estimate [RUN_RESULTS=]
-	$(RUN) experiments/studies/wall_time_check.py --run $(or $(RUN_RESULTS),results/$(PRESET))
+wall_time_check: installed ## a reproduce run's measured wall time per step against the estimate [RUN_RESULTS= RUN_DATA=]
+	$(RUN) experiments/studies/wall_time_check.py --run $(or $(RUN_RESULTS),results/$(PRESET)) \
+		$(if $(RUN_DATA),--run-data "$(RUN_DATA)")
 
 eval_cost: installed ## cost per image of dense vs 150-crop multi-crop evaluation, net D
 	$(RUN) experiments/studies/eval_cost.py --preset $(PRESET)
