@@ -40,16 +40,7 @@ import numpy as np
 import pandas as pd
 
 from vgg.chain import BY_NAME, checkpoint_path, needed, plan
-from vgg.chain_time import (
-    chain_seconds,
-    complete_rates,
-    complete_validation_rates,
-    epoch_seconds,
-    evaluation_seconds,
-    published_epoch_seconds,
-    validation_chain_seconds,
-    validation_seconds,
-)
+from vgg.chain_time import chain_seconds, evaluation_seconds, log_rates, validation_chain_seconds
 from vgg.checkpoint import checkpoint_record, load_metadata, publish_log
 from vgg.data import list_images
 from vgg.errors import UserError
@@ -71,9 +62,7 @@ def eta(todo: list[tuple[int, object]], runs: Path, preset, seeds: list[int]) ->
     and their validations left x the seconds per validation the logs have measured (once they have)."""
     logs = [p for p in (checkpoint_path(runs, preset.name, net.name, seed).with_suffix(".log.csv")
                         for seed in seeds for net in BY_NAME.values()) if p.exists()]
-    measured = epoch_seconds(logs)
-    rates, _ = complete_rates(measured, published_epoch_seconds())
-    val_rates = complete_validation_rates(validation_seconds(logs), measured, rates)
+    rates, val_rates = log_rates(logs)
     done = []
     for seed, net in todo:
         path = checkpoint_path(runs, preset.name, net.name, seed)

@@ -98,6 +98,16 @@ def complete_validation_rates(timed: dict[str, float], measured: dict[str, float
     return {c: timed.get(c, r * ratio) for c, r in rates.items()}
 
 
+def log_rates(logs: Iterable[Path]) -> tuple[dict[str, float], dict[str, float] | None]:
+    """(seconds per epoch, seconds per validation) of every config from training logs: measured where
+    they time it, else scaled (:func:`complete_rates` from the published rates,
+    :func:`complete_validation_rates`); the validations None when no log timed one."""
+    logs = list(logs)
+    measured = epoch_seconds(logs)
+    rates, _ = complete_rates(measured, published_epoch_seconds())
+    return rates, complete_validation_rates(validation_seconds(logs), measured, rates)
+
+
 def validation_chain_seconds(todo: Iterable[tuple[Net, int]], preset, val_rates: dict[str, float]) -> float:
     """Seconds of validation the nets of ``todo`` [(net, epochs already done)] still need."""
     return sum(validations(preset, net.epochs(preset), done) * val_rates[net.config] for net, done in todo)

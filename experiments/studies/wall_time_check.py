@@ -28,16 +28,7 @@ import numpy as np
 import pandas as pd
 
 from vgg.chain import BY_NAME
-from vgg.chain_time import (
-    SPLIT_SIZES,
-    complete_rates,
-    complete_validation_rates,
-    epoch_seconds,
-    evaluation_seconds,
-    published_epoch_seconds,
-    validation_seconds,
-    validations,
-)
+from vgg.chain_time import SPLIT_SIZES, evaluation_seconds, log_rates, validations
 from vgg.errors import UserError
 from vgg.experiment import comma_list, main
 from vgg.protocol import get_preset
@@ -61,9 +52,8 @@ def predictor(results: Path, label: str, preset):
     timed_on = logs[0].parents[2].name  # results/<preset>/epoch_rates/<label>/
     train, val = ((a / b for a, b in zip(SPLIT_SIZES[preset.name], SPLIT_SIZES[timed_on]))
                   if preset.name in SPLIT_SIZES and timed_on in SPLIT_SIZES else (1.0, 1.0))  # else: the same data
-    measured = epoch_seconds(logs)
-    rates, _ = complete_rates(measured, published_epoch_seconds())
-    val_rates = complete_validation_rates(validation_seconds(logs), measured, rates) or {}
+    rates, val_rates = log_rates(logs)
+    val_rates = val_rates or {}
     eval_rates = read_results(results / "eval_rates" / f"{label}.csv")
 
     def predict(row, start: int, val_images: int) -> float | None:
@@ -118,17 +108,18 @@ def wall_time_check(args) -> None:
     labels = args.rates or rate_labels(results, cpu)
     if not labels:
         raise UserError(f"no rates timed on {cpu} under {results}: run `make epoch_rates LABEL=<date>-<cpu>`")
+    # what the run measured, once: each step's epochs before it, its epoch log's seconds, its val images
+    starts = first_epochs(wall, preset)
+    measured = pd.DataFrame([{"seed": r.seed, "step": r.step, "epochs": int(r.epochs),
+                              "measured_s": float(r.wall_seconds), "logged_s": logged_seconds(run, r, start),
+                              "val_images": scored_images(run, r.seed) if r.step == "tables" else None}
+                             for r, start in zip(wall.itertuples(), starts)])
     rows = []
     for label in labels:
         predict = predictor(results, label, preset)
-        steps = []
-        for r, start in zip(wall.itertuples(), first_epochs(wall, preset)):
-            images = scored_images(run, r.seed) if r.step == "tables" else 0
-            predicted = predict(r, start, images)
-            steps.append({"rates": label, "seed": r.seed, "step": r.step, "epochs": int(r.epochs),
-                          "measured_s": float(r.wall_seconds), "logged_s": logged_seconds(run, r, start),
-                          "predicted_s": predicted, "val_images": images or None})
-        df = pd.DataFrame(steps)
+        df = measured.assign(rates=label, predicted_s=[predict(r, start, r.val_images or 0) for r, start in
+                                                       zip(measured.itertuples(), starts)])
+        df = df[["rates", *measured.columns.drop("val_images"), "predicted_s", "val_images"]]
         known = df.predicted_s.notna()
         totals = [{"rates": label, "step": "total", "epochs": int(df.epochs[known].sum()),
                    "measured_s": df.measured_s[known].sum(), "logged_s": df.logged_s[known].sum(),
