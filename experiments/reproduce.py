@@ -24,10 +24,8 @@ median over its files), else left out, and the line says so.
 `experiments/studies/reproduce_time.py` gives the whole run's estimate before it starts.
 
 Wall time: every step that does work (a net trained or resumed, a seed's tables, the tables over
-seeds) appends a row to results/<preset>/wall_time.csv: its seconds of wall time, the epochs it
-trained, the CPU and the code it ran on, and the invocation it belongs to. A run that spans sessions
-is the sum of its rows; the work an interrupted invocation lost after its last checkpoint is not in it.
-The progress line's "elapsed" and the last line count the earlier invocations' rows too.
+seeds) appends a row to results/<preset>/wall_time.csv (vgg.wall_time). The progress line's "elapsed"
+and the last line count the earlier invocations' rows too.
 """
 from __future__ import annotations
 
@@ -49,9 +47,10 @@ from vgg.findings import CLAIM_TABLES, claims, evaluate_claims, pick, row_id, si
 from vgg.node import hours
 from vgg.plan import PLAN_VERSION, plan_commit
 from vgg.protocol import get_preset
-from vgg.results import environment, findings_markdown, git_commit, read_results, write_table
+from vgg.results import environment, findings_markdown, read_results, write_table
 from vgg.seeds import load_per_image, save_per_image
 from vgg.stats import correct_top1
+from vgg.wall_time import OVER_SEEDS, TABLES, WallTime
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE_SCRIPTS = ["03_table3_single_scale.py", "04_table4_multi_scale.py", "05_table5_eval_methods.py",
@@ -68,35 +67,6 @@ def eta(todo: list[tuple[int, object]], runs: Path, preset, seeds: list[int]) ->
         path = checkpoint_path(runs, preset.name, net.name, seed)
         done.append((net, load_metadata(path)["epoch"] if path.exists() else 0))
     return chain_seconds(done, preset, rates) + (validation_chain_seconds(done, preset, val_rates) if val_rates else 0)
-
-
-WALL_TIME = "wall_time.csv"  # in results/<preset>/: a row per step that did work, of every invocation
-WALL_COLUMNS = ["invocation", "seed", "step", "epochs", "wall_seconds", "finished", "cpu", "code"]
-
-
-class WallTime:
-    """The run's wall time (module docstring): the rows of earlier invocations, and this invocation's
-    steps appended as they finish (the file rewritten atomically after each)."""
-
-    def __init__(self, args):
-        self.path = Path(args.results) / args.preset / WALL_TIME
-        self.preset = args.preset
-        self.started = time.time()
-        self.invocation = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started))
-        self.rows = (read_results(self.path, dtype={"seed": str})[WALL_COLUMNS] if self.path.exists()
-                     else pd.DataFrame(columns=WALL_COLUMNS))
-        self.earlier = float(self.rows.wall_seconds.sum())
-
-    def elapsed(self) -> float:
-        """Seconds of the run so far: the earlier invocations' recorded steps and this invocation's."""
-        return self.earlier + time.time() - self.started
-
-    def record(self, seed: str | int, step: str, seconds: float, epochs: int = 0) -> None:
-        row = {"invocation": self.invocation, "seed": str(seed), "step": step, "epochs": epochs,
-               "wall_seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "cpu": environment()["device"], "code": git_commit()}
-        self.rows = pd.concat([self.rows, pd.DataFrame([row])], ignore_index=True)
-        write_table(self.rows, self.path, {"preset": self.preset})
 
 
 def trained_epochs(path: Path) -> int:
@@ -303,7 +273,7 @@ def seed_findings(args, seeds: list[int], tables: dict[str, pd.DataFrame]) -> pd
 
 def reproduce(args) -> None:
     seeds = args.seeds
-    wall = WallTime(args)
+    wall = WallTime(args.results, args.preset)
     for seed in seeds:
         train_seed(args, seed, seeds, wall)
         if seed_is_scored(args, seed):
@@ -314,7 +284,7 @@ def reproduce(args) -> None:
         seconds = time.time() - scoring
         write_table(pd.DataFrame([{"seed": seed, "scoring_seconds": round(seconds, 1)}]),
                     seed_folder(args, seed) / SCORING_TIME, {"preset": args.preset})
-        wall.record(seed, "tables", seconds)
+        wall.record(seed, TABLES, seconds)
         print(f"[reproduce] seed {seed}: tables and per-image correctness in {seed_folder(args, seed)}",
               file=sys.stderr, flush=True)
     combining = time.time()
@@ -332,7 +302,7 @@ def reproduce(args) -> None:
                                 ("02_table2_params.py", "table2", per_preset),
                                 ("07_table7_state_of_the_art.py", "table7", {}), ("summary.py", "summary", {})):
         script_function(script, name)(argparse.Namespace(**{**base, **where}))
-    wall.record(";".join(map(str, seeds)), "over seeds", time.time() - combining)
+    wall.record(";".join(map(str, seeds)), OVER_SEEDS, time.time() - combining)
     invocations = wall.rows.invocation.nunique()
     print(f"[reproduce] done: {folder}; this invocation {hours(time.time() - wall.started)}, the run "
           f"{hours(wall.elapsed())} of recorded wall time over {invocations} invocation(s) ({wall.path})",

@@ -8,6 +8,7 @@ from vgg.errors import UserError
 from vgg.experiment import main
 from vgg.io import atomic_write_text
 from vgg.results import ROOT, SCALE_COLUMNS, findings_markdown, findings_side_by_side, read_results, replace_block
+from vgg.wall_time import EVERY, TABLES, TOTAL, is_net, read_wall_time
 
 README = ROOT / "README.md"
 
@@ -146,11 +147,11 @@ def wall_time_text(path: Path) -> str:
     """The measured wall time of `make reproduce` so far (its wall_time.csv, experiments/reproduce.py), or ''."""
     if not path.exists():
         return ""
-    t = read_results(path, dtype={"seed": str})
-    nets = ~t.step.isin(["tables", "over seeds"])
+    t = read_wall_time(path)
+    nets = is_net(t.step)
     cpus = ", ".join(dict.fromkeys(t.cpu.str.replace(", 2 threads", "", regex=False)))
     return (f" Wall time measured so far: {t.wall_seconds.sum() / 3600:.1f} h over {t.invocation.nunique()} "
-            f"invocation(s), {nets.sum()} nets trained ({t.epochs[nets].sum()} epochs), {(t.step == 'tables').sum()} "
+            f"invocation(s), {nets.sum()} nets trained ({t.epochs[nets].sum()} epochs), {(t.step == TABLES).sum()} "
             f"seed(s) scored, on {cpus} (`results/{path.parent.name}/{path.name}`).")
 
 
@@ -164,20 +165,26 @@ def wall_time_check_text(results: Path, relative: Path = REHEARSAL_CHECK) -> str
     path = results / relative
     if not path.exists():
         return ""
-    t = read_results(path, dtype={"seed": str})
-    total, first = t[t.step == "total"], t[t.rates == t.rates.iloc[0]]
-    nets = first[~first.step.isin(["tables", "over seeds", "total", "all"])]
-    every = first[first.step == "all"].iloc[0]
+    t = read_wall_time(path)
+    total, first = t[t.step == TOTAL], t[t.rates == t.rates.iloc[0]]
+    nets = first[is_net(first.step)]
+    every = first[first.step == EVERY].iloc[0]
     rest = (nets.measured_s - nets.logged_s).sum() / 3600
     ratio, cpu = total.measured_over_predicted, t.run_cpu.iloc[0].replace(", 2 threads", "")
+    parts = []  # the nets and the tables apart: measured, and the range of the estimates over the sets of rates
+    for name, part in (("the nets", is_net), ("the tables", lambda steps: steps == TABLES)):
+        predicted = t[part(t.step)].groupby("rates", sort=False).predicted_s.sum() / 3600
+        if part(first.step).any():
+            parts.append(f"; {name} {first[part(first.step)].measured_s.sum() / 3600:.2f} h against "
+                         f"{predicted.min():.2f}-{predicted.max():.2f} h")
     return (f"Estimate checked on a measured run at its protocol (`make wall_time_check`: `results/"
             f"{relative.as_posix()}`): {t.run_preset.iloc[0]} on {t.run_data.iloc[0]}, {len(nets)} nets and the "
-            f"tables of {(first.step == 'tables').sum()} seed(s) on {cpu}, code "
+            f"tables of {(first.step == TABLES).sum()} seed(s) on {cpu}, code "
             f"{t.run_code.iloc[0]}: {every.measured_s / 3600:.2f} h; in the steps the estimate covers "
             f"{total.measured_s.iloc[0] / 3600:.2f} h against {total.predicted_s.min() / 3600:.2f}-"
             f"{total.predicted_s.max() / 3600:.2f} h from the {len(total)} sets of rates of that CPU (measured / "
-            f"estimated {ratio.min():.2f}-{ratio.max():.2f}); the nets' time beyond their epoch logs (start-up, "
-            f"compiling, checkpoints) {rest:.2f} h.")
+            f"estimated {ratio.min():.2f}-{ratio.max():.2f}{''.join(parts)}); the nets' time beyond their epoch "
+            f"logs (start-up, compiling, checkpoints) {rest:.2f} h.")
 
 
 def verdict_block(results: Path) -> str:

@@ -165,8 +165,8 @@ def test_the_measured_wall_time_sums_every_invocations_steps_and_names_its_cpus(
 
 def test_the_estimates_check_on_a_measured_run_reads_its_totals_and_the_nets_start_up(tmp_path):
     """wall_time_check.csv (experiments/studies/wall_time_check.py) as the README's line: the measured
-    hours in all and in the steps estimated, the range of the estimates over the sets of rates, and what
-    the nets took beyond their epoch logs."""
+    hours in all and in the steps estimated, the range of the estimates over the sets of rates (in all,
+    for the nets and for the tables), and what the nets took beyond their epoch logs."""
     mod = summary_module()
     rows = []
     for label, predicted in (("L1", 1.0), ("L2", 1.25)):
@@ -188,6 +188,7 @@ def test_the_estimates_check_on_a_measured_run_reads_its_totals_and_the_nets_sta
         "Estimate checked on a measured run at its protocol (`make wall_time_check`: "
         "`results/imagenette_fixed/rehearsal/wall_time_check.csv`): imagenette_fixed on Imagenette, 2 nets and the "
         "tables of 1 seed(s) on X (AMX), code abc1234: 2.27 h; in the steps the estimate covers 2.17 h against "
-        "2.00-2.50 h from the 2 sets of rates of that CPU (measured / estimated 0.87-1.08); the nets' time beyond "
-        "their epoch logs (start-up, compiling, checkpoints) 0.13 h.")
+        "2.00-2.50 h from the 2 sets of rates of that CPU (measured / estimated 0.87-1.08; the nets 1.83 h against "
+        "1.75-2.19 h; the tables 0.33 h against 0.25-0.31 h); the nets' time beyond their epoch logs (start-up, "
+        "compiling, checkpoints) 0.13 h.")
     assert mod.wall_time_check_text(tmp_path / "none") == ""

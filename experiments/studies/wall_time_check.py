@@ -34,9 +34,9 @@ from vgg.experiment import comma_list, main
 from vgg.protocol import get_preset
 from vgg.results import read_results, write_table
 from vgg.seeds import load_per_image
+from vgg.wall_time import EVERY, OVER_SEEDS, SCORING_STEPS, TABLES, TOTAL, WALL_TIME, read_wall_time
 
 ROOT = Path(__file__).resolve().parents[2]
-SCORING_STEPS = ("tables", "over seeds")
 
 
 def rate_labels(results: Path, cpu: str) -> list[str]:
@@ -58,9 +58,9 @@ def predictor(results: Path, label: str, preset):
 
     def predict(row, start: int, val_images: int) -> float | None:
         """``start``: the epochs the net had before the step (it trained epochs start+1 ... start+epochs)."""
-        if row.step == "over seeds":
+        if row.step == OVER_SEEDS:
             return None
-        if row.step == "tables":
+        if row.step == TABLES:
             return evaluation_seconds(eval_rates, preset, val_images)
         net = BY_NAME[row.step]
         total = net.epochs(preset)
@@ -99,10 +99,10 @@ def scored_images(run: Path, seed: str) -> int:
 
 def wall_time_check(args) -> None:
     run, results = Path(args.run), Path(args.results)
-    path = run / "wall_time.csv"
+    path = run / WALL_TIME
     if not path.exists():
         raise UserError(f"{path} not found: give --run the results/<preset> folder of a `make reproduce` run")
-    wall = read_results(path, dtype={"seed": str})
+    wall = read_wall_time(path)
     preset = get_preset(wall.preset.iloc[0])
     cpu = wall.cpu.mode().iloc[0]
     labels = args.rates or rate_labels(results, cpu)
@@ -112,7 +112,7 @@ def wall_time_check(args) -> None:
     starts = first_epochs(wall, preset)
     measured = pd.DataFrame([{"seed": r.seed, "step": r.step, "epochs": int(r.epochs),
                               "measured_s": float(r.wall_seconds), "logged_s": logged_seconds(run, r, start),
-                              "val_images": scored_images(run, r.seed) if r.step == "tables" else None}
+                              "val_images": scored_images(run, r.seed) if r.step == TABLES else None}
                              for r, start in zip(wall.itertuples(), starts)])
     rows = []
     for label in labels:
@@ -121,10 +121,10 @@ def wall_time_check(args) -> None:
                                                        zip(measured.itertuples(), starts)])
         df = df[["rates", *measured.columns.drop("val_images"), "predicted_s", "val_images"]]
         known = df.predicted_s.notna()
-        totals = [{"rates": label, "step": "total", "epochs": int(df.epochs[known].sum()),
+        totals = [{"rates": label, "step": TOTAL, "epochs": int(df.epochs[known].sum()),
                    "measured_s": df.measured_s[known].sum(), "logged_s": df.logged_s[known].sum(),
                    "predicted_s": df.predicted_s[known].sum()},
-                  {"rates": label, "step": "all", "epochs": int(df.epochs.sum()), "measured_s": df.measured_s.sum()}]
+                  {"rates": label, "step": EVERY, "epochs": int(df.epochs.sum()), "measured_s": df.measured_s.sum()}]
         rows.append(pd.concat([df, pd.DataFrame(totals)], ignore_index=True))
     out = pd.concat(rows, ignore_index=True)
     out["measured_over_predicted"] = (out.measured_s / out.predicted_s).round(3)
@@ -133,7 +133,7 @@ def wall_time_check(args) -> None:
     write_table(out, args.out or run / "wall_time_check.csv",
                 {"run": str(run), "run_preset": preset.name, "run_cpu": cpu, "run_code": ";".join(
                     dict.fromkeys(wall.code)), "run_data": args.run_data or ""})
-    total = out[out.step == "total"]
+    total = out[out.step == TOTAL]
     print("measured / predicted per set of rates:", ", ".join(
         f"{r.rates} {r.measured_s / 3600:.2f} / {r.predicted_s / 3600:.2f} h" for r in total.itertuples()),
         f"(median {np.median(total.measured_over_predicted):.3f})")
