@@ -20,7 +20,7 @@ median measured / published ratio (vgg.chain_time); plus its validations left x 
 validation measured so far (its config's, else scaled by the median validation / epoch ratio); plus
 the tables of the seeds not yet scored x the median time a scored seed took (seed<k>/scoring_time.csv),
 else one seed's evaluation passes as `make eval_rates` timed them on this CPU (results/eval_rates/, the
-median over its files), else left out, and the line says so.
+median over its files, the run's --results and the repository's), else left out, and the line says so.
 `experiments/studies/reproduce_time.py` gives the whole run's estimate before it starts.
 
 Wall time: every step that does work (a net trained or resumed, a seed's tables, the tables over
@@ -119,14 +119,19 @@ def evaluation_eta(args, seeds: list[int]) -> tuple[float | None, str]:
     return len(left) * per_seed, f"from `make eval_rates` on this CPU, {len(left)} seed(s) to score"
 
 
+#: where `make eval_rates` writes: a CPU's rates serve a run on it whatever its --results
+MACHINE_RATES = ROOT / "results" / "eval_rates"
+
+
 @functools.lru_cache(maxsize=None)
 def eval_rates_seed_seconds(results: str, data: str, preset_name: str) -> float | None:
     """One seed's evaluation on this run's val images, the median over the `make eval_rates` files of
-    this CPU (None without one); read once per run, not before every net."""
+    this CPU under the run's results and the repository's (None without one); read once per run."""
     device = environment()["device"]
     val = len(list_images(Path(data) / "val", list_images(Path(data) / "train")[2])[0])
+    folders = dict.fromkeys(p.resolve() for p in (Path(results, "eval_rates"), MACHINE_RATES))
     per_seed = [evaluation_seconds(t, get_preset(preset_name), val)
-                for f in sorted(Path(results, "eval_rates").glob("*.csv"))
+                for f in sorted(f for folder in folders for f in folder.glob("*.csv"))
                 if (t := read_results(f)).device.iloc[0] == device]
     return float(np.median(per_seed)) if per_seed else None
 

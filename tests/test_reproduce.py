@@ -221,7 +221,9 @@ def test_fixed_schedule_check_scores_as_table3_and_tests_the_pairs_at_seed_level
         assert abs(d.mean() - row.estimate) < 0.006
 
 
-def test_the_eta_counts_evaluation_as_eval_rates_timed_it_on_this_cpu(small_data, tmp_path):
+def test_the_eta_counts_evaluation_as_eval_rates_timed_it_on_this_cpu(small_data, tmp_path, monkeypatch):
+    """Rates under the run's --results or the repository's results/ (a run with its own --results on a
+    CPU that `make eval_rates` timed); only those of this CPU; none: evaluation left out, said so."""
     import argparse
 
     from conftest import load_script
@@ -231,6 +233,7 @@ def test_the_eta_counts_evaluation_as_eval_rates_timed_it_on_this_cpu(small_data
     from vgg.protocol import get_preset
     from vgg.results import environment
     mod = load_script("experiments/reproduce.py")
+    monkeypatch.setattr(mod, "MACHINE_RATES", tmp_path / "repository" / "eval_rates")
     args = argparse.Namespace(preset="tiny_plan", data=str(small_data), results=str(tmp_path / "results"),
                               runs=str(tmp_path / "runs"))
     seconds, why = mod.evaluation_eta(args, [0, 1])
@@ -246,6 +249,10 @@ def test_the_eta_counts_evaluation_as_eval_rates_timed_it_on_this_cpu(small_data
     seconds, why = mod.evaluation_eta(args, [0, 1])
     per_seed = (sum(len(p) for p in passes.values()) * 24 * 2.0 + len(keys) * 4 * 1.0) / 1e3  # 24 val images
     assert seconds == pytest.approx(2 * per_seed) and "eval_rates" in why and "2 seed(s)" in why
+    mod.MACHINE_RATES.parent.mkdir()
+    folder.rename(mod.MACHINE_RATES)  # now only the repository's results/ hold them
+    mod.eval_rates_seed_seconds.cache_clear()
+    assert mod.evaluation_eta(args, [0])[0] == pytest.approx(per_seed)
 
 
 def test_wall_time_check_sets_each_step_beside_the_estimate_of_rates_timed_on_its_cpu(reproduction, tmp_path):
