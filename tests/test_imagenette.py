@@ -8,7 +8,7 @@ from torch import nn
 
 from vgg.evaluate import dense_eval
 from vgg.loaders import load_datasets
-from vgg.model import VGG, LocalResponseNorm, channel_band, feature_size, lrn_nhwc
+from vgg.model import VGG, LocalResponseNorm, channel_band, feature_size, lrn_nhwc, lrn_nhwc_inference
 from vgg.protocol import PAPER, get_preset, multi_test_scales, single_test_scale
 
 IMAGENETTE = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenette"
@@ -94,6 +94,28 @@ def test_fast_lrn_equals_pytorchs_forward_and_backward(beta):
         assert (yb.float() - yr).abs().max() <= 0.01 * yr.abs().max()
         yb.float().backward(g)
         assert (xb.grad.float() - xr.grad).abs().max() <= 0.02 * xr.grad.abs().max()
+
+
+@pytest.mark.parametrize("beta", [0.75, 0.6])
+def test_lrn_in_evaluation_runs_in_place_and_equals_pytorchs(beta, monkeypatch):
+    """Without autograd (evaluation, validation) the in-place path runs; it gives PyTorch's LRN in
+    float32 and within bf16 rounding on bf16 activations, and leaves its input as it was."""
+    import vgg.model as vgg_model
+    calls = []
+    monkeypatch.setattr(vgg_model, "lrn_nhwc_inference",
+                        lambda *a: calls.append(a[0].dtype) or lrn_nhwc_inference(*a))
+    torch.manual_seed(0)
+    ref = nn.LocalResponseNorm(5, alpha=5e-4, beta=beta, k=2.0)
+    ours = LocalResponseNorm(5, alpha=5e-4, beta=beta, k=2.0)
+    for c in (7, 16):  # window clipped at both ends
+        x = (torch.randn(3, c, 9, 11) * 40).contiguous(memory_format=torch.channels_last)
+        kept = x.clone()
+        with torch.no_grad():
+            yr, yo, yb = ref(x), ours(x), ours(x.bfloat16())
+        assert torch.equal(x, kept)
+        assert torch.allclose(yo, yr, rtol=1e-5, atol=1e-6) and yo.dtype == torch.float32
+        assert yb.dtype == torch.bfloat16 and (yb.float() - yr).abs().max() <= 0.01 * yr.abs().max()
+    assert calls == [torch.float32, torch.bfloat16] * 2
 
 
 def test_compiled_lrn_equals_eager():

@@ -61,6 +61,15 @@ def lrn_nhwc(x: torch.Tensor, band: torch.Tensor, alpha_over_n: float, beta: flo
     return (xh.float() * inverse_power(d, beta)).to(x.dtype).permute(0, 3, 1, 2)
 
 
+def lrn_nhwc_inference(x: torch.Tensor, band: torch.Tensor, alpha_over_n: float, beta: float,
+                       k: float) -> torch.Tensor:
+    """lrn_nhwc without autograd (evaluation), its float32 divisor computed in place in one buffer:
+    eager on CPU, first touching each new buffer costs more than the arithmetic on it."""
+    xh = x.permute(0, 2, 3, 1)
+    d = torch.matmul(xh * xh, band.to(x.dtype)).float()
+    return d.mul_(alpha_over_n).add_(k).pow_(-beta).mul_(xh).to(x.dtype).permute(0, 3, 1, 2)
+
+
 _compiled_lrn = None
 
 
@@ -83,19 +92,20 @@ class LocalResponseNorm(nn.LocalResponseNorm):
 
     PyTorch's version sums squares with ``avg_pool3d`` over a padded 5-D view (no bf16 kernel,
     slow forward and backward on CPU: A-LRN trained 5x slower than A); here the window sum is
-    a matmul with a banded 0/1 matrix on channels-last data (see :func:`lrn_nhwc`).
+    a matmul with a banded 0/1 matrix on channels-last data (see :func:`lrn_nhwc`): compiled for
+    training on CPU, in place for evaluation (:func:`lrn_nhwc_inference`).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         band = channel_band(x.shape[1], self.size, x.device)
-        fn = lrn_nhwc
-        if torch.is_grad_enabled() and x.requires_grad and x.device.type == "cpu":
-            fn = _lrn_for_training()
+        fn = lrn_nhwc_inference
+        if torch.is_grad_enabled() and x.requires_grad:
+            fn = _lrn_for_training() if x.device.type == "cpu" else lrn_nhwc
         with torch.autocast(x.device.type, enabled=False):
             try:
                 return fn(x, band, self.alpha / self.size, self.beta, self.k)
             except Exception:
-                if fn is lrn_nhwc:
+                if fn is lrn_nhwc or fn is lrn_nhwc_inference:
                     raise
                 global _compiled_lrn
                 _compiled_lrn = lrn_nhwc  # compile failed at run time (e.g. no C++ compiler): eager
