@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from vgg.chain import BY_NAME, checkpoint_path, needed, plan
-from vgg.chain_time import chain_seconds, evaluation_seconds, log_rates, validation_chain_seconds
+from vgg.chain_time import chain_seconds, eval_rates_path, evaluation_seconds, log_rates, validation_chain_seconds
 from vgg.checkpoint import checkpoint_record, load_metadata, publish_log
 from vgg.data import list_images
 from vgg.errors import UserError
@@ -120,7 +120,7 @@ def evaluation_eta(args, seeds: list[int]) -> tuple[float | None, str]:
 
 
 #: where `make eval_rates` writes: a CPU's rates serve a run on it whatever its --results
-MACHINE_RATES = ROOT / "results" / "eval_rates"
+MACHINE_RATES = eval_rates_path(ROOT / "results")
 
 
 @functools.lru_cache(maxsize=None)
@@ -129,7 +129,7 @@ def eval_rates_seed_seconds(results: str, data: str, preset_name: str) -> float 
     this CPU under the run's results and the repository's (None without one); read once per run."""
     device = environment()["device"]
     val = len(list_images(Path(data) / "val", list_images(Path(data) / "train")[2])[0])
-    folders = dict.fromkeys(p.resolve() for p in (Path(results, "eval_rates"), MACHINE_RATES))
+    folders = dict.fromkeys(p.resolve() for p in (eval_rates_path(results), MACHINE_RATES))
     per_seed = [evaluation_seconds(t, get_preset(preset_name), val)
                 for f in sorted(f for folder in folders for f in folder.glob("*.csv"))
                 if (t := read_results(f)).device.iloc[0] == device]

@@ -31,6 +31,13 @@ SPLIT_SIZES = {"imagewoof": (IMAGEWOOF_TRAIN, IMAGEWOOF_VAL), "imagenette": (IMA
                "imagenette_fixed": (IMAGENETTE_TRAIN, IMAGENETTE_VAL)}
 
 
+def eval_rates_path(results: str | Path, label: str = "") -> Path:
+    """Where `make eval_rates LABEL=<label>` writes one CPU's evaluation passes:
+    ``<results>/eval_rates/<label>.csv``; without a label, the folder of them."""
+    folder = Path(results) / "eval_rates"
+    return folder / f"{label}.csv" if label else folder
+
+
 def net_of_log(path: Path) -> tuple[str, str]:
     """``results/.../D_S256-512.log.csv`` -> (``D``, ``256-512``); ``B-5x5_S256.log.csv`` -> (``B-5x5``, ``256``)."""
     config, _, scale = Path(path).name.removesuffix(".log.csv").partition("_S")
@@ -175,7 +182,7 @@ def pass_seconds(nets: int, images: int, ms_per_image: float, first_pass_ms: flo
 
 
 def evaluation_seconds(rates: pd.DataFrame, preset, val_images: int) -> float:
-    """One seed's evaluation from the passes `make eval_rates` timed (a results/eval_rates/<label>.csv):
+    """One seed's evaluation from the passes `make eval_rates` timed (an :func:`eval_rates_path` file):
     :func:`pass_seconds` of each of :func:`distinct_passes` at :func:`pass_images`. A pass the rates lack
     stops with the command that times it."""
     rate = {(r.config, r.method, int(r.test_scale)): r for r in rates.itertuples()}

@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from vgg.chain_time import IMAGEWOOF_VAL, distinct_passes, pass_images, pass_seconds
+from vgg.chain_time import IMAGEWOOF_VAL, distinct_passes, eval_rates_path, pass_images, pass_seconds
 from vgg.data import data_root
 from vgg.datasets import MemoryData
 from vgg.evaluate import posteriors
@@ -70,7 +70,7 @@ def eval_rates(args) -> None:
         print(f"{config:6s} {method:11s} Q={q} ({preset.px(q)} px): {ms:.2f} ms per image (first pass {first:.2f}), "
               f"{count} net(s): {minutes:.1f} min a seed", flush=True)
     df = pd.DataFrame(rows)
-    write_table(df, Path(args.results) / "eval_rates" / f"{args.label}.csv",
+    write_table(df, eval_rates_path(args.results, args.label),
                 {"preset": preset.name, "dataset": Path(args.images).name, "repeats_median_of": args.repeats,
                  "threads": torch.get_num_threads()})
     print(f"one seed's evaluation: {df.seed_minutes.sum():.1f} min")

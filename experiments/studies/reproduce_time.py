@@ -57,6 +57,7 @@ from vgg.chain_time import (
     complete_rates,
     complete_validation_rates,
     epoch_seconds,
+    eval_rates_path,
     evaluation_passes,
     evaluation_seconds,
     pass_images,
@@ -155,7 +156,7 @@ def mixed_size_eval_factor(t: pd.DataFrame | None, preset) -> float | None:
 
 def eval_rates_file(source: dict, root: Path = ROOT) -> Path:
     """results/eval_rates/<label>.csv of an epoch_rates set (`make eval_rates LABEL=<its label>`)."""
-    return root / "results" / "eval_rates" / f"{source['measured']}.csv"
+    return eval_rates_path(root / "results", source["measured"])
 
 
 def estimate(name: str, source: dict, root: Path = ROOT, preset_name: str = "imagewoof") -> dict:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from vgg.chain import BY_NAME
-from vgg.chain_time import SPLIT_SIZES, evaluation_seconds, log_rates, validations
+from vgg.chain_time import SPLIT_SIZES, eval_rates_path, evaluation_seconds, log_rates, validations
 from vgg.errors import UserError
 from vgg.experiment import comma_list, main
 from vgg.protocol import get_preset
@@ -43,7 +43,7 @@ def rate_labels(results: Path, cpu: str) -> list[str]:
     """The epoch_rates labels timed on ``cpu`` that also have their evaluation rates."""
     return sorted(t.parent.name for t in results.glob("*/epoch_rates/*/rates.csv")
                   if pd.read_csv(t, dtype=str).device.iloc[0] == cpu
-                  and (results / "eval_rates" / f"{t.parent.name}.csv").exists())
+                  and eval_rates_path(results, t.parent.name).exists())
 
 
 def predictor(results: Path, label: str, preset):
@@ -54,7 +54,7 @@ def predictor(results: Path, label: str, preset):
                   if preset.name in SPLIT_SIZES and timed_on in SPLIT_SIZES else (1.0, 1.0))  # else: the same data
     rates, val_rates = log_rates(logs)
     val_rates = val_rates or {}
-    eval_rates = read_results(results / "eval_rates" / f"{label}.csv")
+    eval_rates = read_results(eval_rates_path(results, label))
 
     def predict(row, start: int, val_images: int) -> float | None:
         """``start``: the epochs the net had before the step (it trained epochs start+1 ... start+epochs)."""
