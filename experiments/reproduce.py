@@ -16,7 +16,8 @@ and summary.md. A run stopped anywhere resumes where it was (`make reproduce` ag
 
 ETA: the epochs each net still has x the seconds per epoch measured so far for its config (the
 median over finished epochs of any seed), else the imagenette preset's published epoch time x the
-median measured / published ratio (vgg.chain_time); plus its validations left x the seconds per
+median measured / published ratio (vgg.chain_time; before any epoch is timed, x this run's training
+images / Imagenette's); plus its validations left x the seconds per
 validation measured so far (its config's, else scaled by the median validation / epoch ratio); plus
 the tables of the seeds not yet scored x the median time a scored seed took (seed<k>/scoring_time.csv),
 else one seed's evaluation passes as `make eval_rates` timed them on this CPU (results/eval_rates/, the
@@ -55,13 +56,16 @@ from vgg.wall_time import OVER_SEEDS, TABLES, WallTime
 ROOT = Path(__file__).resolve().parents[1]
 TABLE_SCRIPTS = ["03_table3_single_scale.py", "04_table4_multi_scale.py", "05_table5_eval_methods.py",
                  "06_table6_fusion.py"]  # each defines table3(args) ... table6(args)
-def eta(todo: list[tuple[int, object]], runs: Path, preset, seeds: list[int]) -> float:
+
+
+def eta(todo: list[tuple[int, object]], runs: Path, preset, seeds: list[int], train_images: int | None = None) -> float:
     """Seconds the nets of ``todo`` [(seed, Net)] still need: the epochs left x the seconds per epoch
-    this run's logs have measured (vgg.chain_time; unmeasured configs scaled from the published ones),
-    and their validations left x the seconds per validation the logs have measured (once they have)."""
+    this run's logs have measured (vgg.chain_time; unmeasured configs scaled from the published ones,
+    by ``train_images`` before any epoch is timed), and their validations left x the seconds per
+    validation the logs have measured (once they have)."""
     logs = [p for p in (checkpoint_path(runs, preset.name, net.name, seed).with_suffix(".log.csv")
                         for seed in seeds for net in BY_NAME.values()) if p.exists()]
-    rates, val_rates = log_rates(logs)
+    rates, val_rates = log_rates(logs, train_images)
     done = []
     for seed, net in todo:
         path = checkpoint_path(runs, preset.name, net.name, seed)
@@ -78,12 +82,13 @@ def train_seed(args, seed: int, seeds: list[int], wall: WallTime) -> None:
     preset = get_preset(args.preset)
     nets = needed(None, preset.plan_controls)
     runs = Path(args.runs)
+    train_images = len(list_images(Path(args.data) / "train")[0])
     for i, net in enumerate(nets):
         remaining = [(s, n) for s in seeds if s >= seed for n in nets
                      if (s > seed or nets.index(n) >= i)
                      and plan(n, checkpoint_path(runs, preset.name, n.name, s), preset.name, runs, s) != "reuse"]
         scoring, source = evaluation_eta(args, seeds)
-        left = hours(eta(remaining, runs, preset, seeds) + (scoring or 0.0))
+        left = hours(eta(remaining, runs, preset, seeds, train_images) + (scoring or 0.0))
         print(f"[reproduce {time.strftime('%H:%M')}] seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}), "
               f"net {net.name} ({i + 1}/{len(nets)}); elapsed {hours(wall.elapsed())}, "
               f"ETA {left} ({len(remaining)} nets to train or finish; "

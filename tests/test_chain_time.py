@@ -9,12 +9,14 @@ from conftest import ROOT, load_script
 
 from vgg.chain import BY_NAME, needed
 from vgg.chain_time import (
+    IMAGENETTE_TRAIN,
     chain_seconds,
     complete_rates,
     complete_validation_rates,
     config_of_log,
     epoch_seconds,
     evaluation_passes,
+    log_rates,
     net_of_log,
     published_epoch_seconds,
     validation_chain_seconds,
@@ -47,6 +49,15 @@ def test_unmeasured_configs_scale_by_the_median_ratio_of_the_measured_ones():
     assert ratio == 2.0
     assert rates == {"A": 20.0, "B": 30.0, "C": 90.0, "E": 80.0}
     assert complete_rates({}, reference) == (reference, 1.0)
+    assert complete_rates({}, reference, prior=0.5) == ({c: r / 2 for c, r in reference.items()}, 0.5)
+    assert complete_rates({"A": 20.0}, reference, prior=0.5)[1] == 2.0  # a measured epoch overrides the prior
+
+
+def test_before_any_epoch_is_timed_the_published_rates_scale_by_the_runs_training_images():
+    published = published_epoch_seconds()
+    rates, _ = log_rates([], train_images=IMAGENETTE_TRAIN // 4)
+    assert rates["D"] == pytest.approx(published["D"] * (IMAGENETTE_TRAIN // 4) / IMAGENETTE_TRAIN)
+    assert log_rates([])[0] == published  # no image count: the published rates as they are
 
 
 def test_chain_seconds_is_the_epochs_left_times_each_configs_rate():

@@ -76,11 +76,12 @@ def published_epoch_seconds() -> dict[str, float]:
     return epoch_seconds(sorted(PUBLISHED_LOGS.glob("*_S256.log.csv")))
 
 
-def complete_rates(measured: dict[str, float], reference: dict[str, float]) -> tuple[dict[str, float], float]:
+def complete_rates(measured: dict[str, float], reference: dict[str, float],
+                   prior: float = 1.0) -> tuple[dict[str, float], float]:
     """Every reference config's seconds per epoch: measured where measured, else the reference rate x
-    the median measured / reference ratio (1 when nothing is measured). Returns (rates, ratio)."""
+    the median measured / reference ratio (``prior`` when nothing is measured). Returns (rates, ratio)."""
     shared = [measured[c] / reference[c] for c in measured if c in reference]
-    ratio = float(np.median(shared)) if shared else 1.0
+    ratio = float(np.median(shared)) if shared else prior
     return {c: measured.get(c, r * ratio) for c, r in reference.items()} | measured, ratio
 
 
@@ -105,13 +106,16 @@ def complete_validation_rates(timed: dict[str, float], measured: dict[str, float
     return {c: timed.get(c, r * ratio) for c, r in rates.items()}
 
 
-def log_rates(logs: Iterable[Path]) -> tuple[dict[str, float], dict[str, float] | None]:
+def log_rates(logs: Iterable[Path], train_images: int | None = None
+              ) -> tuple[dict[str, float], dict[str, float] | None]:
     """(seconds per epoch, seconds per validation) of every config from training logs: measured where
     they time it, else scaled (:func:`complete_rates` from the published rates,
-    :func:`complete_validation_rates`); the validations None when no log timed one."""
+    :func:`complete_validation_rates`); the validations None when no log timed one. Before any epoch
+    is timed the published rates are scaled by ``train_images`` / Imagenette's, an epoch's images."""
     logs = list(logs)
     measured = epoch_seconds(logs)
-    rates, _ = complete_rates(measured, published_epoch_seconds())
+    prior = train_images / IMAGENETTE_TRAIN if train_images else 1.0
+    rates, _ = complete_rates(measured, published_epoch_seconds(), prior)
     return rates, complete_validation_rates(validation_seconds(logs), measured, rates)
 
 
