@@ -105,6 +105,14 @@ tables: table1 table2 table3 table4 table5 table6 table7 findings ## Tables 1-7 
 reproduce: installed ## the analysis plan's reproduction, 3 seeds (PRESET=imagewoof; SEEDS=0,1,2): resumable
 	$(RUN) experiments/reproduce.py --preset $(PRESET) --data $(VGG_DATA) $(if $(SEEDS),--seeds $(SEEDS))
 
+# The same command at the imagewoof preset on LOADER_DATA's photographs (250 by default) stored as
+# Imagewoof's, in ten arbitrary groups: the code path and each step's time, never accuracy (the nets
+# stay at chance). Everything goes to the git-ignored runs/preflight/; resumable like reproduce.
+preflight: installed ## `make reproduce PRESET=imagewoof` end to end on 250 photographs, no accuracy (~20 min)
+	$(RUN) scripts/make_preflight_data.py --src $(LOADER_DATA)/val --out runs/preflight/data
+	$(RUN) experiments/reproduce.py --preset imagewoof --data runs/preflight/data --runs runs/preflight/runs \
+		--results runs/preflight/results --figures runs/preflight/figures
+
 # Which of the paper's claims Tables 3-6 reproduce (vgg/paper/findings.csv), tested paired on the
 # cached posteriors (McNemar, bootstrap interval); then results/$(PRESET)/summary.md.
 findings: installed ## which of the paper's claims Tables 3-6 reproduce; then results/PRESET/summary.md
