@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 
 from PIL import Image
-
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from vgg.data import load_rgb
