@@ -1,5 +1,6 @@
 """experiments/studies/wall_time_check.py on a made-up Imagewoof run and rates timed on Imagenette: a net's
-prediction is scaled by the two datasets' training and validation images (vgg.chain_time.SPLIT_SIZES)."""
+prediction is scaled by the two datasets' training and validation images (vgg.chain_time.SPLIT_SIZES, or
+the folder --run-data names)."""
 import pandas as pd
 from conftest import ROOT, run_cli
 
@@ -47,6 +48,19 @@ def test_an_imagewoof_run_is_predicted_from_imagenette_rates_scaled_by_the_image
     assert abs(total.predicted_s - sum(expected)) < 0.2 and total.measured_s == 1600
     assert abs(total.measured_over_predicted - round(1600 / sum(expected), 3)) < 1e-9
     assert (check.run_data == "made up").all() and (check.run_preset == "imagewoof").all()
+    # --run-data naming the run's data folder: its own images scale the nets (here 6 train, 2 val)
+    data = tmp_path / "data"
+    for split, n in (("train", 3), ("val", 1)):
+        for c in ("x", "y"):
+            (data / split / c).mkdir(parents=True)
+            for i in range(n):
+                (data / split / c / f"{i}.jpg").write_bytes(b"")  # listed by extension, never decoded here
+    r = run_cli([str(ROOT / "experiments" / "studies" / "wall_time_check.py"), "--run", str(run), "--results",
+                 str(tmp_path / "results"), "--out", str(out), "--run-data", str(data)])
+    assert r.returncode == 0, r.stderr[-2000:]
+    check = pd.read_csv(out)
+    first = check[check.step == "A_S256"].predicted_s.iloc[0]
+    assert abs(first - (32 * 12 * 6 / 9469 + 6 * 3 * 2 / 3925)) <= 0.05 and (check.run_images == "6/2").all()  # 0.1 s
     none = run_cli([str(ROOT / "experiments" / "studies" / "wall_time_check.py"), "--run", str(run), "--results",
                     str(tmp_path / "elsewhere")])
     assert none.returncode == 2 and "make epoch_rates" in none.stderr

@@ -6,7 +6,8 @@ the run's CPU (results/<preset>/epoch_rates/<label>/ and results/eval_rates/<lab
 `make reproduce_time` makes it (vgg.chain_time):
 * a net: the epochs it trained x its config's seconds per epoch, plus its validations x the seconds
   per validation, each scaled by the run's training (validation) images over those of the data the
-  rates were timed on (vgg.chain_time.SPLIT_SIZES, e.g. Imagewoof's 9,025 against Imagenette's 9,469; the
+  rates were timed on (the run's: counted in ``--run-data`` where that is its data folder, else the
+  preset's in vgg.chain_time.SPLIT_SIZES, e.g. Imagewoof's 9,025 against Imagenette's 9,469; the
   input cost of Imagewoof's mixed sizes, `make mixed_sizes_cost`, is left out); its measured wall
   time is split into what its epoch log holds (``logged_s``: the epochs and validations) and the rest
   (loading the data, building the net, compiling, checkpoints);
@@ -29,6 +30,7 @@ import pandas as pd
 
 from vgg.chain import BY_NAME
 from vgg.chain_time import SPLIT_SIZES, eval_rates_path, evaluation_seconds, log_rates, validations
+from vgg.data import list_images
 from vgg.errors import UserError
 from vgg.experiment import comma_list, main
 from vgg.protocol import get_preset
@@ -46,12 +48,23 @@ def rate_labels(results: Path, cpu: str) -> list[str]:
                   and eval_rates_path(results, t.parent.name).exists())
 
 
-def predictor(results: Path, label: str, preset):
-    """step row -> predicted seconds (None for the tables over seeds) from one set of rates."""
+def run_split(run_data: str) -> tuple[int, int] | None:
+    """(training, validation) images of ``--run-data`` when it is an ImageFolder root, else None."""
+    root = Path(run_data) if run_data else None
+    if root is None or not (root / "train").is_dir() or not (root / "val").is_dir():
+        return None
+    train, _, classes = list_images(root / "train")
+    return len(train), len(list_images(root / "val", classes)[0])
+
+
+def predictor(results: Path, label: str, preset, split: tuple[int, int] | None = None):
+    """step row -> predicted seconds (None for the tables over seeds) from one set of rates; ``split``:
+    the run's (training, validation) images (default: its preset's, vgg.chain_time.SPLIT_SIZES)."""
     logs = sorted(results.glob(f"*/epoch_rates/{label}/*_S256.log.csv"))
     timed_on = logs[0].parents[2].name  # results/<preset>/epoch_rates/<label>/
-    train, val = ((a / b for a, b in zip(SPLIT_SIZES[preset.name], SPLIT_SIZES[timed_on]))
-                  if preset.name in SPLIT_SIZES and timed_on in SPLIT_SIZES else (1.0, 1.0))  # else: the same data
+    run = split or SPLIT_SIZES.get(preset.name)
+    train, val = ((a / b for a, b in zip(run, SPLIT_SIZES[timed_on]))
+                  if run and timed_on in SPLIT_SIZES else (1.0, 1.0))  # else: the same data
     rates, val_rates = log_rates(logs)
     val_rates = val_rates or {}
     eval_rates = read_results(eval_rates_path(results, label))
@@ -114,9 +127,10 @@ def wall_time_check(args) -> None:
                               "measured_s": float(r.wall_seconds), "logged_s": logged_seconds(run, r, start),
                               "val_images": scored_images(run, r.seed) if r.step == TABLES else None}
                              for r, start in zip(wall.itertuples(), starts)])
+    split = run_split(args.run_data)
     rows = []
     for label in labels:
-        predict = predictor(results, label, preset)
+        predict = predictor(results, label, preset, split)
         df = measured.assign(rates=label, predicted_s=[predict(r, start, r.val_images or 0) for r, start in
                                                        zip(measured.itertuples(), starts)])
         df = df[["rates", *measured.columns.drop("val_images"), "predicted_s", "val_images"]]
@@ -132,7 +146,8 @@ def wall_time_check(args) -> None:
         out[c] = out[c].astype(float).round(1)
     write_table(out, args.out or run / "wall_time_check.csv",
                 {"run": str(run), "run_preset": preset.name, "run_cpu": cpu, "run_code": ";".join(
-                    dict.fromkeys(wall.code)), "run_data": args.run_data or ""})
+                    dict.fromkeys(wall.code)), "run_data": args.run_data or "",
+                 "run_images": "/".join(map(str, split or SPLIT_SIZES.get(preset.name, ()))) or "as the rates'"})
     total = out[out.step == TOTAL]
     print("measured / predicted per set of rates:", ", ".join(
         f"{r.rates} {r.measured_s / 3600:.2f} / {r.predicted_s / 3600:.2f} h" for r in total.itertuples()),
@@ -143,7 +158,8 @@ def extra(p) -> None:
     p.add_argument("--run", required=True, help="the results/<preset> folder of a `make reproduce` run")
     p.add_argument("--rates", type=comma_list(), default=None, help="epoch_rates labels (default: every one "
                    "timed on the run's CPU that has its eval_rates)")
-    p.add_argument("--run-data", default="", help="what the run trained on, recorded in the CSV")
+    p.add_argument("--run-data", default="", help="what the run trained on, recorded in the CSV; its "
+                   "training and validation images scale the nets' predictions where it is the data folder")
     p.add_argument("--out", default="", help="CSV to write (default <run>/wall_time_check.csv)")
 
 
