@@ -71,6 +71,17 @@ def test_chain_seconds_is_the_epochs_left_times_each_configs_rate():
     assert chain_seconds([(a, 45)], preset, rates) == 0   # ran past the schedule: nothing left
 
 
+def test_an_fc_only_net_has_its_own_rate_and_falls_back_to_its_configs():
+    """D_S256-512-fc trains with frozen conv layers: its logs (and `make epoch_rates`'s D-fc) time the
+    key D-fc; a set of rates without it prices the net as a full D epoch."""
+    assert config_of_log(Path("x/D_S256-512-fc.log.csv")) == config_of_log(Path("x/D-fc_S256.log.csv")) == "D-fc"
+    assert config_of_log(Path("x/B_S256-scratch.log.csv")) == "B"  # from scratch: the same work as B
+    preset = get_preset("imagewoof")
+    fc, d = BY_NAME["D_S256-512-fc"], BY_NAME["D_S256-512"]
+    assert chain_seconds([(fc, 0), (d, 0)], preset, {"D": 10.0, "D-fc": 4.0}) == 18 * 4.0 + 18 * 10.0
+    assert chain_seconds([(fc, 0)], preset, {"D": 10.0}) == 18 * 10.0
+
+
 def test_the_published_rates_are_the_seed_0_chain_logs():
     rates = published_epoch_seconds()
     assert set(rates) == {"A", "A-LRN", "B", "B-5x5", "C", "D", "E"}

@@ -522,12 +522,12 @@ def test_fused_layers_study_checks_equality_and_times_every_variant(tmp_path):
 def test_epoch_rates_keeps_real_epoch_logs_that_reproduce_time_reads(tmp_path):
     sample = ROOT / "vgg" / "samples" / "cifar10-sample"
     r = run_cli([str(ROOT / "experiments/studies/epoch_rates.py"), "--preset", "tiny", "--data", str(sample),
-                 "--configs", "A,B-5x5", "--epochs", "2", "--label", "today", "--runs", "runs",
+                 "--configs", "A,B-5x5,D-fc", "--epochs", "2", "--label", "today", "--runs", "runs",
                  "--results", "results", "--figures", "figures"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     folder = tmp_path / "results" / "tiny" / "epoch_rates" / "today"
     rates = pd.read_csv(folder / "rates.csv")
-    assert rates.config.tolist() == ["A", "B-5x5"] and rates.epochs.eq(2).all()
+    assert rates.config.tolist() == ["A", "B-5x5", "D-fc"] and rates.epochs.eq(2).all()
     for row in rates.itertuples():
         log = pd.read_csv(folder / f"{row.config}_S256.log.csv")
         assert len(log) == 2 and row.median_epoch_s == pytest.approx(log.seconds.median())
@@ -537,9 +537,9 @@ def test_epoch_rates_keeps_real_epoch_logs_that_reproduce_time_reads(tmp_path):
     as_written = pd.read_csv(folder / "rates.csv", dtype=str).iloc[0]
     assert source["code"] == as_written.commit and source["bf16_matmul_gflop_s"] == as_written.bf16_matmul_gflop_s
     row = mod.estimate("today", source, root=tmp_path)
-    assert row["configs_timed"] == "A B-5x5" and row["epochs_timed"] == 4
+    assert row["configs_timed"] == "A B-5x5 D-fc" and row["epochs_timed"] == 6
     bad = run_cli([str(ROOT / "experiments/studies/epoch_rates.py"), "--preset", "tiny", "--data", str(sample),
-                   "--configs", "A,Z", "--label", "typo", "--results", "results"], cwd=tmp_path)
+                   "--configs", "A,Z-fc", "--label", "typo", "--results", "results"], cwd=tmp_path)
     assert bad.returncode == 2 and "unknown config 'Z'" in bad.stderr
     assert not (tmp_path / "results" / "tiny" / "epoch_rates" / "typo").exists()  # nothing trained, nothing left
 

@@ -44,9 +44,26 @@ def net_of_log(path: Path) -> tuple[str, str]:
     return config, scale
 
 
+#: the rate key of a net whose conv layers are frozen (``train_layers='fc'``): no conv backward, a cheaper epoch
+FC_ONLY = "-fc"
+
+
 def config_of_log(path: Path) -> str:
-    """``results/.../D_S256-512.log.csv`` -> ``D``."""
-    return net_of_log(path)[0]
+    """The rate key of a log: ``results/.../D_S256-512.log.csv`` -> ``D``; an FC-only fine-tuning
+    (``D_S256-512-fc``, or `make epoch_rates`'s ``D-fc_S256``) -> ``D-fc``."""
+    config, scale = net_of_log(path)
+    return config + FC_ONLY if scale.endswith(FC_ONLY) and not config.endswith(FC_ONLY) else config
+
+
+def rate_key(net: Net) -> str:
+    """The key of ``net``'s seconds per epoch: its config, ``<config>-fc`` when only its FC layers learn."""
+    return net.config + FC_ONLY if net.train_layers == "fc" else net.config
+
+
+def epoch_rate(rates: dict[str, float], net: Net) -> float:
+    """Seconds per epoch of ``net``: its :func:`rate_key`'s rate, else its config's (an FC-only epoch
+    not timed costs at most a full one)."""
+    return rates.get(rate_key(net), rates[net.config])
 
 
 def _medians(logs: Iterable[Path], column: str) -> dict[str, float]:
@@ -87,7 +104,7 @@ def complete_rates(measured: dict[str, float], reference: dict[str, float],
 
 def chain_seconds(todo: Iterable[tuple[Net, int]], preset, rates: dict[str, float]) -> float:
     """Seconds of training the nets of ``todo`` [(net, epochs already done)] still need."""
-    return sum(max(net.epochs(preset) - done, 0) * rates[net.config] for net, done in todo)
+    return sum(max(net.epochs(preset) - done, 0) * epoch_rate(rates, net) for net, done in todo)
 
 
 def validations(preset, epochs: int, done: int = 0) -> int:

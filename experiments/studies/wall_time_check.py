@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from vgg.chain import BY_NAME
-from vgg.chain_time import SPLIT_SIZES, eval_rates_path, evaluation_seconds, log_rates, validations
+from vgg.chain_time import SPLIT_SIZES, epoch_rate, eval_rates_path, evaluation_seconds, log_rates, validations
 from vgg.data import list_images
 from vgg.errors import UserError
 from vgg.experiment import comma_list, main
@@ -78,7 +78,7 @@ def predictor(results: Path, label: str, preset, split: tuple[int, int] | None =
         net = BY_NAME[row.step]
         total = net.epochs(preset)
         vals = validations(preset, total, start) - validations(preset, total, start + int(row.epochs))
-        return int(row.epochs) * rates[net.config] * train + vals * val_rates.get(net.config, 0.0) * val
+        return int(row.epochs) * epoch_rate(rates, net) * train + vals * val_rates.get(net.config, 0.0) * val
     return predict
 
 
