@@ -82,6 +82,16 @@ def test_an_fc_only_net_has_its_own_rate_and_falls_back_to_its_configs():
     assert chain_seconds([(fc, 0)], preset, {"D": 10.0}) == 18 * 10.0
 
 
+def test_sets_of_rates_come_in_the_order_they_were_timed(tmp_path):
+    """The README calls a CPU's last set its newest: label -10 comes after -9, not before -2."""
+    for label in ("L-10", "L-9", "L", "L-2"):
+        (tmp_path / "results" / "x" / "epoch_rates" / label).mkdir(parents=True)
+        pd.DataFrame({"device": ["X"], "bf16_matmul_gflop_s": ["1"], "commit": ["abc1234"]}).to_csv(
+            tmp_path / "results" / "x" / "epoch_rates" / label / "rates.csv", index=False)
+    names = [n for n in load_script("experiments/studies/reproduce_time.py").sources(tmp_path) if n.startswith("x/")]
+    assert names == [f"x/epoch_rates/{label}" for label in ("L", "L-2", "L-9", "L-10")]
+
+
 def test_the_published_rates_are_the_seed_0_chain_logs():
     rates = published_epoch_seconds()
     assert set(rates) == {"A", "A-LRN", "B", "B-5x5", "C", "D", "E"}
