@@ -35,7 +35,7 @@ errors mean nothing. The reproduction: \`make data\` (CIFAR-10, a 170 MB downloa
 then \`make $(if $(filter smoke,$@),table3,$@)\`, or \`make $(if $(filter smoke,$@),table3,$@) VGG_DATA=<ImageFolder root>\`" >&2
 
 .DEFAULT_GOAL := help
-.PHONY: help install installed test data smoke reproduce table1 table2 table3 table4 table5 table6 table7 tables findings \
+.PHONY: help install installed test data smoke reproduce preflight table1 table2 table3 table4 table5 table6 table7 tables findings \
 	seeds fixed_schedule fixed_schedule_check eval_batching init_study dense_geometry compare_presets plateau_study plateau_rules first_drop_effect schedule_study \
 	finetune_study crop_study c_vs_d dense_penalty lrn_control loader_rate mixed_sizes_cost bench epoch_times epoch_rates eval_rates reproduce_time wall_time_check eval_cost profile_step fused_layers \
 	gpu_subset gpu_check gpu_estimates clean

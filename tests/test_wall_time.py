@@ -24,6 +24,14 @@ def test_rows_are_appended_atomically_and_a_later_invocation_counts_the_earlier_
     assert t.invocation.nunique() == 2
 
 
+def test_a_code_commit_that_looks_like_a_number_is_read_as_written(tmp_path):
+    """A run made at commit 3589917 (all digits) or 0e53793 keeps it as text, as wall_time_check joins it."""
+    pd.DataFrame({"seed": ["0", "0"], "step": ["A_S256", "B_S256"], "code": ["3589917", "0e53793"],
+                  "commit": ["3589917", "0e53793"]}).to_csv(tmp_path / "wall_time.csv", index=False)
+    w = read_wall_time(tmp_path / "wall_time.csv")
+    assert list(w.code) == list(w.commit) == ["3589917", "0e53793"]
+
+
 def test_is_net_tells_nets_from_scoring_steps_and_check_totals():
     steps = pd.Series(["A_S256", TABLES, "E_S256-512", OVER_SEEDS, TOTAL, EVERY])
     assert list(is_net(steps)) == [True, False, True, False, False, False]

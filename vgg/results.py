@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Columns that hold text though they may look like numbers: read as numbers, a commit such as 0e53793
 #: becomes 0.0, 72e7494 becomes inf and 0123456 loses its 0.
-TEXT_COLUMNS = ("commit", "plan_commit", "command", "sha256")
+TEXT_COLUMNS = ("commit", "plan_commit", "code", "run_code", "command", "sha256")  # commits: 3589917 is no number
 
 #: Scale columns hold text: a fixed scale ("256"), a range ("256-512") or a list of test scales ("224;256;288").
 SCALE_COLUMNS = {"train_scale": str, "test_scale": str, "test_scales": str}
