@@ -11,6 +11,7 @@ MALLOC_TRIM_THRESHOLD_, which only take effect at process start).
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import functools
@@ -139,10 +140,19 @@ def setup_distributed():
     import torch.distributed as dist
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        atexit.register(leave_process_group)
     device = process_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return (*rank_and_world(), device)
+
+
+def leave_process_group() -> None:
+    """Destroy the process group before the interpreter tears down: left to the end, gloo's threads
+    can abort a finished process ("terminate called without an active exception", exit -6)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def all_sum(values, device) -> list[float]:
