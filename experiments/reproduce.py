@@ -41,7 +41,7 @@ import pandas as pd
 from vgg.chain import BY_NAME, checkpoint_path, needed, plan
 from vgg.chain_time import chain_seconds, eval_rates_path, evaluation_seconds, log_rates, validation_chain_seconds
 from vgg.checkpoint import checkpoint_record, load_metadata, publish_log
-from vgg.data import list_images
+from vgg.data import image_counts
 from vgg.errors import UserError
 from vgg.experiment import Experiment, comma_list, main
 from vgg.findings import CLAIM_TABLES, claims, evaluate_claims, pick, row_id, side_key
@@ -82,7 +82,7 @@ def train_seed(args, seed: int, seeds: list[int], wall: WallTime) -> None:
     preset = get_preset(args.preset)
     nets = needed(None, preset.plan_controls)
     runs = Path(args.runs)
-    train_images = len(list_images(Path(args.data) / "train")[0])
+    train_images, _ = image_counts(args.data)
     for i, net in enumerate(nets):
         remaining = [(s, n) for s in seeds if s >= seed for n in nets
                      if (s > seed or nets.index(n) >= i)
@@ -133,7 +133,7 @@ def eval_rates_seed_seconds(results: str, data: str, preset_name: str) -> float 
     """One seed's evaluation on this run's val images, the median over the `make eval_rates` files of
     this CPU under the run's results and the repository's (None without one); read once per run."""
     device = environment()["device"]
-    val = len(list_images(Path(data) / "val", list_images(Path(data) / "train")[2])[0])
+    _, val = image_counts(data)
     folders = dict.fromkeys(p.resolve() for p in (eval_rates_path(results), MACHINE_RATES))
     per_seed = [evaluation_seconds(t, get_preset(preset_name), val)
                 for f in sorted(f for folder in folders for f in folder.glob("*.csv"))

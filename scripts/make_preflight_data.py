@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from vgg.data import load_rgb
+from vgg.data import load_rgb, rescaled_size
 from vgg.download import fail, new_folders
 
 SHORTER_SIDE = 320  # fast.ai's imagewoof2-320
@@ -33,9 +33,8 @@ def as_imagewoof(path: Path) -> Image.Image:
     im = load_rgb(str(path))
     if im is None:
         raise ValueError(f"{path} is not a readable image")
-    w, h = im.size
-    s = SHORTER_SIDE / min(w, h)
-    return im.resize((round(w * s), round(h * s)), Image.BICUBIC)
+    h, w = rescaled_size(im.height, im.width, SHORTER_SIDE)
+    return im.resize((w, h), Image.BICUBIC)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ presets, AMD EPYC with AVX512-BF16, 2026-11-24).
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -38,6 +39,12 @@ def eval_rates_path(results: str | Path, label: str = "") -> Path:
     return folder / f"{label}.csv" if label else folder
 
 
+def label_order(label: str) -> list:
+    """Sort key of labels of sets of rates, their numbers compared as numbers: ``...-amx``,
+    ``...-amx-2``, ..., ``...-amx-10`` in the order they were timed."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", label)]
+
+
 def net_of_log(path: Path) -> tuple[str, str]:
     """``results/.../D_S256-512.log.csv`` -> (``D``, ``256-512``); ``B-5x5_S256.log.csv`` -> (``B-5x5``, ``256``)."""
     config, _, scale = Path(path).name.removesuffix(".log.csv").partition("_S")
@@ -52,7 +59,7 @@ def config_of_log(path: Path) -> str:
     """The rate key of a log: ``results/.../D_S256-512.log.csv`` -> ``D``; an FC-only fine-tuning
     (``D_S256-512-fc``, or `make epoch_rates`'s ``D-fc_S256``) -> ``D-fc``."""
     config, scale = net_of_log(path)
-    return config + FC_ONLY if scale.endswith(FC_ONLY) and not config.endswith(FC_ONLY) else config
+    return config + FC_ONLY if scale.endswith(FC_ONLY) else config
 
 
 def rate_key(net: Net) -> str:

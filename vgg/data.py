@@ -84,6 +84,12 @@ def list_images(split_dir: Path, classes: list[str] | None = None):
     return [p for p, _ in samples], [y for _, y in samples], classes
 
 
+def image_counts(root: Path) -> tuple[int, int]:
+    """(training, validation) images of an ImageFolder root (val listed with train's classes)."""
+    train, _, classes = list_images(Path(root) / "train")
+    return len(train), len(list_images(Path(root) / "val", classes)[0])
+
+
 def load_rgb(path: str) -> Image.Image | None:
     """Decode an image as RGB; None if it is corrupt, truncated or not an image."""
     try:

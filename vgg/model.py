@@ -105,7 +105,7 @@ class LocalResponseNorm(nn.LocalResponseNorm):
             try:
                 return fn(x, band, self.alpha / self.size, self.beta, self.k)
             except Exception:
-                if fn is lrn_nhwc or fn is lrn_nhwc_inference:
+                if fn in (lrn_nhwc, lrn_nhwc_inference):
                     raise
                 global _compiled_lrn
                 _compiled_lrn = lrn_nhwc  # compile failed at run time (e.g. no C++ compiler): eager

@@ -43,7 +43,6 @@ issue's goal (<= 10 h for three seeds).
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -61,6 +60,7 @@ from vgg.chain_time import (
     eval_rates_path,
     evaluation_passes,
     evaluation_seconds,
+    label_order,
     pass_images,
     published_epoch_seconds,
     validation_chain_seconds,
@@ -90,17 +90,13 @@ RATE_SOURCES = {
 }
 
 
-def label_order(table: Path) -> tuple:
-    """Sets of rates in the order they were timed: labels compared with their numbers as numbers
-    (``...-amx``, ``...-amx-2``, ..., ``...-amx-10``), so that the last set of a CPU is its newest."""
-    return table.parts[-4], [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", table.parent.name)]
-
-
 def sources(root: Path = ROOT) -> dict[str, dict]:
     """RATE_SOURCES and every epoch_rates folder under ``root``/results (its rates.csv names the CPU,
     the matmul rate and the commit): name -> logs, measured, cpu, bf16_matmul_gflop_s, code."""
     out = dict(RATE_SOURCES)
-    for table in sorted(root.glob("results/*/epoch_rates/*/rates.csv"), key=label_order):
+    # in the order they were timed, so that the last set of a CPU is its newest
+    for table in sorted(root.glob("results/*/epoch_rates/*/rates.csv"),
+                        key=lambda t: (t.parts[-4], label_order(t.parent.name))):
         folder = table.parent.relative_to(root)
         first = pd.read_csv(table, dtype=str).iloc[0]  # a commit may look like a number (7648811)
         out[f"{folder.parts[1]}/epoch_rates/{folder.name}"] = {

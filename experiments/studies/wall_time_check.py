@@ -29,8 +29,16 @@ import numpy as np
 import pandas as pd
 
 from vgg.chain import BY_NAME
-from vgg.chain_time import SPLIT_SIZES, epoch_rate, eval_rates_path, evaluation_seconds, log_rates, validations
-from vgg.data import list_images
+from vgg.chain_time import (
+    SPLIT_SIZES,
+    epoch_rate,
+    eval_rates_path,
+    evaluation_seconds,
+    label_order,
+    log_rates,
+    validations,
+)
+from vgg.data import image_counts
 from vgg.errors import UserError
 from vgg.experiment import comma_list, main
 from vgg.protocol import get_preset
@@ -43,9 +51,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def rate_labels(results: Path, cpu: str) -> list[str]:
     """The epoch_rates labels timed on ``cpu`` that also have their evaluation rates."""
-    return sorted(t.parent.name for t in results.glob("*/epoch_rates/*/rates.csv")
-                  if pd.read_csv(t, dtype=str).device.iloc[0] == cpu
-                  and eval_rates_path(results, t.parent.name).exists())
+    return sorted((t.parent.name for t in results.glob("*/epoch_rates/*/rates.csv")
+                   if pd.read_csv(t, dtype=str).device.iloc[0] == cpu
+                   and eval_rates_path(results, t.parent.name).exists()), key=label_order)
 
 
 def run_split(run_data: str) -> tuple[int, int] | None:
@@ -53,8 +61,7 @@ def run_split(run_data: str) -> tuple[int, int] | None:
     root = Path(run_data) if run_data else None
     if root is None or not (root / "train").is_dir() or not (root / "val").is_dir():
         return None
-    train, _, classes = list_images(root / "train")
-    return len(train), len(list_images(root / "val", classes)[0])
+    return image_counts(root)
 
 
 def predictor(results: Path, label: str, preset, split: tuple[int, int] | None = None):
